@@ -1,0 +1,25 @@
+"""Shared fixtures: the reference files beside the project, seeded randomness."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+#: ../shared/reference beside the checkout (CI lays it there); tests that need
+#: it skip cleanly when it is absent.  CPMOSAIC_REFERENCE overrides the path.
+REFERENCE = Path(os.environ.get("CPMOSAIC_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not REFERENCE.is_dir():
+        pytest.skip(f"reference files not found at {REFERENCE}")
+    return REFERENCE
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261125)
