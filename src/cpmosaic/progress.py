@@ -1,0 +1,60 @@
+"""Progress reporting: a tqdm bar on terminals, quiet elsewhere.
+
+Long-running functions accept ``progress: bool | None``; ``None`` means "show a
+bar when stderr is a terminal or the CLI asked for one".  The CLI turns bars on
+with :func:`enable`; notebooks can use dask's own progress bars instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+_FORCED: bool | None = None
+
+
+def enable(flag: bool | None = True) -> None:
+    """Force progress bars on (True), off (False) or back to automatic (None)."""
+    global _FORCED
+    _FORCED = flag
+
+
+def wanted(progress: bool | None = None) -> bool:
+    if progress is not None:
+        return progress
+    if _FORCED is not None:
+        return _FORCED
+    return sys.stderr.isatty()
+
+
+def track(iterable: Iterable[T], *, total: int | None = None, desc: str = "", progress: bool | None = None) -> Iterator[T]:
+    """Iterate with a progress bar when progress is wanted."""
+    if not wanted(progress):
+        yield from iterable
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(iterable, total=total, desc=desc, unit="it", dynamic_ncols=True, file=sys.stderr) as bar:
+        yield from bar
+
+
+@contextmanager
+def bar(total: int, desc: str = "", progress: bool | None = None, unit: str = "it"):
+    """A manual bar: ``with bar(n) as b: b.update(1)``; a no-op object when off."""
+    if not wanted(progress):
+        class _Null:
+            def update(self, n: int = 1) -> None:
+                pass
+
+            def set_postfix_str(self, s: str) -> None:
+                pass
+
+        yield _Null()
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr) as b:
+        yield b
