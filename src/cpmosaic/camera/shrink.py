@@ -32,20 +32,24 @@ def _shrink_amp(a: Amplifier, f: int, data_w: int, data_h: int) -> Amplifier:
 
 def _shrink_detector(d: Detector, f: int) -> Detector:
     a0 = d.amplifiers[0]
-    data_w = max(2, a0.raw_data_bbox.width // f)
-    data_h = max(2, a0.raw_data_bbox.height // f)
+    # pixels grow by exactly f so they stay square; amp sizes round to the
+    # nearest whole pixel, so footprints change by less than f/2 pixels per amp
+    data_w = max(2, round(a0.raw_data_bbox.width / f))
+    data_h = max(2, round(a0.raw_data_bbox.height / f))
     nx = max(a.ix for a in d.amplifiers) + 1
     ny = max(a.iy for a in d.amplifiers) + 1
     width, height = nx * data_w, ny * data_h
-    scale = d.width / width
-    # keep the pixel that sits at the detector's centre of rotation in place
-    refpos = ((d.refpos[0] + 0.5) / scale - 0.5, (d.refpos[1] + 0.5) * height / d.height - 0.5)
+    # keep the detector centre where it was, and refpos's offset from it
+    refpos = (
+        (width - 1) / 2 + (d.refpos[0] - (d.width - 1) / 2) / f,
+        (height - 1) / 2 + (d.refpos[1] - (d.height - 1) / 2) / f,
+    )
     return dataclasses.replace(
         d,
         width=width,
         height=height,
         refpos=refpos,
-        pixel_size_mm=d.pixel_size_mm * scale,
+        pixel_size_mm=d.pixel_size_mm * f,
         amplifiers=tuple(_shrink_amp(a, f, data_w, data_h) for a in d.amplifiers),
     )
 
@@ -56,7 +60,7 @@ def shrink_camera(camera: Camera, factor: int) -> Camera:
     >>> from cpmosaic.camera import get_camera
     >>> small = shrink_camera(get_camera("LSSTCam"), 16)
     >>> small["R22_S11"].shape
-    (250, 512)
+    (250, 256)
     """
     if int(factor) != factor or factor < 1:
         raise ValueError(f"shrink factor must be a positive integer, got {factor!r}")
