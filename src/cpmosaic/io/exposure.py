@@ -1,0 +1,476 @@
+"""Exposure metadata, the common reader interface, and the format dispatch.
+
+Three kinds of file are read:
+
+* ``raw``: multi-HDU LSST raws (``Segment10`` ... ``Segment00``), assembled from
+  camera geometry (:mod:`cpmosaic.io.fits_raw`);
+* ``processed``: afw-style IMAGE/MASK/VARIANCE files (:mod:`cpmosaic.io.fits_processed`);
+* ``image``: a plain single-image FITS file (primary or first image HDU).
+
+Examples
+--------
+>>> from cpmosaic.io import identify, open_exposure        # doctest: +SKIP
+>>> identify("raw.fits").detector_name                     # doctest: +SKIP
+'R22_S11'
+>>> with open_exposure("raw.fits") as exp:                 # doctest: +SKIP
+...     bottom = exp.read(slice(0, 100))                   # only the C0x amps are read
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ..errors import CpmosaicError, InputError
+
+if TYPE_CHECKING:  # astropy is imported where a file is opened
+    from ..camera import Camera, Detector
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Exposure", "ExposureInfo", "ExposureKind", "identify", "open_exposure", "open_fits"]
+
+ExposureKind = Literal["raw", "processed", "image"]
+OVERSCAN_CHOICES = ("median", "mean", "single", "none")
+#: Decode row-tiled RICE images with :mod:`cpmosaic.io.rice` (False: astropy only).
+FAST_RICE = True
+
+
+@dataclass(frozen=True)
+class ExposureInfo:
+    """What one exposure file is, from its headers alone.
+
+    ``shape`` is the ``(ny, nx)`` of the assembled image (for a raw, the
+    detector's trimmed size).  Fields a header does not give are None.
+    """
+
+    path: str
+    kind: ExposureKind
+    instrument: str | None
+    camera: str | None
+    detector: int | None
+    detector_name: str | None
+    exposure: int | None
+    day_obs: int | None
+    seq_num: int | None
+    mjd: float | None
+    image_type: str | None
+    filter: str | None
+    exposure_time: float | None
+    dark_time: float | None
+    shape: tuple[int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``shape`` as a list)."""
+        d = dataclasses.asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    def to_header(self) -> dict[str, Any]:
+        """FITS cards that carry this metadata (None values left out)."""
+        cards = {
+            "INSTRUME": self.instrument or self.camera,
+            "DETNAME": self.detector_name,
+            "DETECTOR": self.detector,
+            "EXPOSURE": self.exposure,
+            "DAYOBS": None if self.day_obs is None else str(self.day_obs),
+            "SEQNUM": self.seq_num,
+            "MJD-OBS": self.mjd,
+            "IMGTYPE": self.image_type,
+            "FILTER": self.filter,
+            "EXPTIME": self.exposure_time,
+            "DARKTIME": self.dark_time,
+        }
+        if self.detector_name and "_" in self.detector_name:
+            cards["RAFTBAY"], cards["CCDSLOT"] = self.detector_name.split("_", 1)
+        return {k: v for k, v in cards.items() if v is not None}
+
+
+class Exposure:
+    """An open exposure file; read pixels with :meth:`read`.
+
+    Use as a context manager (or call :meth:`close`).  Rows are array rows of
+    the assembled image ``[y, x]``, y growing upwards.  One Exposure is not
+    thread safe: serialise reads of it (different Exposures are independent).
+    """
+
+    def __init__(self, info: ExposureInfo, detector: "Detector | None", camera: "Camera | None", hdul) -> None:
+        self.info = info
+        self.detector = detector
+        self.camera = camera
+        self._hdul = hdul
+        self._map: _FileMap | None = None
+        self._map_ok: bool | None = None
+        self._layouts: dict[int, Any] = {}
+        self._rice: dict | None = None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.info.path)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.info.shape
+
+    def _rows(self, rows: slice | None) -> tuple[int, int]:
+        if rows is None:
+            return 0, self.shape[0]
+        if not isinstance(rows, slice):
+            raise TypeError(f"rows must be a slice or None, got {type(rows).__name__}")
+        start, stop, step = rows.indices(self.shape[0])
+        if step != 1:
+            raise ValueError(f"rows must be a contiguous slice (step 1), got step {step}")
+        return start, max(start, stop)
+
+    def read(self, rows: slice | None = None) -> np.ndarray:
+        """Pixels as native float32 ``[y, x]`` (all rows, or ``rows``)."""
+        raise NotImplementedError
+
+    def read_mask(self, rows: slice | None = None) -> np.ndarray | None:
+        """The integer mask plane, or None when the file has none."""
+        return None
+
+    def _hdu_rows(self, index: int, y0: int, y1: int) -> np.ndarray:
+        """Rows ``y0:y1`` of the 2-D image in HDU *index*, as stored (maybe big-endian).
+
+        Uncompressed images come from our own memory map (see :class:`_FileMap`),
+        row-tiled RICE images from :mod:`cpmosaic.io.rice` over that map, anything
+        else from astropy's ``section`` (which decompresses only the tiles needed).
+        The result may be a view into the map: copy it before closing.
+        """
+        hdul = self._require_open()
+        hdu = hdul[index]
+        try:
+            layout = self._layouts[index] if index in self._layouts else self._layout(index)
+            if layout is None:
+                return hdu.section[y0:y1]
+            fmap = self._file_map()
+            if isinstance(layout, tuple):
+                return fmap.rows(*layout, y0, y1)
+            from .rice import decode_rows, tile_span
+
+            if y1 <= y0:
+                return np.empty((0, layout.shape[1]), layout.dtype)
+            fmap.willneed(layout.table_offset + (y0 // layout.tile_rows) * layout.row_bytes,
+                          ((y1 - 1) // layout.tile_rows - y0 // layout.tile_rows + 1) * layout.row_bytes)  # fmt: skip
+            start, stop = tile_span(fmap.buffer, layout, y0, y1)
+            fmap.willneed(start, stop - start)
+            return decode_rows(fmap.buffer, layout, y0, y1)
+        except CpmosaicError:
+            raise
+        except Exception as exc:  # astropy/zlib raise a zoo of types on corrupt data
+            raise InputError(self.info.path, f"{hdu.name or f'HDU {index}'}: cannot read rows {y0}:{y1} "
+                                             f"({type(exc).__name__}: {exc})") from None  # fmt: skip
+
+    def _layout(self, index: int):
+        """How to read HDU *index* ourselves: ``(offset, dtype, shape)`` for a plain
+        image, a :class:`~cpmosaic.io.rice.RiceLayout`, or None (use astropy)."""
+        from astropy.io import fits
+
+        hdul = self._hdul
+        hdu = hdul[index]
+        layout = None
+        h = hdu.header
+        if not self._mappable():
+            pass
+        elif isinstance(hdu, fits.CompImageHDU):
+            if FAST_RICE:
+                layout = self._rice_layouts().get(index)
+        elif (hdu.is_image and h.get("NAXIS") == 2 and h.get("BZERO", 0) == 0 and h.get("BSCALE", 1) == 1
+              and h.get("BITPIX") in _BITPIX):  # fmt: skip
+            shape = (int(h["NAXIS2"]), int(h["NAXIS1"]))
+            layout = (int(hdu.fileinfo()["datLoc"]), np.dtype(_BITPIX[h["BITPIX"]]), shape)
+        self._layouts[index] = layout
+        return layout
+
+    def _rice_layouts(self) -> dict:
+        """RICE layouts of every compressed HDU, from the binary-table headers.
+
+        astropy shows a compressed HDU's image header; the tile table's header
+        and offset come from opening the file once more with image compression
+        disabled, closed again straight away.
+        """
+        if self._rice is None:
+            from astropy.io import fits
+
+            from .rice import rice_layout
+
+            self._rice = {}
+            with fits.open(self.info.path, disable_image_compression=True, lazy_load_hdus=True) as tables:
+                for i, hdu in enumerate(tables):
+                    if hdu.header.get("ZIMAGE"):
+                        self._rice[i] = rice_layout(hdu.header, int(hdu.fileinfo()["datLoc"]))
+        return self._rice
+
+    def _mappable(self) -> bool:
+        if self._map_ok is None:
+            self._map_ok = _stream_kind(Path(self.info.path)) is None
+        return self._map_ok
+
+    def _file_map(self) -> "_FileMap":
+        if self._map is None:
+            self._map = _FileMap(self.info.path)
+        return self._map
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._hdul is not None:
+            self._hdul.close()
+            self._hdul = None
+
+    def _require_open(self):
+        if self._hdul is None:
+            raise ValueError(f"{self.info.path}: exposure is closed")
+        return self._hdul
+
+    def __enter__(self) -> "Exposure":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # a forgotten close must not leak the file handle
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        i = self.info
+        return f"<{type(self).__name__} {i.kind} {i.detector_name} exposure={i.exposure} shape={i.shape} {i.path}>"
+
+
+#: BITPIX -> big-endian numpy dtype, for images read through our own map.
+_BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
+class _FileMap:
+    """A read-only memory map of a FITS file whose readahead we control.
+
+    A page fault on an ordinary map makes the kernel read ``read_ahead_kb``
+    around it: 8 MB on some disks, so ten rows of an image cost megabytes.  The
+    map is advised MADV_RANDOM (no read-around) and each read asks for exactly
+    its byte range with MADV_WILLNEED, which still reads it in one go.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        import mmap
+
+        self._mmap_mod = mmap
+        with open(path, "rb") as f:
+            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._size = len(self._mm)
+        self._buffer: np.ndarray | None = None
+        if hasattr(self._mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+            self._mm.madvise(mmap.MADV_RANDOM)
+
+    @property
+    def buffer(self) -> np.ndarray:
+        """The whole file as a uint8 array (no copy)."""
+        if self._buffer is None:
+            self._buffer = np.frombuffer(self._mm, dtype=np.uint8)
+        return self._buffer
+
+    def willneed(self, start: int, length: int) -> None:
+        """Ask the kernel to read ``[start, start + length)`` now, in one go."""
+        start, length = max(0, start), min(length, self._size - max(0, start))
+        if length > 0 and hasattr(self._mm, "madvise") and hasattr(self._mmap_mod, "MADV_WILLNEED"):
+            page = start - start % self._mmap_mod.PAGESIZE
+            self._mm.madvise(self._mmap_mod.MADV_WILLNEED, page, start + length - page)
+
+    def rows(self, offset: int, dtype: np.dtype, shape: tuple[int, int], y0: int, y1: int) -> np.ndarray:
+        ny, nx = shape
+        start = offset + y0 * nx * dtype.itemsize
+        length = (y1 - y0) * nx * dtype.itemsize
+        if start + length > self._size:
+            raise EOFError(f"rows {y0}:{y1} end at byte {start + length}, past the end of the file ({self._size})")
+        self.willneed(start, length)
+        return np.frombuffer(self._mm, dtype=dtype, count=(y1 - y0) * nx, offset=start).reshape(y1 - y0, nx)
+
+    def close(self) -> None:
+        self._buffer = None
+        try:
+            self._mm.close()
+        except BufferError:  # a caller still holds a view; the map goes with it
+            pass
+
+
+def open_fits(path: str | os.PathLike):
+    """Open a FITS file memory-mapped, headers scanned, or raise InputError.
+
+    Memory mapping is what lets a row range of an uncompressed file be read
+    without reading the rest; lazy HDU loading plus one pass over the headers
+    never touches pixel data.
+    """
+    from astropy.io import fits
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "file not found")
+    if p.is_dir():
+        raise InputError(p, "is a directory, not a FITS file")
+    source, size = _source(p)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            hdul = fits.open(source, mode="readonly", memmap=True, lazy_load_hdus=True)
+        except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
+            raise InputError(p, f"not a readable FITS file ({exc})") from None
+        try:
+            n = len(hdul)  # reads every header
+            for hdu in hdul:
+                hdu.header  # noqa: B018 - force the header parse now, inside the guard
+        except Exception as exc:
+            hdul.close()
+            raise InputError(p, f"corrupt FITS file ({type(exc).__name__}: {exc})") from None
+    for w in caught:
+        text = str(w.message)
+        if "truncated" in text.lower():
+            hdul.close()
+            raise InputError(p, f"file is truncated ({text})")
+        log.debug("%s: astropy: %s", p, text)
+    if n == 0:
+        hdul.close()
+        raise InputError(p, "FITS file has no HDUs")
+    for i, hdu in enumerate(hdul):  # belt and braces: astropy warns only for some cuts
+        info = hdu.fileinfo()  # the HDU's own fileinfo: HDUList.fileinfo re-verifies headers (slow)
+        if info and info["datSpan"] and info["datLoc"] + info["datSpan"] > size + 2879:
+            hdul.close()
+            raise InputError(p, f"file is truncated: HDU {i} ends past the end of the file ({size} bytes)")
+    return hdul
+
+
+_STREAMS = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ": "lzma"}
+
+
+def _source(p: Path):
+    """``(what to give fits.open, data size)``.
+
+    A gzip/bzip2/xz stream is decompressed into memory once: astropy would
+    otherwise re-decompress from the start of the stream on every backward seek,
+    which is what reading a tile-compressed image tile by tile does (minutes per
+    file instead of a fraction of a second).  Reading headers only would not save
+    much: reaching the last header means decompressing everything before it.
+    """
+    module = _stream_kind(p)
+    if module is not None:
+        import importlib
+        import io
+
+        try:
+            data = importlib.import_module(module).decompress(p.read_bytes())
+        except (OSError, EOFError, ValueError) as exc:
+            raise InputError(p, f"{module} stream is corrupt or truncated ({exc})") from None
+        return io.BytesIO(data), len(data)
+    return p, p.stat().st_size
+
+
+def _stream_kind(p: Path) -> str | None:
+    """The decompression module for a gzip/bzip2/xz file, None for a plain one."""
+    with open(p, "rb") as f:
+        magic = f.read(6)
+    for prefix, module in _STREAMS.items():
+        if magic.startswith(prefix):
+            return module
+    return None
+
+
+def _hdu_kind(hdul) -> tuple[ExposureKind, int]:
+    """``(kind, index of the image HDU)``; -1 for raws, whose segments are many."""
+    names = [str(h.name).upper() for h in hdul]
+    if any(n.startswith("SEGMENT") for n in names):
+        return "raw", -1
+    for i, h in enumerate(hdul):
+        if names[i] == "IMAGE" or str(h.header.get("EXTTYPE", "")).strip().upper() == "IMAGE":
+            return "processed", i
+    for i, h in enumerate(hdul):
+        if getattr(h, "is_image", False) and h.header.get("NAXIS", 0) == 2:
+            return "image", i
+    return "image", -2
+
+
+def _open(path, camera, overscan: str, apply_gains: bool) -> Exposure:
+    if overscan not in OVERSCAN_CHOICES:
+        raise ValueError(f"overscan={overscan!r} is not one of {OVERSCAN_CHOICES}")
+    hdul = open_fits(path)
+    try:
+        kind, index = _hdu_kind(hdul)
+        if kind == "raw":
+            from .fits_raw import RawExposure
+
+            return RawExposure.from_hdul(Path(path), hdul, camera, overscan=overscan, apply_gains=apply_gains)
+        if index == -2:
+            raise InputError(path, "no image data: no Segment HDUs, no IMAGE HDU and no 2-D image HDU")
+        from .fits_processed import ImageExposure
+
+        return ImageExposure.from_hdul(Path(path), hdul, camera, kind, index)
+    except CpmosaicError:
+        hdul.close()
+        raise
+    except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
+        hdul.close()
+        raise InputError(path, f"cannot read ({type(exc).__name__}: {exc})") from None
+
+
+def identify(path: str | os.PathLike, camera: "Camera | str | os.PathLike | None" = None) -> ExposureInfo:
+    """Describe an exposure file from its headers only (no pixel decompression).
+
+    Parameters
+    ----------
+    path
+        A raw, processed or plain image FITS file.
+    camera
+        A camera (or its name/path); default: from the INSTRUME key.
+
+    Raises
+    ------
+    InputError
+        The file is missing, not FITS, truncated, lacks a segment, has a
+        segment of the wrong shape or names an unknown detector.
+
+    Examples
+    --------
+    >>> identify("3019031900001-R10-S02-det029.fits").detector  # doctest: +SKIP
+    29
+    """
+    exp = _open(path, camera, "median", False)
+    exp.close()
+    return exp.info
+
+
+def open_exposure(
+    path: str | os.PathLike,
+    camera: "Camera | str | os.PathLike | None" = None,
+    *,
+    overscan: str = "median",
+    apply_gains: bool = False,
+) -> Exposure:
+    """Open an exposure file for reading.
+
+    Parameters
+    ----------
+    path
+        A raw, processed or plain image FITS file.
+    camera
+        A camera (or its name/path); default: from the INSTRUME key.
+    overscan
+        Raw files: ``"median"`` (per-row, default), ``"mean"`` (per-row),
+        ``"single"`` (one median per amp) or ``"none"``.
+    apply_gains
+        Raw files: multiply by each amp's gain (ADU -> electrons).
+
+    Examples
+    --------
+    >>> with open_exposure("raw.fits", overscan="mean") as exp:   # doctest: +SKIP
+    ...     image = exp.read()            # float32, exp.shape == exp.detector.shape
+    """
+    return _open(path, camera, overscan, apply_gains)
