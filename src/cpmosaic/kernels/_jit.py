@@ -12,8 +12,9 @@ Byte order
 FITS data are big-endian and numba only accepts native-order arrays.  Rather
 than paying a full extra pass (``arr.astype(native)``) the public wrappers hand
 the kernels a *native unsigned-integer view of the same bytes*
-(:func:`raw_view`), and the kernels decode one row at a time into a small native
-float64 scratch row (:func:`decode_row`), byte-swapping on the way when needed.
+(:func:`raw_view`), and the kernels decode each element where they use it
+(:func:`decode_one`: byte swap if needed, reinterpret as int or float) or decode
+a short row into a native float64 scratch row (:func:`decode_row`).
 """
 
 from __future__ import annotations
@@ -27,15 +28,25 @@ __all__ = [
     "KIND_FLOAT",
     "KIND_SIGNED",
     "KIND_UNSIGNED",
+    "decode_one",
     "decode_row",
     "mask_view",
     "ngjit",
+    "ngjit_fast",
     "raw_view",
     "select_inplace",
 ]
 
 #: Serial, GIL-free, cached kernels.
 ngjit = numba.njit(nogil=True, cache=True, error_model="numpy")
+
+#: As :data:`ngjit` but lets LLVM reorder float sums and assume no NaN, so
+#: reductions vectorise.  Only for loops over buffers the caller has already
+#: filtered to finite values (the statistics scratch buffers); results may differ
+#: from a sequential sum in the last bits.
+ngjit_fast = numba.njit(
+    nogil=True, cache=True, error_model="numpy", fastmath={"reassoc", "nsz", "arcp", "contract"}
+)
 
 # How the bits of a raw element are to be read.
 KIND_SIGNED = 0
@@ -213,31 +224,45 @@ def _ov_as_float(u):
 
 
 @ngjit
+def decode_one(u, swap, kind):
+    """One raw element as float64.  Used inside loops with loop-invariant
+    ``swap``/``kind``: LLVM unswitches them, so each variant vectorises."""
+    if swap:
+        u = bswap(u)
+    if kind == KIND_FLOAT:
+        return as_float(u)
+    if kind == KIND_SIGNED:
+        return as_signed(u)
+    return np.float64(u)
+
+
+@ngjit
 def decode_row(raw, y, x0, w, swap, kind, out):
     """Decode ``raw[y, x0:x0+w]`` into ``out[:w]`` as float64 (byte-swapping if asked).
 
     Each (swap, kind) pair gets its own loop so the per-pixel work has no branch.
     """
+    src = raw[y, x0 : x0 + w]
     if swap:
         if kind == KIND_FLOAT:
             for j in range(w):
-                out[j] = as_float(bswap(raw[y, x0 + j]))
+                out[j] = as_float(bswap(src[j]))
         elif kind == KIND_SIGNED:
             for j in range(w):
-                out[j] = as_signed(bswap(raw[y, x0 + j]))
+                out[j] = as_signed(bswap(src[j]))
         else:
             for j in range(w):
-                out[j] = np.float64(bswap(raw[y, x0 + j]))
+                out[j] = np.float64(bswap(src[j]))
     else:
         if kind == KIND_FLOAT:
             for j in range(w):
-                out[j] = as_float(raw[y, x0 + j])
+                out[j] = as_float(src[j])
         elif kind == KIND_SIGNED:
             for j in range(w):
-                out[j] = as_signed(raw[y, x0 + j])
+                out[j] = as_signed(src[j])
         else:
             for j in range(w):
-                out[j] = np.float64(raw[y, x0 + j])
+                out[j] = np.float64(src[j])
 
 
 # --------------------------------------------------------------------------- selection
