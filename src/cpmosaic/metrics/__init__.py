@@ -1,0 +1,62 @@
+"""Calibration metrics: cp_verify ingestion, DMTN-101 tests, outliers, comparisons, history.
+
+>>> from cpmosaic.metrics import load_metrics, evaluate, summary   # doctest: +SKIP
+>>> df = load_metrics("cpv_out")                                    # doctest: +SKIP
+>>> summary(df)["success"]                                          # doctest: +SKIP
+False
+
+Nothing heavy is imported here (no lsst.daf.butler, no astropy): the CLI imports
+this module at start-up.
+"""
+
+from __future__ import annotations
+
+from .compare import compare_images, compare_metrics, comparison_summary
+from .images import image_metrics, metrics_from_images
+from .outliers import find_outliers, robust_z, to_csv, to_json
+from .table import COLUMNS, EXPOSURE_WIDE, build_table, empty_table, load_metrics
+from .tests import DEFAULT_THRESHOLDS, Thresholds, evaluate, summary
+
+__all__ = [
+    "COLUMNS",
+    "DEFAULT_THRESHOLDS",
+    "EXPOSURE_WIDE",
+    "Thresholds",
+    "build_table",
+    "compare_images",
+    "compare_metrics",
+    "comparison_summary",
+    "empty_table",
+    "evaluate",
+    "find_outliers",
+    "image_metrics",
+    "load_metrics",
+    "metrics_from_images",
+    "robust_z",
+    "summary",
+    "to_csv",
+    "to_json",
+]
+
+# ---- history store and drift (cpmosaic.metrics.history / .drift, another owner) ---------
+# Guarded: these modules are optional at import time; when present, their public
+# names are re-exported here so ``from cpmosaic.metrics import HistoryStore`` works.
+try:
+    from . import history as _history
+
+    for _name in getattr(_history, "__all__", ()):
+        if _name not in globals():  # never shadow the names above
+            globals()[_name] = getattr(_history, _name)
+            __all__.append(_name)
+except ImportError:  # pragma: no cover - module not there yet
+    pass
+try:
+    from . import drift as _drift
+
+    for _name in getattr(_drift, "__all__", ()):
+        if _name not in globals():
+            globals()[_name] = getattr(_drift, _name)
+            __all__.append(_name)
+except ImportError:  # pragma: no cover - module not there yet
+    pass
+# ---- end of history block ----------------------------------------------------------------

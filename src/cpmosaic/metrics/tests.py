@@ -1,0 +1,405 @@
+"""DMTN-101 verification tests, re-evaluated from the tidy metrics table.
+
+Each test is computed for every (calib_type, run, exposure, detector, amp) that
+carries the statistics it needs, as cp_verify computes it:
+
+========= ====== ================================ ======================================
+type      tier   test                             passes when
+========= ====== ================================ ======================================
+bias/dark amp    MEAN                             abs(MEAN) < NOISE
+bias/dark amp    NOISE                            (NOISE - rn) / rn <= 0.05
+bias/dark amp    CR_NOISE                         abs(NOISE - CR_NOISE) / CR_NOISE <= 0.05
+bias/dark amp    READ_NOISE_CONSISTENT            (rn_measured - rn_nominal) / rn_nominal <= 0.05
+flat      amp    NOISE                            NOISE <= sqrt(MEAN)
+flat      det    SCATTER                          SCATTER / MEAN <= 0.05
+flat      exp    SCATTER                          SCATTER <= 0.05
+defects   amp    OUTLIERS, STDEV, MIN, MAX        masked stats within the unmasked ones
+ptc       amp    PTC_GAIN, PTC_NOISE              within 5 % of AMP_GAIN / AMP_NOISE
+ptc       amp    PTC_TURNOFF                      PTC_TURNOFF * PTC_GAIN > 90000 e-
+ptc       amp    PTC_BFE_A00                      inside the vendor's a00 range
+gain      amp    GAIN_FROM_FLAT_PAIR, ISR_NOISE   within 5 % of AMP_GAIN / AMP_NOISE
+========= ====== ================================ ======================================
+
+**Read noise rn** (bias/dark NOISE; choice documented here): bias and dark values
+are in electrons.  With ``Thresholds.read_noise == "camera"`` (default) rn is the
+camera's nominal read noise of the amp (electrons), as cp_verify's ``verifyBias``
+uses ``detector[amp].getReadNoise()``; where the camera has none, the measured
+one below.  With ``"table"`` rn is what the data carry: a ``READ_NOISE`` metric
+of the amp (electrons), else ``READ_NOISE_ADU`` x gain (the gain a ``GAIN`` or
+``PTC_GAIN`` metric of the table, else the camera's nominal gain), else the
+nominal read noise.  READ_NOISE_CONSISTENT compares ``READ_NOISE_ADU`` x gain
+(the overscan read noise) with the nominal one, one-sided, as cp_verify does.
+
+A test whose inputs are present but whose comparison is undefined (0/0, sqrt of
+a negative mean) fails, as the comparison with NaN does in cp_verify.
+
+>>> results = evaluate(df)                                   # doctest: +SKIP
+>>> results[~results.passed.astype(bool)][["detector_name", "amp", "test", "value", "threshold"]]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_THRESHOLDS", "RESULT_COLUMNS", "Thresholds", "evaluate", "summary"]
+
+RESULT_COLUMNS = ("calib_type", "run", "exposure", "day_obs", "detector", "detector_name", "amp", "tier",
+                  "test", "value", "threshold", "passed", "cp_verify_passed")
+_IDX = ["calib_type", "run", "exposure", "day_obs", "detector", "detector_name", "amp", "tier"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """DMTN-101 / cp_verify thresholds (defaults are cp_verify's configuration defaults)."""
+
+    noise_tolerance: float = 0.05              #: bias/dark NOISE: (NOISE - rn)/rn <=
+    cr_noise_tolerance: float = 0.05           #: bias/dark CR_NOISE relative difference <=
+    read_noise_consistent_tolerance: float = 0.05
+    read_noise: str = "camera"                 #: "camera" or "table" (see module docstring)
+    flat_det_scatter: float = 0.05             #: flat DET SCATTER/MEAN <=
+    flat_exp_scatter: float = 0.05             #: flat EXP SCATTER <=
+    ptc_gain_percent: float = 5.0              #: |PTC_GAIN - AMP_GAIN|/AMP_GAIN * 100 <
+    ptc_noise_percent: float = 5.0
+    ptc_turnoff_electrons: float = 90000.0     #: PTC_TURNOFF * PTC_GAIN >
+    a00_itl: tuple[float, float] = (-4.56e-6, 6.91e-7)   #: (min, max) exclusive
+    a00_e2v: tuple[float, float] = (-3.52e-6, -2.61e-6)
+    gain_percent: float = 5.0                  #: gain from flat pairs vs nominal, percent <
+    gain_noise_percent: float = 5.0            #: ISR_NOISE vs nominal, percent <
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+def _wide(df: pd.DataFrame, calib_types: tuple[str, ...], tier: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Values and cp_verify flags as (row key) x metric frames."""
+    sub = df[df["calib_type"].isin(calib_types) & (df["tier"] == tier)]
+    if sub.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    sub = sub.assign(exposure=sub["exposure"].fillna(-1), day_obs=sub["day_obs"].fillna(-1))
+    keyed = sub.set_index(_IDX + ["metric"])
+    values = keyed["value"].unstack("metric")
+    flags = keyed["passed"].astype("float64").unstack("metric")
+    return values, flags
+
+
+def _col(w: pd.DataFrame, name: str) -> np.ndarray:
+    return w[name].to_numpy(dtype=float) if name in w.columns else np.full(len(w), np.nan)
+
+
+def _camera_lookup(keys: pd.MultiIndex, df: pd.DataFrame, camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nominal gain, read noise and vendor for each (detector, amp) of *keys*."""
+    from ..camera import get_camera
+
+    n = len(keys)
+    gain, rn = np.full(n, np.nan), np.full(n, np.nan)
+    vendor = np.full(n, "", dtype=object)
+    if n == 0:
+        return gain, rn, vendor
+    if camera is None:
+        inst = df["instrument"].iloc[0] if len(df) else "LSSTCam"
+        try:
+            camera = get_camera(inst)
+        except Exception:  # an instrument cpmosaic has no camera for: no nominal values
+            log.warning("no camera for instrument %r: nominal gain/read noise unavailable", inst)
+            return gain, rn, vendor
+    else:
+        camera = get_camera(camera)
+    dets = keys.get_level_values("detector").to_numpy()
+    amps = keys.get_level_values("amp").to_numpy()
+    cache: dict[tuple[int, str], tuple[float, float, str]] = {}
+    for i, (d, a) in enumerate(zip(dets.tolist(), amps.tolist())):
+        hit = cache.get((d, a))
+        if hit is None:
+            det = camera.get(int(d))
+            amp = det.amplifiers[det.amp_names.index(a)] if det is not None and a in det.amp_names else None
+            phys = (det.physical_type.split("_")[0] if det is not None else "")
+            hit = (amp.gain, amp.read_noise, phys) if amp is not None else (np.nan, np.nan, phys)
+            cache[(d, a)] = hit
+        gain[i], rn[i], vendor[i] = hit
+    return gain, rn, vendor
+
+
+def _have(*arrays) -> np.ndarray:
+    """Rows where every input statistic is present."""
+    out = np.ones(len(arrays[0]), dtype=bool)
+    for a in arrays:
+        out &= ~np.isnan(np.asarray(a, dtype=float))
+    return out
+
+
+def _result(w: pd.DataFrame, test: str, value, threshold, passed, flags: pd.DataFrame, flag_names,
+            present: np.ndarray | None = None) -> pd.DataFrame:
+    value = np.asarray(value, dtype=float)
+    threshold = np.broadcast_to(np.asarray(threshold, dtype=float), value.shape)
+    ok = _have(value, threshold) if present is None else np.asarray(present, dtype=bool)
+    cpv = np.full(len(w), np.nan)
+    for name in flag_names:  # the first flag column present wins
+        if name in flags.columns:
+            f = flags[name].reindex(w.index).to_numpy(dtype=float)
+            cpv = np.where(np.isnan(cpv), f, cpv)
+    out = w.index.to_frame(index=False)[_IDX]
+    out["test"] = test
+    out["value"] = value
+    out["threshold"] = threshold
+    out["passed"] = pd.arrays.BooleanArray(np.asarray(passed, dtype=bool) & ok, ~ok)
+    out["cp_verify_passed"] = pd.arrays.BooleanArray(cpv == 1.0, np.isnan(cpv))
+    return out[ok]
+
+
+def _bias_dark(w, f, df, th: Thresholds, camera) -> list[pd.DataFrame]:
+    mean, noise, cr = _col(w, "MEAN"), _col(w, "NOISE"), _col(w, "CR_NOISE")
+    nom_gain, nom_rn, _ = _camera_lookup(w.index, df, camera)
+    gain = _col(w, "GAIN")
+    gain = np.where(np.isnan(gain), _col(w, "PTC_GAIN"), gain)
+    gain = np.where(np.isnan(gain), nom_gain, gain)
+    measured = _col(w, "READ_NOISE_ADU") * gain
+    nom = np.where(nom_rn > 0, nom_rn, np.nan)
+    table_rn = _col(w, "READ_NOISE")
+    table_rn = np.where(np.isnan(table_rn), measured, table_rn)
+    if th.read_noise == "camera":
+        rn = np.where(np.isnan(nom), table_rn, nom)
+    elif th.read_noise == "table":
+        rn = np.where(np.isnan(table_rn), nom, table_rn)
+    else:
+        raise ValueError(f"Thresholds.read_noise must be 'camera' or 'table', not {th.read_noise!r}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        noise_rel = (noise - rn) / rn
+        cr_rel = np.abs(noise - cr) / cr
+        rn_rel = (measured - nom) / nom
+    return [
+        _result(w, "MEAN", np.abs(mean), noise, np.abs(mean) < noise, f, ["MEAN"], _have(mean, noise)),
+        _result(w, "NOISE", noise_rel, th.noise_tolerance, noise_rel <= th.noise_tolerance, f, ["NOISE"],
+                _have(noise, rn)),
+        _result(w, "CR_NOISE", cr_rel, th.cr_noise_tolerance, cr_rel <= th.cr_noise_tolerance, f, ["CR_NOISE"],
+                _have(noise, cr)),
+        # A zero overscan read noise (an unpowered amp) is not judged inconsistent, as in cp_verify.
+        _result(w, "READ_NOISE_CONSISTENT", rn_rel, th.read_noise_consistent_tolerance,
+                (rn_rel <= th.read_noise_consistent_tolerance) | (measured == 0), f,
+                ["READ_NOISE_CONSISTENT", "READ_NOISE_ADU"], _have(measured, nom)),
+    ]
+
+
+def _flat_amp(w, f, df, th, camera) -> list[pd.DataFrame]:
+    noise, mean = _col(w, "NOISE"), _col(w, "MEAN")
+    with np.errstate(invalid="ignore"):
+        limit = np.sqrt(mean)
+    return [_result(w, "NOISE", noise, limit, noise <= limit, f, ["NOISE"], _have(noise, mean))]
+
+
+def _flat_det(w, f, df, th, camera) -> list[pd.DataFrame]:
+    scatter, mean = _col(w, "SCATTER"), _col(w, "MEAN")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = scatter / mean
+    return [_result(w, "SCATTER", rel, th.flat_det_scatter, rel <= th.flat_det_scatter, f, ["SCATTER"],
+                    _have(scatter, mean))]
+
+
+def _flat_exp(w, f, df, th, camera) -> list[pd.DataFrame]:
+    s = _col(w, "SCATTER")
+    return [_result(w, "SCATTER", s, th.flat_exp_scatter, s <= th.flat_exp_scatter, f, ["SCATTER"])]
+
+
+def _defects(w, f, df, th, camera) -> list[pd.DataFrame]:
+    out = []
+    for test, masked, unmasked, le in (("OUTLIERS", "OUTLIERS", "UNMASKED_OUTLIERS", True),
+                                       ("STDEV", "STDEV", "UNMASKED_STDEV", True),
+                                       ("MIN", "MIN", "UNMASKED_MIN", False),
+                                       ("MAX", "MAX", "UNMASKED_MAX", True)):
+        v, t = _col(w, masked), _col(w, unmasked)
+        out.append(_result(w, test, v, t, (v <= t) if le else (v >= t), f, [test]))
+    return out
+
+
+def _percent_off(v, ref):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.abs(v - ref) / ref * 100.0
+
+
+def _ptc(w, f, df, th: Thresholds, camera) -> list[pd.DataFrame]:
+    nom_gain, nom_rn, vendor = _camera_lookup(w.index, df, camera)
+    amp_gain = _col(w, "AMP_GAIN")
+    amp_gain = np.where(np.isnan(amp_gain), nom_gain, amp_gain)
+    amp_noise = _col(w, "AMP_NOISE")
+    amp_noise = np.where(np.isnan(amp_noise), nom_rn, amp_noise)
+    gain, noise = _col(w, "PTC_GAIN"), _col(w, "PTC_NOISE")
+    dg, dn = _percent_off(gain, amp_gain), _percent_off(noise, amp_noise)
+    turnoff = _col(w, "PTC_TURNOFF") * gain
+    a00 = _col(w, "PTC_BFE_A00")
+    lo = np.where(vendor == "E2V", th.a00_e2v[0], np.where(vendor == "ITL", th.a00_itl[0], np.nan))
+    hi = np.where(vendor == "E2V", th.a00_e2v[1], np.where(vendor == "ITL", th.a00_itl[1], np.nan))
+    nearer = np.where(np.abs(a00 - lo) < np.abs(a00 - hi), lo, hi)
+    return [
+        _result(w, "PTC_GAIN", dg, th.ptc_gain_percent, dg < th.ptc_gain_percent, f, ["PTC_GAIN"]),
+        _result(w, "PTC_NOISE", dn, th.ptc_noise_percent, dn < th.ptc_noise_percent, f, ["PTC_NOISE"]),
+        _result(w, "PTC_TURNOFF", turnoff, th.ptc_turnoff_electrons, turnoff > th.ptc_turnoff_electrons, f,
+                ["PTC_TURNOFF"]),
+        _result(w, "PTC_BFE_A00", a00, nearer, (a00 > lo) & (a00 < hi), f, ["PTC_BFE_A00"]),
+    ]
+
+
+def _gain(w, f, df, th: Thresholds, camera) -> list[pd.DataFrame]:
+    nom_gain, nom_rn, _ = _camera_lookup(w.index, df, camera)
+    amp_gain = _col(w, "AMP_GAIN")
+    amp_gain = np.where(np.isnan(amp_gain), nom_gain, amp_gain)
+    amp_noise = _col(w, "AMP_NOISE")
+    amp_noise = np.where(np.isnan(amp_noise), nom_rn, amp_noise)
+    corr = _col(w, "GAIN_CORRECTION_FACTOR")
+    gain = _col(w, "GAIN_FROM_FLAT_PAIR") * np.where(np.isnan(corr), 1.0, corr)
+    dg, dn = _percent_off(gain, amp_gain), _percent_off(_col(w, "ISR_NOISE"), amp_noise)
+    return [
+        _result(w, "GAIN_FROM_FLAT_PAIR", dg, th.gain_percent, dg < th.gain_percent, f, ["GAIN_FROM_FLAT_PAIR"]),
+        _result(w, "ISR_NOISE", dn, th.gain_noise_percent, dn < th.gain_noise_percent, f, ["ISR_NOISE"]),
+    ]
+
+
+_SPECS = (
+    (("bias", "dark"), "amp", _bias_dark),
+    (("flat",), "amp", _flat_amp),
+    (("flat",), "detector", _flat_det),
+    (("flat",), "exposure", _flat_exp),
+    (("defects",), "amp", _defects),
+    (("ptc",), "amp", _ptc),
+    (("gain",), "amp", _gain),
+)
+
+
+def evaluate(df: pd.DataFrame, thresholds: Thresholds | None = None, *, camera=None,
+             failures_only: bool = False) -> pd.DataFrame:
+    """Re-evaluate the DMTN-101 tests on a tidy metrics table.
+
+    Parameters
+    ----------
+    df
+        The tidy table (``load_metrics``).
+    thresholds
+        Test thresholds; default :data:`DEFAULT_THRESHOLDS`.
+    camera
+        Camera for nominal gain / read noise / vendor (default: the table's instrument).
+    failures_only
+        Keep only rows that failed here or in cp_verify.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (calib_type, run, exposure, detector, amp, test) with columns
+        ``RESULT_COLUMNS``: ``value`` is the tested quantity, ``threshold`` its
+        limit, ``passed`` this evaluation, ``cp_verify_passed`` cp_verify's flag
+        (``<NA>`` where none).  Tests cp_verify flagged but cpmosaic does not
+        re-evaluate appear with ``passed`` ``<NA>``.
+
+    Examples
+    --------
+    >>> res = evaluate(load_metrics("cpv_out"))                 # doctest: +SKIP
+    >>> (res.passed == res.cp_verify_passed).all()              # doctest: +SKIP
+    True
+    """
+    th = thresholds or DEFAULT_THRESHOLDS
+    parts: list[pd.DataFrame] = []
+    for types, tier, fn in _SPECS:
+        values, flags = _wide(df, types, tier)
+        if values.empty:
+            continue
+        parts.extend(part for part in fn(values, flags, df, th, camera) if len(part))
+    # cp_verify verdicts that no re-evaluated row covers (tests cpmosaic does not
+    # implement, or verdict-only rows from exposure/run Stats without statistics).
+    flagged = df[df["passed"].notna() & (df["metric"] != "SUCCESS")]
+    if len(flagged):
+        extra = flagged[_IDX].copy()
+        extra["exposure"] = extra["exposure"].fillna(-1)
+        extra["day_obs"] = extra["day_obs"].fillna(-1)
+        extra["test"] = flagged["metric"].replace({"READ_NOISE_ADU": "READ_NOISE_CONSISTENT"}).to_numpy()
+        extra["value"] = flagged["value"].to_numpy()
+        extra["threshold"] = np.nan
+        extra["passed"] = pd.array([pd.NA] * len(flagged), dtype="boolean")
+        extra["cp_verify_passed"] = flagged["passed"].to_numpy()
+        if parts:
+            keys = ["calib_type", "run", "exposure", "detector", "amp", "tier", "test"]
+            done = pd.concat([p[keys] for p in parts], ignore_index=True)
+            hit = extra[keys].merge(done.assign(_hit=True), on=keys, how="left")["_hit"].notna().to_numpy()
+            extra = extra[~hit]
+        if len(extra):
+            parts.append(extra.reset_index(drop=True))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in RESULT_COLUMNS})
+    out = pd.concat(parts, ignore_index=True)
+    for c in ("exposure", "day_obs"):
+        out[c] = out[c].astype("Int64").mask(out[c] < 0)
+    out["detector"] = out["detector"].astype(np.int64)
+    out = out.sort_values(["calib_type", "run", "exposure", "detector", "amp", "test"], kind="stable")
+    if failures_only:
+        out = out[out["passed"].eq(False).fillna(False) | out["cp_verify_passed"].eq(False).fillna(False)]
+    return out.reset_index(drop=True)[list(RESULT_COLUMNS)]
+
+
+def _dtype(col: str):
+    return {"exposure": "Int64", "day_obs": "Int64", "detector": "int64", "value": "float64",
+            "threshold": "float64", "passed": "boolean", "cp_verify_passed": "boolean"}.get(col, "str")
+
+
+def _failure_label(row) -> str:
+    parts = [row.detector_name or "", row.amp or "", row.test]
+    return " ".join(p for p in parts if p)
+
+
+def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: Thresholds | None = None,
+            *, camera=None) -> dict:
+    """cp_verify's single pass/fail answer, overall and per exposure, beside the re-evaluation.
+
+    cp_verify's answer for an exposure is its exposure-level ``SUCCESS`` verdict
+    when the table has one, else the AND of its per-test flags.
+
+    Returns
+    -------
+    dict
+        ``cp_verify_success`` (bool or None where cp_verify gave no verdicts),
+        ``success`` (this re-evaluation, cp_verify's flag where a test is not
+        re-evaluated), ``n_tests``, ``n_failures``, ``n_cp_verify_failures``,
+        ``agreement`` (fraction of tests with both verdicts that agree, or None)
+        and ``exposures``: a list of per (calib_type, run, exposure) dicts with
+        the same keys plus ``failures`` (``"R22_S11 C07 NOISE"`` labels).
+
+    Examples
+    --------
+    >>> summary(df)["cp_verify_success"]                        # doctest: +SKIP
+    False
+    """
+    res = results if results is not None else evaluate(df, thresholds, camera=camera)
+    own = res["passed"].fillna(res["cp_verify_passed"])
+    both = res["passed"].notna() & res["cp_verify_passed"].notna()
+    succ = df[(df["metric"] == "SUCCESS") & (df["detector"] == -1) & df["passed"].notna()]
+    exp_verdict = {(r.calib_type, r.run, -1 if pd.isna(r.exposure) else int(r.exposure)): bool(r.passed)
+                   for r in succ.itertuples()}
+    per: list[dict] = []
+    keys = res[["calib_type", "run", "exposure"]].assign(exposure=res["exposure"].fillna(-1))
+    groups = {k: idx for k, idx in keys.groupby(["calib_type", "run", "exposure"], sort=True).groups.items()}
+    for k in exp_verdict:
+        groups.setdefault(k, pd.Index([]))
+    for key in sorted(groups, key=lambda k: (k[0], k[1], int(k[2]))):
+        idx = groups[key]
+        sub, sub_own = res.loc[idx], own.loc[idx]
+        cpv_flags = sub["cp_verify_passed"].dropna()
+        cpv = exp_verdict.get(key, bool(cpv_flags.all()) if len(cpv_flags) else None)
+        fails = sub[sub_own.eq(False).fillna(False)]
+        per.append({
+            "calib_type": key[0], "run": key[1], "exposure": None if int(key[2]) < 0 else int(key[2]),
+            "cp_verify_success": cpv, "success": bool(not len(fails)),
+            "n_tests": int(len(sub)), "n_failures": int(len(fails)),
+            "n_cp_verify_failures": int((~cpv_flags.astype(bool)).sum()),
+            "failures": [_failure_label(r) for r in fails.itertuples()],
+        })
+    verdicts = [p["cp_verify_success"] for p in per if p["cp_verify_success"] is not None]
+    return {
+        "cp_verify_success": (all(verdicts) if verdicts else None),
+        "success": bool(not own.eq(False).fillna(False).any()),
+        "n_tests": int(len(res)),
+        "n_failures": int(own.eq(False).fillna(False).sum()),
+        "n_cp_verify_failures": int(res["cp_verify_passed"].eq(False).fillna(False).sum()),
+        "agreement": (float((res["passed"][both] == res["cp_verify_passed"][both]).mean()) if both.any() else None),
+        "exposures": per,
+    }

@@ -1,0 +1,171 @@
+"""DMTN-101 tests re-evaluated from the tidy table agree with cp_verify's VERIFY flags.
+
+The fixtures write VERIFY flags computed here with cp_verify's formulas
+(verifyBias, verifyFlat, verifyDefects, verifyPtc, verifyGainFromFlatPairs), so
+``evaluate`` must reproduce them exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from cpmosaic.camera import get_camera
+from cpmosaic.metrics import DEFAULT_THRESHOLDS, Thresholds, evaluate, load_metrics, summary
+from test_metrics_ingest import EXPOSURES, MJD, layout_path, make_bias_tree, write_yaml
+
+CAM = get_camera("LSSTCam")
+
+
+def _agree(res):
+    both = res.passed.notna() & res.cp_verify_passed.notna()
+    assert both.any()
+    bad = res[both & (res.passed != res.cp_verify_passed)]
+    assert bad.empty, bad.to_string()
+    return both
+
+
+def test_bias_agrees_with_verify_flags(tmp_path):
+    make_bias_tree(tmp_path)
+    res = evaluate(load_metrics(tmp_path))
+    both = _agree(res)
+    assert set(res[both].test) == {"MEAN", "NOISE", "CR_NOISE", "READ_NOISE_CONSISTENT"}
+    fails = res[res.passed.eq(False)]
+    assert fails[["exposure", "detector_name", "amp", "test"]].values.tolist() == [
+        [EXPOSURES[0], "R22_S11", "C07", "NOISE"]]
+    row = fails.iloc[0]
+    amp = CAM["R22_S11"].amp("C07")
+    assert row.threshold == 0.05
+    assert row.value == pytest.approx(
+        (load_metrics(tmp_path).query("amp == 'C07' and metric == 'NOISE' and exposure == @EXPOSURES[0] "
+                                      "and detector_name == 'R22_S11'").value.iloc[0] - amp.read_noise)
+        / amp.read_noise)
+
+
+def test_failures_only_and_summary(tmp_path):
+    make_bias_tree(tmp_path)
+    df = load_metrics(tmp_path)
+    f = evaluate(df, failures_only=True)
+    assert len(f) == 1 and f.iloc[0].test == "NOISE"
+    s = summary(df)
+    assert s["cp_verify_success"] is False and s["success"] is False and s["agreement"] == 1.0
+    per = {e["exposure"]: e for e in s["exposures"]}
+    assert per[EXPOSURES[0]]["cp_verify_success"] is False
+    assert per[EXPOSURES[0]]["failures"] == ["R22_S11 C07 NOISE"]
+    assert per[EXPOSURES[1]]["cp_verify_success"] is True and per[EXPOSURES[1]]["n_failures"] == 0
+
+
+def test_thresholds_configurable_and_frozen(tmp_path):
+    make_bias_tree(tmp_path, noisy=())
+    df = load_metrics(tmp_path)
+    assert not evaluate(df).passed.eq(False).any()
+    strict = dataclasses.replace(DEFAULT_THRESHOLDS, noise_tolerance=-0.5)
+    res = evaluate(df, strict)
+    assert res[res.test == "NOISE"].passed.eq(False).all()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DEFAULT_THRESHOLDS.noise_tolerance = 1.0
+    # "table" read noise: READ_NOISE_ADU x nominal gain, within 2-3 % of nominal here
+    res_t = evaluate(df, Thresholds(read_noise="table"))
+    assert len(res_t[res_t.test == "NOISE"]) == len(res[res.test == "NOISE"])
+
+
+def _write_det(tmp, calib, run, det, doc, exposure=EXPOSURES[0]):
+    write_yaml(layout_path(tmp, run, f"verify{calib}DetStats", exposure=exposure, detector=det), doc)
+
+
+def test_flat_amp_detector_exposure_tests(tmp_path):
+    rng = np.random.default_rng(3)
+    run = "u/test/verifyFlat"
+    means = {}
+    for det, scatter in (("R22_S11", 400.0), ("R22_S12", 2000.0)):
+        amp_doc, ver = {}, {}
+        for i, a in enumerate(CAM[det].amp_names):
+            mean = 20000.0 + rng.normal(0, 50)
+            noise = np.sqrt(mean) * (1.02 if i == 3 else 0.95)  # amp 3 fails NOISE <= sqrt(MEAN)
+            amp_doc[a] = {"MEAN": float(mean), "NOISE": float(noise)}
+            ver[a] = {"NOISE": bool(noise <= np.sqrt(mean))}
+            ver[a]["SUCCESS"] = ver[a]["NOISE"]
+        dmean = float(np.mean([v["MEAN"] for v in amp_doc.values()]))
+        means[det] = dmean
+        dv = {"SCATTER": bool(scatter / dmean <= 0.05)}
+        _write_det(tmp_path, "Flat", run, det, {"AMP": amp_doc, "DET": {"MEAN": dmean, "SCATTER": scatter},
+                                                "ISR": {"MJD": MJD}, "VERIFY": {"AMP": ver, "DET": dv}})
+    write_yaml(layout_path(tmp_path, run, "verifyFlatExpStats", exposure=EXPOSURES[0]),
+               {"EXP": {"SCATTER": 0.07}, "VERIFY": {"EXP": {"SCATTER": False}}, "SUCCESS": False})
+    res = evaluate(load_metrics(tmp_path))
+    _agree(res)
+    fails = res[res.passed.eq(False)]
+    assert sorted(fails.test.value_counts().items()) == [("NOISE", 2), ("SCATTER", 2)]
+    assert set(fails[fails.tier == "detector"].detector_name) == {"R22_S12"}
+    assert fails[fails.tier == "exposure"].value.tolist() == [0.07]
+
+
+def test_defects_ptc_gain(tmp_path):
+    e2v, itl = "R22_S11", "R01_S00"
+    assert CAM[e2v].physical_type == "E2V" and CAM[itl].physical_type.startswith("ITL")
+    for det in (e2v, itl):
+        amps = CAM[det].amp_names
+        # defects: amp 0 has more masked outliers than unmasked -> OUTLIERS fails
+        doc, ver = {}, {}
+        for i, a in enumerate(amps):
+            st = {"DEFECT_PIXELS": 10.0, "OUTLIERS": 5.0 + (10 if i == 0 else 0), "UNMASKED_OUTLIERS": 8.0,
+                  "STDEV": 1.0, "UNMASKED_STDEV": 1.5, "MIN": -5.0, "UNMASKED_MIN": -9.0, "MAX": 5.0,
+                  "UNMASKED_MAX": 4.0 if i == 1 else 9.0, "MEDIAN": 0.0}
+            doc[a] = st
+            ver[a] = {"OUTLIERS": st["UNMASKED_OUTLIERS"] >= st["OUTLIERS"], "STDEV": st["UNMASKED_STDEV"] >= st["STDEV"],
+                      "MIN": st["UNMASKED_MIN"] <= st["MIN"], "MAX": st["UNMASKED_MAX"] >= st["MAX"],
+                      "PROB_TEST": True}
+        _write_det(tmp_path, "Defects", "u/test/defects", det, {"AMP": doc, "VERIFY": {"AMP": ver}})
+        # ptc (no exposure dimension): amp 2 gain 8 % off, amp 3 low turnoff, a00 per vendor
+        doc, ver = {}, {}
+        lo, hi = (-3.52e-6, -2.61e-6) if det == e2v else (-4.56e-6, 6.91e-7)
+        for i, a in enumerate(amps):
+            g0, n0 = CAM[det].amp(a).gain, CAM[det].amp(a).read_noise
+            g = g0 * (1.08 if i == 2 else 1.01)
+            st = {"PTC_GAIN": g, "AMP_GAIN": g0, "PTC_NOISE": n0 * 0.98, "AMP_NOISE": n0,
+                  "PTC_TURNOFF": (50000.0 if i == 3 else 90000.0), "PTC_BFE_A00": -3.0e-6, "PTC_FIT_TYPE": "FULLCOV",
+                  "PTC_RAW_MEANS": [1.0, 2.0]}
+            doc[a] = st
+            ver[a] = {"PTC_GAIN": abs(g - g0) / g0 * 100 < 5, "PTC_NOISE": True,
+                      "PTC_TURNOFF": st["PTC_TURNOFF"] * g > 90000, "PTC_BFE_A00": lo < -3.0e-6 < hi}
+        write_yaml(layout_path(tmp_path, "u/test/ptc", "verifyPtcDetStats", detector=det),
+                   {"AMP": doc, "VERIFY": {"AMP": ver}})
+        # gain from flat pairs: amp 4 ISR noise 10 % off
+        doc, ver = {}, {}
+        for i, a in enumerate(amps):
+            g0, n0 = CAM[det].amp(a).gain, CAM[det].amp(a).read_noise
+            st = {"GAIN_FROM_FLAT_PAIR": g0 * 1.03, "GAIN_CORRECTION_FACTOR": 0.99, "AMP_GAIN": g0,
+                  "ISR_NOISE": n0 * (1.1 if i == 4 else 1.0), "AMP_NOISE": n0}
+            doc[a] = st
+            ver[a] = {"GAIN_FROM_FLAT_PAIR": abs(g0 * 1.03 * 0.99 - g0) / g0 * 100 < 5,
+                      "ISR_NOISE": abs(st["ISR_NOISE"] - n0) / n0 * 100 < 5}
+        _write_det(tmp_path, "Gain", "u/test/gain", det, {"AMP": doc, "VERIFY": {"AMP": ver}})
+    df = load_metrics(tmp_path)
+    assert df[df.calib_type == "ptc"].exposure.isna().all()
+    res = evaluate(df)
+    _agree(res)
+    fails = res[res.passed.eq(False)].groupby(["calib_type", "test"]).detector_name.apply(sorted).to_dict()
+    assert fails == {("defects", "OUTLIERS"): [itl, e2v], ("defects", "MAX"): [itl, e2v],
+                     ("ptc", "PTC_GAIN"): [itl, e2v], ("ptc", "PTC_TURNOFF"): [itl, e2v],
+                     ("gain", "ISR_NOISE"): [itl, e2v]}
+    # PROB_TEST is not re-evaluated: cp_verify's flag is carried with passed <NA>
+    prob = res[res.test == "PROB_TEST"]
+    assert len(prob) == 32 and prob.passed.isna().all() and prob.cp_verify_passed.all()
+
+
+def test_synthetic_verify_flags_agree(tmp_path):
+    synth = pytest.importorskip("cpmosaic.synth")
+    m = synth.synthesize(tmp_path / "s", n_days=2, raw=False, processed=False, calibs=False, butler=False,
+                         workers=1, detectors=["R22_S11", "R01_S00", "R10_S10", "R23_S11", "R30_S00"])
+    df = load_metrics(m.verify_root)
+    assert df.attrs["problems"] == []
+    res = evaluate(df)
+    _agree(res)
+    failed = {(r.calib_type, r.detector_name) for r in res[res.passed.eq(False)].itertuples()}
+    for a in m.anomalies:
+        for what in a["fails"]:
+            assert (what.split()[0], a["detector_name"]) in failed, a
+    s = summary(df, res)
+    assert s["agreement"] == 1.0 and s["cp_verify_success"] is False
