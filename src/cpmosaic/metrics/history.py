@@ -1,0 +1,499 @@
+"""The daily metrics history: a store of one parquet file per calib type and night, candlesticks, validity.
+
+Layout (plain parquet, readable by pandas, ``pyarrow.dataset`` and ``dask.dataframe``)::
+
+    STORE/<calib_type>/day_obs=<YYYYMMDD>.parquet
+
+Every file holds whole rows of the tidy metrics table (``calib_type`` and ``day_obs``
+included), so ``pd.read_parquet(STORE)`` gives the whole history.  Directory names carry
+no ``key=value`` part on purpose: a hive partition key that repeats a column in the file
+makes pyarrow refuse to merge the two.  All files share one fixed arrow schema (string
+columns dictionary encoded), so readers need not unify schemas and a year loads fast.
+
+Writes are atomic: a day goes to a dot-prefixed temporary file in its final directory
+(readers ignore names starting with ``.``), flushed, then moved over the old file with
+:func:`os.replace`.  No shared index file: processes adding different days never overwrite
+each other's work; two adding the same day leave one complete version of it (the last).
+
+>>> HistoryStore("/tmp/cp_history").add(tidy_df)               # doctest: +SKIP
+[('bias', 20250601)]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["HistoryStore", "STORE_COLUMNS", "as_day_obs", "candlesticks", "day_obs_from_mjd", "recommendations",
+           "validity_ranges"]
+
+#: Columns kept per row, in file order (the tidy metrics table's columns).
+STORE_COLUMNS = ("instrument", "calib_type", "run", "exposure", "day_obs", "mjd", "detector", "detector_name",
+                 "amp", "tier", "metric", "value", "passed")
+_DICT_COLUMNS = ("instrument", "calib_type", "run", "detector_name", "amp", "tier", "metric")
+_REQUIRED = ("calib_type", "metric", "value", "detector", "amp")
+_CALIB_TYPE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_FILE = re.compile(r"^day_obs=(\d{8})\.parquet$")
+
+
+def _schema():
+    import pyarrow as pa
+
+    d = pa.dictionary(pa.int32(), pa.string())
+    types = {"exposure": pa.int64(), "day_obs": pa.int32(), "mjd": pa.float64(), "detector": pa.int16(),
+             "value": pa.float64(), "passed": pa.bool_(), **{c: d for c in _DICT_COLUMNS}}
+    return pa.schema([(c, types[c]) for c in STORE_COLUMNS])
+
+
+def day_obs_from_mjd(mjd: np.ndarray | pd.Series) -> np.ndarray:
+    """Rubin's ``day_obs`` (YYYYMMDD, the date in UTC-12h) of MJDs; 0 where MJD is NaN.
+
+    >>> day_obs_from_mjd(np.array([60800.0, 60800.6])).tolist()
+    [20250504, 20250505]
+    """
+    m = np.asarray(mjd, dtype="float64")
+    ok = np.isfinite(m)
+    days = np.floor(np.where(ok, m, 0.0) - 0.5).astype("int64")
+    dates = np.datetime64("1858-11-17", "D") + days.astype("timedelta64[D]")
+    y = dates.astype("datetime64[Y]").astype(int) + 1970
+    mo = dates.astype("datetime64[M]").astype(int) % 12 + 1
+    dd = (dates - dates.astype("datetime64[M]")).astype(int) + 1
+    return np.where(ok, y * 10000 + mo * 100 + dd, 0)
+
+
+def as_day_obs(value: int | str | None) -> int | None:
+    """20250601, "20250601" or "2025-06-01" -> 20250601."""
+    if value is None:
+        return None
+    text = str(value).replace("-", "").strip()
+    if not re.fullmatch(r"\d{8}", text):
+        raise InputError(None, f"not a day_obs (YYYYMMDD): {value!r}")
+    return int(text)
+
+
+class HistoryStore:
+    """Per-amp metrics by day, one parquet file per (calib_type, day_obs).
+
+    Parameters
+    ----------
+    path
+        The store's root directory; created on the first :meth:`add`.
+
+    Examples
+    --------
+    >>> store = HistoryStore(tmp_path / "history")        # doctest: +SKIP
+    >>> store.add(df)                                      # doctest: +SKIP
+    [('bias', 20250601), ('bias', 20250602)]
+    >>> store.days("bias")                                 # doctest: +SKIP
+    [20250601, 20250602]
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"HistoryStore({str(self.path)!r})"
+
+    # -- layout -----------------------------------------------------------------
+    def file(self, calib_type: str, day_obs: int) -> Path:
+        """The file that holds one calib type's day."""
+        return self.path / calib_type / f"day_obs={int(day_obs):08d}.parquet"
+
+    def calib_types(self) -> list[str]:
+        """Calib types with at least one day stored, sorted."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p.name for p in self.path.iterdir()
+                      if p.is_dir() and not p.name.startswith((".", "_")) and self._day_files(p.name))
+
+    def _day_files(self, calib_type: str) -> dict[int, Path]:
+        d = self.path / calib_type
+        found = ((_FILE.match(p.name), p) for p in (d.iterdir() if d.is_dir() else ()))
+        return {int(m.group(1)): p for m, p in found if m}
+
+    def days(self, calib_type: str | None = None) -> list[int]:
+        """Days stored (YYYYMMDD ints, sorted) for one calib type, or for any when None."""
+        types = [calib_type] if calib_type else self.calib_types()
+        return sorted({day for t in types for day in self._day_files(t)})
+
+    # -- writing ----------------------------------------------------------------
+    def add(self, df: pd.DataFrame) -> list[tuple[str, int]]:
+        """Store a tidy metrics table, one file per (calib_type, day_obs) found in it.
+
+        The day comes from the data: ``day_obs`` where set, else from ``mjd``; rows with
+        neither are dropped with a warning.  A day already stored is replaced whole.
+
+        Parameters
+        ----------
+        df
+            A tidy metrics table (see ``docs/ENGINEERING.md``).
+
+        Returns
+        -------
+        list of (calib_type, day_obs)
+            The days written, sorted.
+
+        Examples
+        --------
+        >>> HistoryStore(root).add(df)                     # doctest: +SKIP
+        [('bias', 20250601)]
+        """
+        table = self._normalise(df)
+        written = []
+        for (ctype, day), part in table.groupby(["calib_type", "day_obs"], sort=True, observed=True):
+            self._write_day(str(ctype), int(day), part)
+            written.append((str(ctype), int(day)))
+        log.info("history %s: wrote %d day file(s)", self.path, len(written))
+        return written
+
+    def _normalise(self, df: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in _REQUIRED if c not in df.columns]
+        if "day_obs" not in df.columns and "mjd" not in df.columns:
+            missing.append("day_obs or mjd")
+        if missing:
+            raise InputError(None, f"metrics table lacks column(s) {', '.join(missing)}")
+        out = pd.DataFrame(index=df.index)
+        for c in STORE_COLUMNS:
+            out[c] = df[c] if c in df.columns else pd.Series(pd.NA, index=df.index, dtype="object")
+        extra = sorted(set(df.columns) - set(STORE_COLUMNS))
+        if extra:
+            log.debug("history: not storing column(s) %s", extra)
+        mjd = pd.to_numeric(out["mjd"], errors="coerce").astype("float64")
+        day = pd.to_numeric(out["day_obs"], errors="coerce").astype("Float64")
+        day = day.to_numpy(dtype="float64", na_value=np.nan)
+        from_mjd = day_obs_from_mjd(mjd.to_numpy())
+        day = np.where(np.isfinite(day) & (day > 0), day, from_mjd).astype("int64")
+        out["day_obs"] = day
+        ctype = _lower(out["calib_type"])
+        keep = (day > 0) & ctype.notna().to_numpy()
+        if not keep.all():
+            log.warning("history: dropping %d row(s) with no day_obs, mjd or calib_type", int((~keep).sum()))
+        out["calib_type"] = ctype
+        out = out[keep]
+        bad = sorted({str(t) for t in out["calib_type"].unique() if not _CALIB_TYPE.match(str(t))})
+        if bad:
+            raise InputError(None, f"calib_type(s) not usable as directory names: {bad}")
+        return out
+
+    def _write_day(self, calib_type: str, day_obs: int, part: pd.DataFrame) -> None:
+        import pyarrow.parquet as pq
+
+        table = _to_arrow(part)
+        target = self.file(calib_type, day_obs)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # The temporary file lives beside the target so os.replace is a same-filesystem
+        # rename (atomic); the leading dot hides it from pyarrow, pandas and dask readers.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                pq.write_table(table, fh, compression="zstd")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        log.debug("history: wrote %s (%d rows)", target, table.num_rows)
+
+    def remove(self, calib_type: str, day_obs: int) -> bool:
+        """Delete one stored day; True if it was there."""
+        f = self.file(calib_type, day_obs)
+        if f.exists():
+            f.unlink()
+            return True
+        return False
+
+    # -- reading ----------------------------------------------------------------
+    def files(self, calib_type: str | None = None, start: int | str | None = None,
+              end: int | str | None = None) -> list[Path]:
+        """The day files in a date range (inclusive), by calib type then day."""
+        lo, hi = as_day_obs(start), as_day_obs(end)
+        types = [calib_type] if calib_type else self.calib_types()
+        out = []
+        for t in types:
+            for day, p in sorted(self._day_files(t).items()):
+                if (lo is None or day >= lo) and (hi is None or day <= hi):
+                    out.append(p)
+        return out
+
+    def load(self, calib_type: str | None = None, metric: str | Sequence[str] | None = None,
+             start: int | str | None = None, end: int | str | None = None, *,
+             columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """Read stored rows as a tidy metrics table.
+
+        String columns come back categorical (compact; they compare equal to ``str``),
+        ``day_obs`` and ``exposure`` as ``Int64``, ``passed`` as ``boolean``, ``detector``
+        as ``int64`` (``Int64`` when some rows have none).
+
+        Parameters
+        ----------
+        calib_type
+            Only this calib type.
+        metric
+            Only this metric (or these metrics).
+        start, end
+            Inclusive day range, ``YYYYMMDD`` as int or string.
+        columns
+            Only these columns (default: all of :data:`STORE_COLUMNS`).
+
+        Examples
+        --------
+        >>> store.load("bias", metric="NOISE", start=20250101, end="2025-01-31")  # doctest: +SKIP
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.dataset as ds
+
+        cols = list(columns) if columns is not None else list(STORE_COLUMNS)
+        unknown = set(cols) - set(STORE_COLUMNS)
+        if unknown:
+            raise InputError(self.path, f"no such column(s) in the history: {sorted(unknown)}")
+        if calib_type is not None and not _CALIB_TYPE.match(str(calib_type)):
+            raise InputError(self.path, f"not a calib type: {calib_type!r}")
+        paths = self.files(calib_type, start, end)
+        schema = _schema()
+        if not paths:
+            table = schema.empty_table().select(cols)
+        else:
+            filt = None
+            if metric is not None:
+                wanted = [metric] if isinstance(metric, str) else list(metric)
+                filt = pc.field("metric").isin(wanted)
+            dataset = ds.dataset([str(p) for p in paths], schema=schema, format="parquet")
+            table = dataset.to_table(columns=cols, filter=filt, use_threads=True)
+        mapping = {pa.bool_(): pd.BooleanDtype(), pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}
+        out = table.to_pandas(types_mapper=mapping.get, split_blocks=True, self_destruct=True)
+        if "detector" in out.columns:
+            det = out["detector"]
+            out["detector"] = det.astype("int64") if not det.isna().any() else det.astype("Int64")
+        return out
+
+
+def _lower(col: pd.Series) -> pd.Series:
+    """Lower-cased strings; for a categorical only its categories are touched (a year of rows
+    holds three calib types)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = pd.Index(col.cat.categories.astype(str)).str.lower()
+        if cats.is_unique:
+            return pd.Series(pd.Categorical.from_codes(col.cat.codes, categories=cats), index=col.index)
+    return col.astype("string").str.lower()
+
+
+def _to_arrow(part: pd.DataFrame):
+    """One day's rows as an arrow table in the store's schema, sorted for compression."""
+    import pyarrow as pa
+
+    schema = _schema()
+    part = part.sort_values(["metric", "detector", "amp", "exposure"], kind="stable", na_position="last")
+    arrays = []
+    for field in schema:
+        col = part[field.name]
+        if field.name in _DICT_COLUMNS:
+            if isinstance(col.dtype, pd.CategoricalDtype):  # reuse the codes: no string work
+                codes = col.cat.codes.to_numpy().astype("int32")
+                cats = pa.array([str(c) for c in col.cat.categories], type=pa.string())
+                arr = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), cats)
+            else:
+                values = col.astype("string").to_numpy(dtype=object, na_value=None)
+                arr = pa.array(values, type=pa.string()).dictionary_encode().cast(field.type)
+        elif field.name == "passed":
+            arr = pa.array(col.astype("boolean"), type=pa.bool_())
+        elif isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu" + "f" * pa.types.is_floating(field.type):
+            arr = pa.array(col.to_numpy()).cast(field.type)  # plain numpy: no missing values
+        elif pa.types.is_integer(field.type):
+            arr = pa.array(pd.to_numeric(col, errors="coerce").astype("Int64"), type=pa.int64()).cast(field.type)
+        else:
+            arr = pa.array(pd.to_numeric(col, errors="coerce").astype("float64"), type=field.type)
+        arrays.append(arr)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+# -- summaries of a history table ---------------------------------------------------
+def candlesticks(df: pd.DataFrame, metric: str, calib_type: str | None = None,
+                 by: str = "day") -> pd.DataFrame:
+    """Per-day distribution over amps of one metric: min, quartiles, max, count.
+
+    Parameters
+    ----------
+    df
+        Tidy metrics table.
+    metric, calib_type
+        What to summarise (every calib type with that metric when None).
+    by
+        ``"day"``: one candle per calib type and day; ``"detector"``: one per detector and day.
+
+    Examples
+    --------
+    >>> candlesticks(df, "NOISE", "bias").columns.tolist()     # doctest: +SKIP
+    ['calib_type', 'day_obs', 'min', 'q1', 'median', 'q3', 'max', 'n']
+    """
+    if by not in ("day", "detector"):
+        raise ValueError(f"by must be 'day' or 'detector', not {by!r}")
+    sel = df["metric"] == metric
+    if calib_type is not None:
+        sel &= df["calib_type"] == calib_type
+    cols = ["calib_type", "day_obs"] + (["detector", "detector_name"] if by == "detector" else [])
+    part = df.loc[sel.to_numpy(dtype=bool, na_value=False), cols + ["value"]]
+    part = part[np.isfinite(pd.to_numeric(part["value"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan))]
+    for c in cols:
+        if isinstance(part[c].dtype, pd.CategoricalDtype):
+            part[c] = part[c].astype(str)
+    part["day_obs"] = part["day_obs"].astype("int64")
+    g = part.groupby(cols, sort=True)["value"]
+    out = g.agg(["min", "median", "max", "count"])
+    out["q1"], out["q3"] = g.quantile(0.25), g.quantile(0.75)
+    out = out.rename(columns={"count": "n"})[["min", "q1", "median", "q3", "max", "n"]]
+    return out.reset_index()
+
+
+def _events(df: pd.DataFrame, alerts: pd.DataFrame, by: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Nights of each calibration, and the events that can end its validity.
+
+    A calibration is a (calib_type, run) when runs span several nights; when every run is
+    one night (a verification run per night, as cp_verify's nightly jobs make), the run
+    does not name the calibration and each calib type's nights form one calibration.
+    """
+    def text(frame: pd.DataFrame) -> pd.DataFrame:  # strings only on the few rows kept
+        return frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), "").astype(str)
+                               for c in ("calib_type", "run", "detector_name", "amp", "metric") if c in frame})
+
+    day = pd.to_numeric(df["day_obs"], errors="coerce")
+    ok = day.notna().to_numpy()
+    keys = pd.DataFrame({"calib_type": df["calib_type"], "run": df["run"], "day_obs": day})[ok]
+    nights = text(keys.groupby(list(keys.columns), observed=True).size().reset_index()[list(keys.columns)])
+    nights = nights.astype({"day_obs": "int64"})
+    failed = ok & df["passed"].astype("boolean").eq(False).fillna(False).to_numpy(dtype=bool) \
+        if "passed" in df.columns else np.zeros(len(df), bool)
+    d = text(df.loc[failed, ["calib_type", "run", "day_obs", "detector_name", "amp", "metric"]])
+    d = d.astype({"day_obs": "int64"})
+    per_run = nights.groupby(["calib_type", "run"])["day_obs"].nunique()
+    nightly = per_run.groupby(level=0).max().le(1) & nights.groupby("calib_type")["day_obs"].nunique().gt(1)
+    if by == "run":
+        nightly[:] = False
+    elif by != "auto":
+        raise ValueError(f"by must be 'auto' or 'run', not {by!r}")
+    chain = nightly.reindex(nights["calib_type"]).to_numpy(dtype=bool)
+    nights = nights.assign(cal=np.where(chain, "", nights["run"]))
+    first = nights.groupby(["calib_type", "cal"])["day_obs"].min().rename("first_day")
+    events = [pd.DataFrame(columns=["calib_type", "cal", "day_obs", "kind", "what"])]
+    if len(d):
+        fail = d.merge(nights, on=["calib_type", "run", "day_obs"]).join(first, on=["calib_type", "cal"])
+        key = ["calib_type", "cal", "detector_name", "amp", "metric"]
+        base = fail.loc[fail["day_obs"] == fail["first_day"], key].drop_duplicates()
+        new = fail[fail["day_obs"] > fail["first_day"]].merge(base, on=key, how="left", indicator=True)
+        new = new[new["_merge"] == "left_only"]
+        events.append(new.assign(kind="failure", what=new["detector_name"] + " " + new["amp"] + " "
+                                 + new["metric"] + " fails")[["calib_type", "cal", "day_obs", "kind", "what"]])
+    if len(alerts):
+        a = alerts.assign(run=alerts["run"].astype(str), day_obs=alerts["day_obs"].astype("int64"))
+        a = a.assign(what=a["detector_name"].astype(str) + " " + a["amp"].astype(str) + " " + a["metric"].astype(str)
+                     + " " + a["kind"] + " " + a["size"].map("{:+.4g}".format)
+                     + " (" + a["significance"].map("{:.1f}".format) + " sigma)")
+        a = a.merge(nights, on=["calib_type", "run", "day_obs"])
+        # a jump on the night a run took over is the change of calibration, not its end
+        a = a[~(a["run_change"].astype(bool) & (a["cal"] != ""))]
+        events.append(a[["calib_type", "cal", "day_obs", "kind", "what"]])
+    ev = pd.concat(events, ignore_index=True).astype({"day_obs": "int64"})
+    return nights, ev
+
+
+def validity_ranges(df: pd.DataFrame, alerts: pd.DataFrame, *, by: str = "auto") -> pd.DataFrame:
+    """For each calibration, the nights over which its verification keeps passing (DMTN-192).
+
+    A calibration is valid from its first night until the night before the first of: a
+    test failing that did not fail on its first night ("failure"; tests already failing
+    then do not end it), or a drift or jump alert in its data ("drift", "jump").
+
+    Parameters
+    ----------
+    df, alerts
+        The tidy history and :func:`detect_changes`' alerts on it.
+    by
+        ``"run"``: each (calib_type, run) is a calibration (a jump on the night a run took
+        over is the change of calibration, not an end); ``"auto"`` (default): the same,
+        unless every run covers one night, then each calib type is one calibration
+        (``run`` is then the run of its first night).
+
+    Returns
+    -------
+    DataFrame
+        calib_type, run, first_day, last_day (``<NA>`` when the first night ended it),
+        n_days (nights with data in the range), ended_by (None, "failure", "drift",
+        "jump"), ended_on (the night that ended it).
+
+    Examples
+    --------
+    >>> validity_ranges(df, detect_changes(df))                  # doctest: +SKIP
+      calib_type   run  first_day  last_day  n_days ended_by  ended_on
+    0       bias  u/a1   20251118  20251123       6    drift  20251124
+    """
+    nights, ev = _events(df, alerts, by)
+    rank = {"failure": 0, "jump": 1, "drift": 2}
+    ev = ev.assign(r=ev["kind"].map(rank)).sort_values(["day_obs", "r"], kind="stable")
+    end = ev.groupby(["calib_type", "cal"], sort=False).first()
+    rows = []
+    for (ctype, cal), g in nights.groupby(["calib_type", "cal"], sort=True):
+        g = g.sort_values("day_obs")
+        days = g["day_obs"].to_numpy()
+        e = end.loc[(ctype, cal)] if (ctype, cal) in end.index else None
+        inside = days[days < e["day_obs"]] if e is not None else days
+        rows.append({"calib_type": ctype, "run": cal or g["run"].iloc[0], "first_day": int(days[0]),
+                     "last_day": int(inside[-1]) if len(inside) else pd.NA, "n_days": len(inside),
+                     "ended_by": None if e is None else e["kind"],
+                     "ended_on": pd.NA if e is None else int(e["day_obs"])})
+    cols = ["calib_type", "run", "first_day", "last_day", "n_days", "ended_by", "ended_on"]
+    out = pd.DataFrame(rows, columns=cols).astype({"last_day": "Int64", "ended_on": "Int64", "first_day": "int64",
+                                                   "n_days": "int64", "ended_by": object})
+    out["ended_by"] = out["ended_by"].where(out["ended_by"].notna(), None)
+    return out
+
+
+def recommendations(df: pd.DataFrame, alerts: pd.DataFrame, *, by: str = "auto") -> list[dict]:
+    """For the nightly job: per calib type, should a new calibration be made, and why.
+
+    The current calibration of a calib type is the one with the latest night (see
+    :func:`validity_ranges`); a new one is recommended when its validity has ended.
+
+    Returns
+    -------
+    list of dict
+        ``{"calib_type", "run", "recommend_new", "reason", "day_obs"}`` by calib type;
+        ``day_obs`` is the night that ended the validity (None when still valid).
+
+    Examples
+    --------
+    >>> recommendations(df, detect_changes(df))[0]              # doctest: +SKIP
+    {'calib_type': 'dark', 'run': 'u/a1', 'recommend_new': True, 'day_obs': 20251123,
+     'reason': 'jump on 20251123: R42_S00 C00 MEAN jump +2.006 (24.5 sigma)'}
+    """
+    nights, ev = _events(df, alerts, by)
+    vr = validity_ranges(df, alerts, by=by)
+    out = []
+    for ctype, g in vr.groupby("calib_type", sort=True):
+        last = nights[nights["calib_type"] == ctype].groupby("cal")["day_obs"].max()
+        cur = g.assign(last=[last.get(r if r in last.index else "", 0) for r in g["run"]])
+        v = cur.sort_values(["last", "first_day"]).iloc[-1]
+        cal = v["run"] if v["run"] in last.index else ""
+        if v["ended_by"] is None:
+            reason = f"passing with no new failure, drift or jump over {v['n_days']} night(s) since {v['first_day']}"
+            out.append({"calib_type": ctype, "run": v["run"], "recommend_new": False, "reason": reason,
+                        "day_obs": None})
+            continue
+        day = int(v["ended_on"])
+        what = ev[(ev["calib_type"] == ctype) & (ev["cal"] == cal) & (ev["day_obs"] == day)]
+        what = what.sort_values("kind", key=lambda k: k.map({"jump": 0, "drift": 1, "failure": 2}))["what"]
+        shown = "; ".join(what.iloc[:3]) + (f"; and {len(what) - 3} more" if len(what) > 3 else "")
+        out.append({"calib_type": ctype, "run": v["run"], "recommend_new": True,
+                    "reason": f"{v['ended_by']} on {day}: {shown}", "day_obs": day})
+    return out
