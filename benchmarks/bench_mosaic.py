@@ -1,0 +1,289 @@
+"""Benchmark the mosaic builder on real-size LSSTCam detectors.
+
+Synthetic processed float32 FITS files at real size (E2V 4096 x 4004, 64 MB each)
+are written to a temporary directory (``--workdir``), nearest the focal-plane
+centre first (9 = raft R22).  In one run:
+
+* ``np.copyto`` bandwidth of this machine (the ceiling for any read + bin);
+* cpmosaic builds at each ``--binning`` (default 8 and 1): wall time, effective
+  input GB/s (file bytes / wall) and its ratio to the copy bandwidth, peak RSS;
+* the naive way at binning 8 (``naive_visualize_visit.py``: astropy read +
+  reshape-mean per detector, serial, one full-plane array, as pipe_tasks'
+  visualizeVisit does) - target: cpmosaic >= 5x faster;
+* ome-zarr-py ``write_image`` making the pyramid (local mean) of the naive
+  assembled array - target: cpmosaic's whole build faster, with lower peak memory;
+* ``--scaling 9,50,205``: peak memory of binning-1 builds as the detector count
+  grows (target <= 2 GiB and flat).
+
+Every case runs in its own child process, so its peak RSS (VmHWM) is its
+alone; "peak anon" leaves out memory-mapped input pages (page cache).  Imports
+and numba kernels are loaded before the clock starts (both sides).  Inputs are
+warm in the page cache (written just before).  205 real-size detectors are 13 GB
+of FITS.
+
+Usage::
+
+    python benchmarks/bench_mosaic.py --quick
+    python benchmarks/bench_mosaic.py --detectors 9
+    python benchmarks/bench_mosaic.py --detectors 205 --scaling 9,50,205 --workdir /big/disk
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process in bytes.
+
+    VmHWM, not ``ru_maxrss``: Linux keeps ``ru_maxrss`` across ``execve``, so a
+    child would report its parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class AnonPeak:
+    """Samples the private (anonymous) resident memory every 10 ms: what the work
+    needs, without memory-mapped input pages (page cache, counted in VmHWM)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        self.peak = max(self.peak, int(line.split()[1]) * 1024)
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> "AnonPeak":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def warm_up() -> None:
+    """Imports and numba kernels loaded before the clock starts (both sides alike)."""
+    import astropy.io.fits  # noqa: F401
+    import dask  # noqa: F401
+    import zarr  # noqa: F401
+
+    from cpmosaic.kernels import bin_rotate_into, pyramid_reduce
+
+    a = np.ones((8, 8), np.float32)
+    bin_rotate_into(a, 2, 1, np.zeros((4, 4), np.float32), 0, 0)
+    bin_rotate_into(a.astype(">f4"), 2, 1, np.zeros((4, 4), np.float32), 0, 0)
+    pyramid_reduce(a)
+
+
+# -- inputs --------------------------------------------------------------------------
+
+
+def detector_order(camera) -> list:
+    """Detectors nearest the focal-plane centre first (the first 9 are raft R22)."""
+    return sorted(camera, key=lambda d: (round(float(np.hypot(*d.center_mm)), 3), d.id))
+
+
+def make_inputs(directory: Path, n: int, seed: int = 0) -> list[Path]:
+    from cpmosaic.camera import get_camera
+    from cpmosaic.io import write_processed_fits
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    noise: dict = {}
+    paths = []
+    for det in detector_order(get_camera("LSSTCam"))[:n]:
+        path = directory / f"calexp_{det.name}.fits"
+        if not path.exists():
+            if det.shape not in noise:
+                noise[det.shape] = rng.normal(1000.0, 5.0, det.shape).astype(np.float32)
+            write_processed_fits(path, noise[det.shape] + np.float32(det.id),
+                                 header={"DETNAME": det.name, "DETECTOR": det.id, "INSTRUME": "LSSTCam"})
+        paths.append(path)
+    return paths
+
+
+# -- cases (each runs in a child process) -------------------------------------------------
+
+
+def case_build(files: list[str], store: str, binning: int, workers: int | None) -> dict:
+    from cpmosaic.mosaic import build_mosaic
+    from cpmosaic.mosaic.build import _default_workers
+
+    warm_up()
+    base = peak_rss()
+    with AnonPeak() as anon:
+        t = time.perf_counter()
+        report = build_mosaic(files, store, binning=binning, overwrite=True, num_workers=workers, progress=False)
+        wall = time.perf_counter() - t
+    return {"wall": wall, "rss": peak_rss(), "rss_base": base, "anon": anon.peak, "shards": report.shards_written,
+            "workers": workers or _default_workers(report.plan, 3 * 2**29), "shape": list(report.plan.shape)}
+
+
+def case_naive(files: list[str], out: str, binning: int) -> dict:
+    sys.path.insert(0, str(HERE))
+    from naive_visualize_visit import naive_mosaic
+
+    warm_up()
+    base = peak_rss()
+    with AnonPeak() as anon:
+        t = time.perf_counter()
+        mosaic = naive_mosaic(files, "LSSTCam", binning)
+        np.save(out, mosaic)
+        wall = time.perf_counter() - t
+    return {"wall": wall, "rss": peak_rss(), "rss_base": base, "anon": anon.peak, "shape": list(mosaic.shape)}
+
+
+def case_omezarr(array_path: str, store: str, levels: int) -> dict:
+    import zarr
+    from ome_zarr.scale import Methods
+    from ome_zarr.writer import write_image
+
+    image = np.load(array_path)
+    base = peak_rss()
+    with AnonPeak() as anon:
+        t = time.perf_counter()
+        group = zarr.open_group(store, mode="w")
+        write_image(image, group, scale_factors=[2**k for k in range(1, levels)], method=Methods.LOCAL_MEAN,
+                    axes="yx", storage_options={"chunks": (256, 256)})
+        wall = time.perf_counter() - t
+    return {"wall": wall, "rss": peak_rss(), "rss_base": base, "anon": anon.peak, "shape": list(image.shape)}
+
+
+CASES = {"build": case_build, "naive": case_naive, "omezarr": case_omezarr}
+
+
+def run_child(job: str, **kwargs) -> dict:
+    cmd = [sys.executable, __file__, "--child", json.dumps({"job": job, **kwargs})]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"{job} failed:\n{proc.stderr[-3000:]}")
+
+
+def copy_bandwidth(nbytes: int, repeats: int = 5) -> float:
+    """``np.copyto`` GB/s (read + write counted once, like a read of the input)."""
+    a = np.ones(nbytes // 4, np.float32)
+    b = np.empty_like(a)
+    best = min(_timed(lambda: np.copyto(b, a)) for _ in range(repeats))
+    return nbytes / best / 1e9
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="3 detectors, small copy test")
+    ap.add_argument("--detectors", type=int, default=9, help="detectors in the main comparison (9, 50, 205)")
+    ap.add_argument("--binning", default="8,1", help="binnings of the builds, comma separated (default 8,1)")
+    ap.add_argument("--scaling", default="", help="detector counts for the binning-1 memory scan, e.g. 9,50,205")
+    ap.add_argument("--workers", type=int, help="build threads (default: the builder's choice)")
+    ap.add_argument("--workdir", help="where to write inputs and outputs (default: a temporary directory)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        spec = json.loads(args.child)
+        result = CASES[spec.pop("job")](**spec)
+        sys.stdout.write("RESULT " + json.dumps(result) + "\n")
+        return 0
+
+    n = 3 if args.quick else args.detectors
+    binnings = [int(b) for b in args.binning.split(",") if b]
+    scaling = [int(c) for c in args.scaling.split(",") if c]
+    work = Path(tempfile.mkdtemp(prefix="bench_mosaic_", dir=args.workdir))
+    rows = []
+    try:
+        t = time.perf_counter()
+        all_files = make_inputs(work / "inputs", max([n, *scaling]))
+        files = [str(p) for p in all_files[:n]]
+        in_bytes = sum(os.path.getsize(f) for f in files)
+        sys.stderr.write(f"wrote {len(all_files)} inputs in {time.perf_counter() - t:.1f} s\n")
+        bw = copy_bandwidth(2**27 if args.quick else 2**29)
+        rows.append(("np.copyto", "-", "-", f"{1.0 / bw:.3f} s/GB", f"{bw:.2f}", "-", "-", "memory bandwidth ceiling"))
+        ours = {}
+        for b in binnings:
+            r = run_child("build", files=files, store=str(work / f"m{b}.zarr"), binning=b, workers=args.workers)
+            ours[b] = r
+            gbs = in_bytes / r["wall"] / 1e9
+            rows.append((f"cpmosaic build b={b}", n, b, f"{r['wall']:.2f}", f"{gbs:.2f}", _mib(r["rss"]),
+                         _mib(r["anon"]),
+                         f"{gbs / bw:.0%} of copyto; {r['workers']} threads; {r['shards']} shards; "
+                         f"level 0 {r['shape'][1]}x{r['shape'][0]}"))
+        nv = run_child("naive", files=files, out=str(work / "naive.npy"), binning=8)
+        gbs = in_bytes / nv["wall"] / 1e9
+        note = f"cpmosaic {nv['wall'] / ours[8]['wall']:.1f}x faster" if 8 in ours else ""
+        rows.append(("naive visualizeVisit b=8", n, 8, f"{nv['wall']:.2f}", f"{gbs:.2f}", _mib(nv["rss"]),
+                     _mib(nv["anon"]), note))
+        from cpmosaic.mosaic import make_plan
+
+        levels = make_plan("LSSTCam", 8).n_levels
+        oz = run_child("omezarr", array_path=str(work / "naive.npy"), store=str(work / "omezarr.zarr"), levels=levels)
+        note = (f"pyramid of the in-memory array only; cpmosaic whole build {oz['wall'] / ours[8]['wall']:.1f}x "
+                f"faster, peak RSS {ours[8]['rss'] / oz['rss']:.2f}x, anon {ours[8]['anon'] / oz['anon']:.2f}x"
+                if 8 in ours else "")
+        rows.append(("ome-zarr-py write_image b=8", n, 8, f"{oz['wall']:.2f}", "-", _mib(oz["rss"]), _mib(oz["anon"]),
+                     note))
+        for c in scaling:
+            r = run_child("build", files=[str(p) for p in all_files[:c]], store=str(work / f"s{c}.zarr"),
+                          binning=1, workers=args.workers)
+            size = sum(os.path.getsize(p) for p in all_files[:c])
+            rows.append(("cpmosaic build b=1 (scaling)", c, 1, f"{r['wall']:.2f}", f"{size / r['wall'] / 1e9:.2f}",
+                         _mib(r["rss"]), _mib(r["anon"]),
+                         f"{r['workers']} threads; after imports {_mib(r['rss_base'])} MiB"))
+            shutil.rmtree(work / f"s{c}.zarr", ignore_errors=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    out = sys.stdout.write
+    out(f"\nInputs: {n} real-size LSSTCam detectors ({in_bytes / 1e9:.2f} GB of float32 FITS, warm page cache); "
+        f"{os.cpu_count()} CPUs.\n\n")
+    out("| case | detectors | binning | wall s | input GB/s | peak RSS MiB | peak anon MiB | notes |\n")
+    out("|---|---|---|---|---|---|---|---|\n")
+    for r in rows:
+        out("| " + " | ".join(str(v) for v in r) + " |\n")
+    return 0
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.0f}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""``cpmosaic png STORE -o FILE.png``: render a mosaic level with datashader (+y up)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub) -> None:
+    from ..mosaic.render import STRETCHES  # light: numpy only at import
+
+    p = sub.add_parser("png", help="render a mosaic store to PNG", description=__doc__)
+    p.add_argument("store", metavar="STORE", help="mosaic store path or URL")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--level", type=int, metavar="N", help="draw level N at its own size")
+    size.add_argument("--width", type=int, metavar="PX", help="output width in pixels")
+    p.add_argument("--stretch", choices=STRETCHES, default="linear", help="default linear (store's display window)")
+    p.add_argument("--cmap", default="gray", metavar="NAME", help="colorcet/bokeh colour map (default gray)")
+    p.add_argument("--background", metavar="COLOR", help="colour under empty (NaN) pixels (default transparent)")
+    p.add_argument("--limits", type=float, nargs=2, metavar=("LO", "HI"), help="explicit display limits")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..mosaic.render import render_png
+
+    if args.width is not None and args.width < 1:
+        sys.stderr.write("--width must be >= 1\n")
+        return 2
+    try:
+        w, h = render_png(args.store, args.output, level=args.level, width=args.width, stretch=args.stretch,
+                          cmap=args.cmap, background=args.background,
+                          limits=tuple(args.limits) if args.limits else None)
+    except ValueError as exc:
+        if type(exc).__module__.startswith("cpmosaic.errors"):
+            raise
+        sys.stderr.write(f"cpmosaic png: {exc}\n")
+        return 2
+    sys.stdout.write(f"{args.output}: {w} x {h}\n")
+    return 0

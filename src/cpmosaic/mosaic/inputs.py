@@ -1,0 +1,325 @@
+"""Find the inputs of a mosaic: FITS files, directories and Butler datasets.
+
+Every file is identified from its headers (:func:`cpmosaic.io.identify`); files
+that cannot be used are recorded with the reason and the rest go on.  Inputs
+from more than one camera are refused (:class:`~cpmosaic.errors.MixedCamerasError`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+from ..camera import Camera, get_camera
+from ..errors import CpmosaicError, InputError, MixedCamerasError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["InputSet", "find_inputs", "expand_paths", "butler_paths", "ExposureCache", "EXPOSURES"]
+
+#: File name endings taken from directories (files named explicitly are always tried).
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fz", ".fits.gz")
+_DETNAME = re.compile(r"R\d\d_S[A-Z0-9]{2,3}")
+
+
+@dataclass
+class InputSet:
+    """Identified inputs, one file per detector.
+
+    Attributes
+    ----------
+    camera
+        The camera of the inputs (or the one the caller gave).
+    files
+        Detector id -> :class:`cpmosaic.io.ExposureInfo` of its file.
+    bad
+        ``{"path", "reason", "detector"?}`` for inputs that cannot be used.
+    skipped
+        ``{"path", "reason"}`` for usable files left out (a second file for a detector).
+    """
+
+    camera: Camera
+    files: dict = field(default_factory=dict)
+    bad: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def expand_paths(inputs) -> tuple[list[str], list[dict]]:
+    """Files named by ``inputs`` (files, directories searched recursively, Butler URLs).
+
+    Returns ``(files, bad)`` with ``bad`` the inputs that do not exist.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    files: list[str] = []
+    bad: list[dict] = []
+    for item in inputs:
+        text = os.fspath(item)
+        if text.startswith("butler://"):
+            files.extend(butler_paths(text))
+            continue
+        p = Path(text)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(FITS_SUFFIXES))
+            if not found:
+                log.warning("%s: no FITS files in this directory", p)
+            files.extend(found)
+        elif p.exists():
+            files.append(str(p))
+        else:
+            bad.append({"path": str(p), "reason": "file not found"})
+    seen: set[str] = set()
+    unique = [f for f in files if not (f in seen or seen.add(f))]
+    return unique, bad
+
+
+def butler_paths(url: str | None = None, *, root: str | None = None, collection: str | None = None,
+                 dataset_type: str | None = None, where: str = "") -> list[str]:
+    """Files of Butler datasets: ``butler://ROOT?collection=C&dataset=T`` or keywords.
+
+    Needs ``lsst.daf.butler``; each dataset's file comes from ``butler.getURI(ref)``.
+    """
+    if url is not None:
+        u = urlparse(url)
+        root = (u.netloc + u.path) if u.netloc else u.path
+        q = {k: v[-1] for k, v in parse_qs(u.query).items()}
+        collection = q.get("collection", collection)
+        dataset_type = q.get("dataset", q.get("datasetType", dataset_type))
+        where = q.get("where", where)
+    if not (root and collection and dataset_type):
+        raise InputError(url or root, "a Butler input needs a repository root, a collection and a dataset type")
+    try:
+        from lsst.daf.butler import Butler
+    except ImportError:
+        raise InputError(url or root,
+                         "reading from a Butler needs lsst-daf-butler (pip install cpmosaic[butler])") from None
+    try:
+        butler = Butler.from_config(root, collections=[collection]) if hasattr(Butler, "from_config") \
+            else Butler(root, collections=[collection])
+        refs = butler.query_datasets(dataset_type, collections=[collection], where=where, explain=False) \
+            if hasattr(butler, "query_datasets") else \
+            list(butler.registry.queryDatasets(dataset_type, collections=[collection], where=where))
+    except Exception as exc:  # the Butler raises many types; all mean "cannot use this input"
+        raise InputError(url or root, f"Butler query failed ({type(exc).__name__}: {exc})") from None
+    paths = []
+    for ref in refs:
+        uri = butler.getURI(ref)
+        paths.append(uri.ospath if getattr(uri, "scheme", "file") in ("file", "") else str(uri))
+    if not paths:
+        raise InputError(url or root, f"no {dataset_type} datasets in collection {collection}")
+    return sorted(paths)
+
+
+def _camera_of(info) -> str | None:
+    from ..io.header import camera_for_instrument
+
+    return camera_for_instrument(info.instrument) or info.instrument or info.camera
+
+
+def _guess_detector(path: str, camera: Camera | None):
+    # Only used to say *which* detector a broken file was meant to be.
+    if camera is None:
+        return None
+    for name in _DETNAME.findall(Path(path).name):
+        if name in camera:
+            return camera[name]
+    return None
+
+
+def find_inputs(inputs, camera: Camera | str | os.PathLike | None = None) -> InputSet:
+    """Identify mosaic inputs and choose one file per detector.
+
+    Parameters
+    ----------
+    inputs
+        Paths (files or directories), ``butler://`` URLs, or a mix.
+    camera
+        The camera to place detectors with; default: the one the headers name.
+
+    Returns
+    -------
+    InputSet
+
+    Raises
+    ------
+    InputError
+        Nothing usable was found.
+    MixedCamerasError
+        The inputs come from more than one camera.
+    """
+    from ..io import identify
+
+    files, bad = expand_paths(inputs)
+    cam = get_camera(camera) if camera is not None else None
+    infos = []
+    for path in files:
+        try:
+            infos.append(identify(path, cam))
+        except (CpmosaicError, OSError, ValueError) as exc:
+            reason = exc.problem if isinstance(exc, InputError) else str(exc)
+            bad.append({"path": path, "reason": reason})
+            log.warning("%s: %s", path, reason)
+    by_camera: dict[str, list[str]] = {}
+    for info in infos:
+        by_camera.setdefault(str(_camera_of(info)), []).append(info.path)
+    if len(by_camera) > 1:
+        parts = [f"{name}: {', '.join(p[:3])}{' ...' if len(p) > 3 else ''} ({len(p)} files)"
+                 for name, p in sorted(by_camera.items())]
+        raise MixedCamerasError("inputs come from more than one camera; give one camera's files per mosaic. "
+                                + "; ".join(parts))
+    if not infos:
+        raise _no_input(files, bad)
+    if cam is None:
+        name = next(iter(by_camera))
+        if name == "None":
+            raise InputError(None, f"cannot tell the camera of the inputs (no INSTRUME key), e.g. {infos[0].path}; "
+                                   "give --camera")
+        cam = get_camera(name)
+    elif next(iter(by_camera)).lower() != cam.name.lower():
+        log.warning("inputs say camera %s; placing them with camera %s as asked", next(iter(by_camera)), cam.name)
+    result = InputSet(cam)
+    for info in sorted(infos, key=lambda i: i.path):
+        if info.detector is None or info.detector not in cam:
+            bad.append({"path": info.path, "reason": f"cannot tell which {cam.name} detector this is"})
+            continue
+        det = cam[info.detector]
+        kind_shape = tuple(info.shape)
+        if kind_shape != det.shape:
+            bad.append({"path": info.path, "detector": det.id,
+                        "reason": f"image shape {kind_shape} is not {det.name}'s {det.shape} in camera {cam.name} "
+                                  f"(wrong --camera?)"})
+            continue
+        if det.id in result.files:
+            result.skipped.append({"path": info.path, "reason": f"second file for {det.name}; using "
+                                                                f"{result.files[det.id].path}"})
+            continue
+        result.files[det.id] = info
+    for b in bad:
+        if "detector" not in b:
+            det = _guess_detector(b["path"], cam)
+            if det is not None:
+                b["detector"] = det.id
+    result.bad = bad
+    if result.skipped:
+        log.warning("%d file(s) skipped as second files for a detector", len(result.skipped))
+    exposures = {i.exposure for i in result.files.values() if i.exposure is not None}
+    if len(exposures) > 1:
+        log.warning("inputs span %d exposures (%s); one mosaic usually shows one", len(exposures),
+                    ", ".join(str(e) for e in sorted(exposures)[:5]))
+    if not result.files:
+        raise _no_input(files, bad)
+    return result
+
+
+def _no_input(files: list, bad: list) -> InputError:
+    if not files and not bad:
+        return InputError(None, "no input files given (no FITS files found)")
+    if not bad:
+        return InputError(None, "no usable input files")
+    first = bad[0]
+    return InputError(None, f"no usable input files: {len(bad)} bad; first: {first['path']}: {first['reason']}")
+
+
+class _Entry:
+    __slots__ = ("exposure", "lock", "closed")
+
+    def __init__(self, exposure) -> None:
+        self.exposure, self.lock, self.closed = exposure, threading.Lock(), False
+
+
+class ExposureCache:
+    """Open exposures shared by the build tasks of one process.
+
+    Opening a FITS file (header parsing, ~8 ms) costs more than reading a
+    shard's rows of it, and a detector is needed by every shard row it spans, so
+    files stay open between tasks.  A file is closed after its last expected use
+    (:meth:`expect`, known to the local scheduler) or when it is the least
+    recently used of ``capacity``: memory-mapped pages count in the resident
+    size while a file is open.  Reads of one file are serialised by its lock
+    (astropy objects are not known to be thread safe).
+    """
+
+    def __init__(self, capacity: int = 24) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._entries: OrderedDict = OrderedDict()
+        self._uses: Counter = Counter()
+
+    def expect(self, uses: dict[str, int]) -> None:
+        """Announce how many reads each path will get (then it is closed)."""
+        with self._lock:
+            self._uses.update(uses)
+
+    def read(self, path: str, camera, options: dict, rows: slice):
+        """``open_exposure(path, camera, **options).read(rows=rows)``, reusing an open file."""
+        from ..io import open_exposure
+
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size, camera.name, len(camera), options["overscan"],
+               options["apply_gains"], camera.detectors[0].pixel_size_mm)
+        while True:
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None:
+                    self._entries.move_to_end(key)
+            if entry is None:
+                exp = open_exposure(path, camera, overscan=options["overscan"], apply_gains=options["apply_gains"])
+                with self._lock:
+                    entry = self._entries.get(key)
+                    if entry is None:
+                        entry = self._entries[key] = _Entry(exp)
+                        exp = None
+                        self._evict()
+                if exp is not None:  # another thread opened it meanwhile
+                    exp.close()
+            with entry.lock:
+                if entry.closed:
+                    continue  # evicted between lookup and lock: open again
+                data = entry.exposure.read(rows=rows)
+            done = False
+            with self._lock:
+                if path in self._uses:
+                    self._uses[path] -= 1
+                    if self._uses[path] <= 0:
+                        del self._uses[path]
+                        if self._entries.get(key) is entry:
+                            del self._entries[key]
+                        done = True
+            if done:
+                self._close(entry)
+            return data
+
+    def _evict(self) -> None:
+        while len(self._entries) > self.capacity:
+            _, old = self._entries.popitem(last=False)
+            # closing waits for a read in progress; not under the cache lock
+            threading.Thread(target=self._close, args=(old,), daemon=True).start()
+
+    @staticmethod
+    def _close(entry: _Entry) -> None:
+        with entry.lock:
+            if not entry.closed:
+                entry.closed = True
+                entry.exposure.close()
+
+    def clear(self) -> None:
+        """Close every open exposure and forget expected uses."""
+        with self._lock:
+            entries = list(self._entries.values())
+            self._entries.clear()
+            self._uses.clear()
+        for e in entries:
+            self._close(e)
+
+
+#: The process-wide cache the build tasks read through.
+EXPOSURES = ExposureCache()
