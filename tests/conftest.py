@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 
 #: ../shared/reference beside the checkout (CI lays it there); tests that need
-#: it skip cleanly when it is absent.  CPMOSAIC_REFERENCE overrides the path.
+#: it skip cleanly when it is absent.  CPMOSAIC_REFERENCE overrides the path;
+#: CPMOSAIC_REQUIRE_REFERENCE=1 (set by .ci/run) turns the skip into a failure, so
+#: CI can never pass without the geometry and reader checks.
 REFERENCE = Path(os.environ.get("CPMOSAIC_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"))
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     if not REFERENCE.is_dir():
+        if os.environ.get("CPMOSAIC_REQUIRE_REFERENCE") == "1":
+            pytest.fail(f"reference files not found at {REFERENCE} (CPMOSAIC_REQUIRE_REFERENCE=1)")
         pytest.skip(f"reference files not found at {REFERENCE}")
     return REFERENCE
 

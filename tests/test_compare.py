@@ -143,7 +143,7 @@ def test_cli_compare(tmp_path, rng, capsys):
 
 
 def test_synthetic_calibration_runs(tmp_path):
-    synth = pytest.importorskip("cpmosaic.synth")
+    import cpmosaic.synth as synth
     m = synth.synthesize(tmp_path / "s", n_days=1, raw=False, processed=False, verify=False, butler=False,
                          workers=1, detectors=["R22_S11", "R10_S10", "R01_S00"], calib_types=("bias",))
     runs = {}

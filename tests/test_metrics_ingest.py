@@ -302,3 +302,18 @@ def test_cli_metrics_json_and_partial_exit(tmp_path, capsys):
     assert main(["metrics", str(tmp_path), "--failures"]) == 3
     assert "C07" in capsys.readouterr().out
     assert main(["metrics", str(tmp_path), "--outliers", "--z", "3", "--format", "json"]) == 3
+
+
+@pytest.mark.parametrize("column", ["amplifier", "exposure", "detector"])
+def test_run_results_missing_identifying_column_is_a_problem(tmp_path, column):
+    """A run-level Results table that cannot place its rows is reported, not misread."""
+    make_bias_tree(tmp_path, stats=True, results=True)
+    run_file = layout_path(tmp_path, RUN, "verifyBiasResults", ext="parquet")
+    table = pq.read_table(run_file)
+    pq.write_table(table.drop([column]), run_file)
+    df = load_metrics(tmp_path)
+    problems = [p for p in df.attrs["problems"] if p["source"] == str(run_file)]
+    assert problems and column in problems[0]["problem"]
+    # the per-detector products still give every amp of every exposure
+    amps = df[(df.tier == "amp") & (df.metric == "NOISE")]
+    assert len(amps) == len(EXPOSURES) * len(DETS) * 16

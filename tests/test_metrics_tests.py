@@ -156,7 +156,7 @@ def test_defects_ptc_gain(tmp_path):
 
 
 def test_synthetic_verify_flags_agree(tmp_path):
-    synth = pytest.importorskip("cpmosaic.synth")
+    import cpmosaic.synth as synth
     m = synth.synthesize(tmp_path / "s", n_days=2, raw=False, processed=False, calibs=False, butler=False,
                          workers=1, detectors=["R22_S11", "R01_S00", "R10_S10", "R23_S11", "R30_S00"])
     df = load_metrics(m.verify_root)

@@ -12,7 +12,11 @@ from .compact import camera_from_dict, read_camera_json
 from .model import Camera
 from .obs_lsst import read_obs_lsst_yaml
 
-__all__ = ["BUILTIN_CAMERAS", "get_camera", "load_camera"]
+__all__ = ["BUILTIN_CAMERAS", "CAMERA_FILE", "camera_beside", "get_camera", "load_camera"]
+
+#: A data directory may carry its own camera description under this name
+#: (cpmosaic synth writes one for its shrunk cameras); files below it use it.
+CAMERA_FILE = "camera.json"
 
 #: Built-in camera names (case-insensitive) -> packaged data file.
 BUILTIN_CAMERAS: dict[str, str] = {
@@ -66,3 +70,33 @@ def get_camera(name_or_path: "str | os.PathLike | Camera") -> Camera:
     raise CameraError(
         f"unknown camera {text!r}: give one of {', '.join(BUILTIN_CAMERAS)} or a path to a camera file"
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _camera_in(directory: str) -> Camera | None:
+    path = Path(directory) / CAMERA_FILE
+    return read_camera_json(path) if path.is_file() else None
+
+
+def camera_beside(path: str | os.PathLike, max_up: int = 8) -> Camera | None:
+    """The camera described by a ``camera.json`` in *path*'s folder or one above it.
+
+    Data sets whose detectors differ from the built-in cameras (cpmosaic's
+    shrunk synthetic data, a lab camera) carry their description beside the
+    data, so that readers pick it up without a ``--camera`` on every command.
+
+    Returns None when there is no such file within *max_up* folders.
+    """
+    p = Path(path).resolve()
+    d = p if p.is_dir() else p.parent
+    for _ in range(max_up + 1):
+        try:
+            cam = _camera_in(str(d))
+        except CameraError:
+            cam = None
+        if cam is not None:
+            return cam
+        if d.parent == d:
+            break
+        d = d.parent
+    return None

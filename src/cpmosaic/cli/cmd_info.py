@@ -45,13 +45,13 @@ def run(args: argparse.Namespace) -> int:
     w = sys.stdout.write
     w(f"{args.store}: {doc['name']} ({m.camera}, binning {m.binning})"
       + ("" if m.complete else "  INCOMPLETE: resume the build with cpmosaic mosaic --resume") + "\n")
-    w(f"{'level':>5} {'shape (y, x)':>16} {'chunks':>11} {'shards':>13} {'det px/px':>9} {'extent x mm':>19} "
-      f"{'window':>23}\n")
+    w(f"{'level':>5} {'shape (y, x)':>16} {'chunks':>11} {'shards':>13} {'det px/px':>9} {'x mm':>19} {'y mm':>19} "
+      f"{'display window':>23}\n")
     for lv in doc["levels"]:
         sh = "x".join(map(str, lv["shards"])) if lv["shards"] else "-"
         ext = lv["extent_mm"]
         w(f"{lv['level']:>5} {lv['shape'][0]:>7} x {lv['shape'][1]:<6} {'x'.join(map(str, lv['chunks'])):>11} "
-          f"{sh:>13} {lv['detector_pixels_per_pixel']:>9} {ext[0]:>9.2f}..{ext[1]:<8.2f} "
+          f"{sh:>13} {lv['detector_pixels_per_pixel']:>9} {ext[0]:>9.2f}..{ext[1]:<8.2f} {ext[2]:>9.2f}..{ext[3]:<8.2f} "
           f"{lv['window'][0]:>11.4g}..{lv['window'][1]:<10.4g}\n")
     present, missing = doc["detectors"]["present"], doc["detectors"]["missing"]
     w(f"detectors: {len(present)} present, {len(missing)} missing\n")

@@ -29,6 +29,9 @@ def register(sub) -> None:
     what.add_argument("--failures", action="store_true", help="the DMTN-101 test failures instead of the metrics")
     what.add_argument("--outliers", action="store_true", help="robust outliers instead of the metrics")
     p.add_argument("--z", type=float, default=5.0, help="outlier threshold in robust sigmas (default 5)")
+    p.add_argument("--images-as", metavar="TYPE", default=None,
+                   help="when SOURCE holds calibration images and no cp_verify outputs, measure the "
+                        "per-amp statistics on the images as this calibration type (default: bias)")
     p.set_defaults(func=run)
 
 
@@ -43,9 +46,21 @@ def _json_value(v):
 
 
 def records(df) -> list[dict]:
-    """JSON-ready records of a DataFrame (NA/NaN -> None, numpy -> Python)."""
+    """JSON-ready records of a DataFrame (NA/NaN -> None, numpy -> Python).
+
+    Exposure-wide rows of the tidy table (detector -1, no name, no amp) get nulls
+    there: "no detector" reads better to a script than a sentinel id.
+    """
     cols = list(df.columns)
-    return [{c: _json_value(v) for c, v in zip(cols, row)} for row in df.itertuples(index=False, name=None)]
+    out = [{c: _json_value(v) for c, v in zip(cols, row)} for row in df.itertuples(index=False, name=None)]
+    if "detector" in cols:
+        for r in out:
+            if r["detector"] == -1:
+                r["detector"] = None
+                for key in ("detector_name", "amp"):
+                    if r.get(key) == "":
+                        r[key] = None
+    return out
 
 
 def write_frame(df, fmt: str, output: str | None) -> None:
@@ -71,17 +86,61 @@ def run(args: argparse.Namespace) -> int:
 
     log = logging.getLogger("cpmosaic")
     progress.enable(None)
-    df = load_metrics(args.source, collections=args.collections, camera=args.camera,
-                      calib_types=args.calib_types)
+    df = _load(args, log)
     problems = df.attrs.get("problems", [])
+    verdict = None
     if args.failures:
-        out = evaluate(df, camera=args.camera, failures_only=True)
+        from ..metrics import summary
+
+        results = evaluate(df, camera=args.camera)
+        verdict = summary(df, results, camera=args.camera)
+        out = results[results["passed"].eq(False) | results["cp_verify_passed"].eq(False)].reset_index(drop=True)
     elif args.outliers:
         out = find_outliers(df, z=args.z)
     else:
         out = df
     write_frame(out, args.format, args.output)
+    if verdict is not None:
+        _print_verdict(verdict, sys.stdout if args.format == "table" and not args.output else sys.stderr)
     if problems:
         log.warning("%d input(s) could not be read; see the warnings above", len(problems))
         return EXIT_PARTIAL
     return EXIT_OK
+
+
+def _load(args: argparse.Namespace, log):
+    """The tidy table of SOURCE; from the images themselves when it holds no cp_verify output."""
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..metrics import load_metrics
+
+    try:
+        return load_metrics(args.source, collections=args.collections, camera=args.camera,
+                            calib_types=args.calib_types)
+    except InputError as exc:
+        src = Path(args.source)
+        fits = src.is_dir() and any(p.suffix in (".fits", ".fz", ".gz") for p in src.rglob("*.f*"))
+        if "no readable cp_verify outputs" not in str(exc) or not fits:
+            raise
+    from ..metrics import metrics_from_images
+
+    calib_type = args.images_as or "bias"
+    log.info("%s holds no cp_verify outputs: measuring per-amp statistics on its images as %s",
+             args.source, calib_type)
+    return metrics_from_images(args.source, camera=args.camera, calib_type=calib_type)
+
+
+def _print_verdict(v: dict, stream) -> None:
+    def word(ok):
+        return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+    agree = v.get("agreement")
+    stream.write(f"cp_verify: {word(v.get('cp_verify_success'))}   re-evaluated: {word(v.get('success'))}   "
+                 f"{v.get('n_failures', 0)} failing test(s) of {v.get('n_tests', 0)}"
+                 + (f", agreement with cp_verify {agree:.1%}" if agree is not None else "") + "\n")
+    for e in v.get("exposures", []):
+        if not e.get("success", True) or e.get("cp_verify_success") is False:
+            fails = e.get("failures", [])
+            stream.write(f"  {e.get('calib_type')} {e.get('exposure')}: {word(e.get('cp_verify_success'))}"
+                         f" / {word(e.get('success'))}  {', '.join(fails[:6])}{' ...' if len(fails) > 6 else ''}\n")

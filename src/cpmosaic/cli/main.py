@@ -58,12 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.INFO if verbose <= 1 else logging.DEBUG)
-    if not quiet and verbose == 0:
-        level = logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    """INFO by default (long jobs say what they do); -q warnings only; -v debug
+    for cpmosaic; -vv debug for the libraries underneath too."""
+    level = logging.WARNING if quiet else (logging.INFO if verbose == 0 else logging.DEBUG)
+    logging.basicConfig(level=logging.INFO if verbose < 2 and not quiet else level,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("cpmosaic").setLevel(level)
     if verbose < 2:
-        for noisy in ("numba", "distributed", "bokeh", "fsspec", "asyncio", "matplotlib", "PIL"):
+        for noisy in ("numba", "distributed", "bokeh", "fsspec", "asyncio", "matplotlib", "PIL", "lsst"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -79,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     except CpmosaicError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
+    except BrokenPipeError:  # output piped into head & co.
+        return EXIT_OK
+    except (ValueError, OSError) as exc:
+        # bad option values and unreachable files or schedulers: one line, not a
+        # traceback (which -v still shows)
+        log.error("%s", exc, exc_info=args.verbose > 0)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
-    except BrokenPipeError:
-        return EXIT_OK

@@ -132,7 +132,8 @@ def read_butler(root: str | os.PathLike, collections: str | Iterable[str], *,
             try:
                 obj = butler.get(ref)
                 if info.kind == "Results":
-                    chunk, instrument = results_to_chunk(obj, info, exposure=exposure, detector=detector)
+                    chunk, instrument = results_to_chunk(obj, info, exposure=exposure, detector=detector,
+                                                        source=source)
                     covered.setdefault(key, set()).update(zip(chunk["exposure"].tolist(),
                                                               chunk["detector"].tolist()))
                     if info.tier == "run":
@@ -307,6 +308,7 @@ def read_product(product: Product) -> tuple[dict[str, np.ndarray], str | None]:
     """Read one file product into a chunk (InputError when unreadable)."""
     if product.info.kind == "Results":
         table = read_results_table(product.source)
-        return results_to_chunk(table, product.info, exposure=product.exposure, detector=product.detector)
+        return results_to_chunk(table, product.info, exposure=product.exposure, detector=product.detector,
+                                source=product.source)
     doc = read_stats_yaml(product.source)
     return stats_to_chunk(doc, product.info, exposure=product.exposure, detector=product.detector), None

@@ -367,7 +367,8 @@ def _to_str(col, n: int) -> np.ndarray:
 
 
 def results_to_chunk(table, info: DatasetTypeInfo, *, exposure: int | None = None,
-                     detector: int | str | None = None) -> tuple[dict[str, np.ndarray], str | None]:
+                     detector: int | str | None = None,
+                     source: str | None = None) -> tuple[dict[str, np.ndarray], str | None]:
     """Long-form rows of one Results table, built column by column (no per-row loop).
 
     Scalar ``{TYPE}_{stat}`` columns become metrics (prefix removed; a further
@@ -376,11 +377,23 @@ def results_to_chunk(table, info: DatasetTypeInfo, *, exposure: int | None = Non
     Rows without an amplifier are detector rows (exposure-wide in Exp products).
     Cells whose value is null/NaN and carry no verdict are dropped.
 
-    Returns the chunk and the instrument named in the table (or None).
+    Returns the chunk and the instrument named in the table (or None).  A table
+    without the columns that identify its rows (``amplifier``, and ``detector`` /
+    ``exposure`` where the data id does not give them) raises InputError naming
+    *source*: read silently, its rows would land on the wrong amps.
     """
     names = [n for n, _ in _columns(table)]
     cols = dict(_columns(table))
     n = len(table)
+    required = ["amplifier" if "amp" not in cols else "amp"]
+    if detector is None:
+        required.append("detector")
+    if exposure is None:
+        required.append("exposure")
+    absent = [c for c in required if c not in cols]
+    if absent:
+        raise InputError(source or info.name, f"Results table lacks column(s) {', '.join(absent)} "
+                         f"(has {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
     if n == 0:
         return _empty_chunk(), None
     prefix = info.calib_type.upper() + "_"

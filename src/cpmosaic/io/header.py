@@ -122,11 +122,23 @@ def camera_for_instrument(instrument: str | None) -> str | None:
 
 
 def resolve_camera(header: HeaderStack, camera: "Camera | str | os.PathLike | None", path) -> Camera | None:
-    """The camera the caller named, else the one INSTRUME names; None when neither."""
+    """The camera the caller named, else the one INSTRUME names; None when neither.
+
+    A ``camera.json`` beside the data (see :func:`cpmosaic.camera.camera_beside`)
+    describing the camera INSTRUME names takes precedence over the built-in one.
+    """
     if camera is not None:
         return get_camera(camera)
     name = camera_for_instrument(header.get("INSTRUME"))
-    return get_camera(name) if name else None
+    if not name:
+        return None
+    if path is not None:
+        from ..camera import camera_beside
+
+        nearby = camera_beside(path)
+        if nearby is not None and nearby.name == name:
+            return nearby
+    return get_camera(name)
 
 
 def find_detector(header: HeaderStack, camera: Camera, path, *, required: bool = True) -> Detector | None:
