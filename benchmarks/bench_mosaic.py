@@ -16,8 +16,10 @@ centre first (9 = raft R22).  In one run:
   grows (target <= 2 GiB and flat).
 
 Every case runs in its own child process, so its peak RSS (VmHWM) is its
-alone; "peak anon" leaves out memory-mapped input pages (page cache).  Imports
-and numba kernels are loaded before the clock starts (both sides).  Inputs are
+alone; "peak anon" leaves out memory-mapped input pages (page cache).  Imports,
+numba kernels and the camera geometry are loaded before the clock starts (both
+sides).  ``--repeats N`` alternates the b=8 build and the naive way N times and
+keeps the best of each, which holds up on a machine other jobs load.  Inputs are
 warm in the page cache (written just before).  205 real-size detectors are 13 GB
 of FITS.
 
@@ -25,6 +27,7 @@ Usage::
 
     python benchmarks/bench_mosaic.py --quick
     python benchmarks/bench_mosaic.py --detectors 9
+    python benchmarks/bench_mosaic.py --detectors 9 --binning 8 --repeats 5   # loaded machine
     python benchmarks/bench_mosaic.py --detectors 205 --scaling 9,50,205 --workdir /big/disk
 """
 
@@ -96,7 +99,11 @@ def warm_up() -> None:
     import dask  # noqa: F401
     import zarr  # noqa: F401
 
+    import cpmosaic.io  # noqa: F401
+    from cpmosaic.camera import get_camera
     from cpmosaic.kernels import bin_rotate_into, pyramid_reduce
+
+    get_camera("LSSTCam")  # camera geometry is loaded once per process (both sides use it)
 
     a = np.ones((8, 8), np.float32)
     bin_rotate_into(a, 2, 1, np.zeros((4, 4), np.float32), 0, 0)
@@ -214,6 +221,9 @@ def main(argv=None) -> int:
     ap.add_argument("--binning", default="8,1", help="binnings of the builds, comma separated (default 8,1)")
     ap.add_argument("--scaling", default="", help="detector counts for the binning-1 memory scan, e.g. 9,50,205")
     ap.add_argument("--workers", type=int, help="build threads (default: the builder's choice)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="run the b=8 build and the naive way alternately N times and report the best of each "
+                         "(comparable figures on a loaded machine)")
     ap.add_argument("--workdir", help="where to write inputs and outputs (default: a temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -238,17 +248,28 @@ def main(argv=None) -> int:
         bw = copy_bandwidth(2**27 if args.quick else 2**29)
         rows.append(("np.copyto", "-", "-", f"{1.0 / bw:.3f} s/GB", f"{bw:.2f}", "-", "-", "memory bandwidth ceiling"))
         ours = {}
+        naive_runs = []
         for b in binnings:
             r = run_child("build", files=files, store=str(work / f"m{b}.zarr"), binning=b, workers=args.workers)
+            if b == 8:  # interleaved with the naive way, so both see the same machine load
+                naive_runs.append(run_child("naive", files=files, out=str(work / "naive.npy"), binning=8))
+                for _ in range(args.repeats - 1):
+                    again = run_child("build", files=files, store=str(work / f"m{b}.zarr"), binning=b,
+                                      workers=args.workers)
+                    r = min(r, again, key=lambda x: x["wall"])
+                    naive_runs.append(run_child("naive", files=files, out=str(work / "naive.npy"), binning=8))
             ours[b] = r
             gbs = in_bytes / r["wall"] / 1e9
             rows.append((f"cpmosaic build b={b}", n, b, f"{r['wall']:.2f}", f"{gbs:.2f}", _mib(r["rss"]),
                          _mib(r["anon"]),
                          f"{gbs / bw:.0%} of copyto; {r['workers']} threads; {r['shards']} shards; "
                          f"level 0 {r['shape'][1]}x{r['shape'][0]}"))
-        nv = run_child("naive", files=files, out=str(work / "naive.npy"), binning=8)
+        nv = min(naive_runs, key=lambda x: x["wall"]) if naive_runs else \
+            run_child("naive", files=files, out=str(work / "naive.npy"), binning=8)
         gbs = in_bytes / nv["wall"] / 1e9
         note = f"cpmosaic {nv['wall'] / ours[8]['wall']:.1f}x faster" if 8 in ours else ""
+        if len(naive_runs) > 1:
+            note += f" (best of {len(naive_runs)} alternating runs each)"
         rows.append(("naive visualizeVisit b=8", n, 8, f"{nv['wall']:.2f}", f"{gbs:.2f}", _mib(nv["rss"]),
                      _mib(nv["anon"]), note))
         from cpmosaic.mosaic import make_plan
@@ -273,7 +294,7 @@ def main(argv=None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     out = sys.stdout.write
     out(f"\nInputs: {n} real-size LSSTCam detectors ({in_bytes / 1e9:.2f} GB of float32 FITS, warm page cache); "
-        f"{os.cpu_count()} CPUs.\n\n")
+        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at the end.\n\n")
     out("| case | detectors | binning | wall s | input GB/s | peak RSS MiB | peak anon MiB | notes |\n")
     out("|---|---|---|---|---|---|---|---|\n")
     for r in rows:
