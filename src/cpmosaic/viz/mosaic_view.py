@@ -1,0 +1,210 @@
+"""Mosaic image views: one pyramid level as an image in focal-plane mm, and a zoomable explorer.
+
+The store's arrays are ``[y, x]`` with y up; ``hv.Image`` wants its first row at the top,
+so the view flips rows for display (the data never are).  Axes are focal-plane mm, the
+same frame as :func:`~cpmosaic.viz.heatmap.focal_plane_heatmap`, so amp polygons overlay
+exactly.  Stretches come from :mod:`cpmosaic.viz.stretch`.
+
+>>> import numpy as np
+>>> class Tiny:  # anything with MosaicStore's reading interface works
+...     camera = "LSSTCam"; levels = [np.arange(12, dtype="f4").reshape(3, 4)]; n_levels = 1
+...     def extent_mm(self, k): return (0.0, 4.0, 0.0, 3.0)
+...     def read(self, k, y0=None, y1=None, x0=None, x1=None): return self.levels[k][y0:y1, x0:x1]
+>>> img = mosaic_view(Tiny(), stretch="linear")
+>>> round(float(img.Image.I[0.5, 2.5]) * 11)  # top-left of the view is row 2 (y up): value 8
+8
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from . import style
+from .stretch import ImageNormalize, make_normalize
+
+__all__ = ["mosaic_view", "mosaic_explorer", "open_store", "choose_level", "level_for_span", "pixel_window"]
+
+
+def open_store(store_or_path):
+    """A :class:`cpmosaic.mosaic.MosaicStore` from a path/URL, or the store-like object itself."""
+    if isinstance(store_or_path, (str, os.PathLike)):
+        from ..mosaic import open_mosaic
+
+        return open_mosaic(os.fspath(store_or_path))
+    return store_or_path
+
+
+def _shape(store, k: int) -> tuple[int, int]:
+    return tuple(store.levels[k].shape[-2:])
+
+
+def _pixel_mm(store, k: int) -> tuple[float, float]:
+    x0, x1, y0, y1 = store.extent_mm(k)
+    h, w = _shape(store, k)
+    return (x1 - x0) / w, (y1 - y0) / h
+
+
+def level_for_span(store, span_mm: float, width: int) -> int:
+    """Coarsest level with at least *width* pixels across *span_mm* (else the finest, 0)."""
+    n = getattr(store, "n_levels", len(store.levels))
+    for k in range(n - 1, -1, -1):
+        if span_mm / _pixel_mm(store, k)[0] >= width:
+            return k
+    return 0
+
+
+def choose_level(store, width: int) -> int:
+    """The level to show a whole mosaic *width* pixels wide."""
+    x0, x1, _, _ = store.extent_mm(0)
+    return level_for_span(store, x1 - x0, width)
+
+
+def pixel_window(store, k: int, x_range, y_range) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` pixel slice of level *k* covering a focal-plane mm range (clipped)."""
+    ex0, _, ey0, _ = store.extent_mm(k)
+    px, py = _pixel_mm(store, k)
+    h, w = _shape(store, k)
+    c0 = min(max(int(math.floor((x_range[0] - ex0) / px)), 0), w)
+    c1 = min(max(int(math.ceil((x_range[1] - ex0) / px)), 0), w)
+    r0 = min(max(int(math.floor((y_range[0] - ey0) / py)), 0), h)
+    r1 = min(max(int(math.ceil((y_range[1] - ey0) / py)), 0), h)
+    return r0, r1, c0, c1
+
+
+def _limits(store, k: int):
+    """The store's display window for level *k* when it has one."""
+    try:
+        lo, hi = (float(v) for v in store.window(k))
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError):
+        return None
+    return (lo, hi) if hi > lo and (lo, hi) != (0.0, 1.0) else None
+
+
+def _fit(stretch: str, data: np.ndarray, limits, store, k: int) -> ImageNormalize:
+    """The stretch for *data*: limits as ``cpmosaic.mosaic.render`` picks them (so this view
+    and ``cpmosaic mosaic render`` agree), unless given."""
+    if limits is None:
+        try:
+            from ..mosaic.render import STRETCHES, stretch_limits
+        except ImportError:
+            STRETCHES, stretch_limits = (), None
+        if stretch in STRETCHES:
+            limits = stretch_limits(data, stretch, _limits(store, k))
+    return make_normalize(stretch, data, limits)
+
+
+def _colorbar_opts(norm: ImageNormalize) -> dict:
+    """Colour-bar ticks at display positions labelled in data units (the stretch is nonlinear)."""
+    from bokeh.models import FixedTicker
+
+    ticks = style.nice_ticks(norm.vmin, norm.vmax, 6)
+    pos = np.asarray(norm(ticks), dtype=float)
+    keep = np.isfinite(pos) & (pos >= 0) & (pos <= 1)
+    labels = {float(round(p, 6)): style.format_tick(float(t), norm.vmax - norm.vmin)
+              for p, t in zip(pos[keep], ticks[keep])}
+    return {"ticker": FixedTicker(ticks=list(labels)), "major_label_overrides": labels}
+
+
+def _image(hv, disp: np.ndarray, bounds, norm: ImageNormalize, cmap: str, label: str):
+    # rows flipped: hv.Image's first row is the top of the picture, the store's is the bottom
+    img = hv.Image(np.ascontiguousarray(disp[::-1]), bounds=bounds, kdims=["x", "y"],
+                   vdims=[hv.Dimension("display", label=label, range=(0.0, 1.0))])
+    return img.opts(cmap=cmap, clim=(0.0, 1.0), colorbar=True, colorbar_opts=_colorbar_opts(norm),
+                    tools=["hover"], clipping_colors={"NaN": (0, 0, 0, 0)})
+
+
+def mosaic_view(store_or_path, level: int | None = None, *, stretch: str = "asinh", cmap: str = "gray",
+                overlay_df=None, metric: str | None = None, alpha: float = 0.35, width: int = 800,
+                calib_type: str | None = None, limits: tuple[float, float] | None = None,
+                title: str | None = None):
+    """One pyramid level as an image in focal-plane mm, with stretch, colour bar and metric overlay.
+
+    Parameters
+    ----------
+    store_or_path
+        A mosaic store path/URL or an opened :class:`~cpmosaic.mosaic.MosaicStore`.
+    level
+        Pyramid level; default the coarsest at least *width* pixels wide.  Larger levels are
+        reduced to the display size with datashader (``regrid``, mean of pixels).
+    stretch
+        ``linear``, ``sqrt``, ``log``, ``asinh``, ``zscale``, ``percentile`` or ``eq_hist``.
+    overlay_df, metric
+        A tidy metrics table and metric to draw as amp polygons over the image (*alpha*).
+    limits
+        Data range for the stretch; default as ``cpmosaic mosaic render`` chooses it (the
+        store's window for the level, zscale, or the 0.5-99.5 percentiles).
+
+    Returns
+    -------
+    holoviews.Overlay
+    """
+    hv = style.holoviews()
+    store = open_store(store_or_path)
+    k = choose_level(store, width) if level is None else int(level)
+    data = np.asarray(store.read(k), dtype=np.float32)
+    x0, x1, y0, y1 = store.extent_mm(k)
+    bounds = (x0, y0, x1, y1)
+    if data.shape[1] > width:
+        from holoviews.operation.datashader import regrid
+
+        height = max(1, int(round(width * data.shape[0] / data.shape[1])))
+        raw = hv.Image(np.ascontiguousarray(data[::-1]), bounds=bounds, kdims=["x", "y"])
+        small = regrid(raw, width=width, height=height, dynamic=False, upsample=False)
+        data = np.asarray(small.dimension_values(2, flat=False), dtype=np.float32)  # y ascending
+        bounds = small.bounds.lbrt()
+    norm = _fit(stretch, data, limits, store, k)
+    layers = [_image(hv, norm(data), bounds, norm, cmap, f"{stretch} stretch")]
+    if overlay_df is not None:
+        if metric is None:
+            raise ValueError("mosaic_view: give the metric to overlay with overlay_df")
+        from .heatmap import focal_plane_heatmap
+
+        cam = getattr(store, "camera", None)
+        heat = focal_plane_heatmap(overlay_df, metric, camera=cam if cam else None, calib_type=calib_type,
+                                   fill_alpha=alpha, colorbar=False, labels="raft", failing=False)
+        layers += [el for el in heat if el.group not in ("Missing", "DetectorLabels")]
+    if title is None:
+        title = f"level {k} ({stretch})" + (f" + {metric}" if overlay_df is not None else "")
+    return hv.Overlay(layers).opts(title=title, data_aspect=1, frame_width=width, xlabel="focal plane x (mm)",
+                                   ylabel="focal plane y (mm)", show_legend=False)
+
+
+def mosaic_explorer(store_or_path, *, stretch: str = "asinh", cmap: str = "gray", width: int = 800,
+                    limits: tuple[float, float] | None = None):
+    """Zoomable view for notebooks: the pyramid level follows the zoom.
+
+    A ``hv.DynamicMap`` driven by a ``RangeXY`` stream reads only the visible window of the
+    coarsest level that still has *width* pixels across it (``MosaicStore.read``).  The
+    stretch is fitted once (on the coarsest level) so colours do not jump while zooming.
+
+    Examples
+    --------
+    >>> dmap = mosaic_explorer("visit.zarr")   # doctest: +SKIP
+    >>> dmap                                    # doctest: +SKIP
+    """
+    hv = style.holoviews()
+    store = open_store(store_or_path)
+    n = getattr(store, "n_levels", len(store.levels))
+    norm = _fit(stretch, np.asarray(store.read(n - 1), dtype=np.float32), limits, store, n - 1)
+    full = store.extent_mm(0)
+
+    def view(x_range=None, y_range=None):
+        xr = tuple(x_range) if x_range else full[:2]
+        yr = tuple(y_range) if y_range else full[2:]
+        k = level_for_span(store, xr[1] - xr[0], width)
+        r0, r1, c0, c1 = pixel_window(store, k, xr, yr)
+        ex0, _, ey0, _ = store.extent_mm(k)
+        px, py = _pixel_mm(store, k)
+        if r1 <= r0 or c1 <= c0:  # panned off the mosaic
+            return _image(hv, np.full((1, 1), np.nan, np.float32), (xr[0], yr[0], xr[1], yr[1]), norm, cmap,
+                          f"{stretch} stretch").opts(data_aspect=1, frame_width=width)
+        data = np.asarray(store.read(k, r0, r1, c0, c1), dtype=np.float32)
+        bounds = (ex0 + c0 * px, ey0 + r0 * py, ex0 + c1 * px, ey0 + r1 * py)
+        return _image(hv, norm(data), bounds, norm, cmap, f"{stretch} stretch").relabel(f"level {k}").opts(
+            data_aspect=1, frame_width=width, xlabel="focal plane x (mm)", ylabel="focal plane y (mm)")
+
+    # options are set on each image: .opts on the DynamicMap itself would wrap the callback
+    return hv.DynamicMap(view, streams=[hv.streams.RangeXY()])
