@@ -269,7 +269,7 @@ def test_read_failure_during_build_leaves_detector_empty(inputs, camera, tmp_pat
     from cpmosaic.io import fits_processed
 
     bad = str(inputs / "R22" / "img_R22_S11.fits")
-    real = fits_processed.ImageExposure.read
+    real = fits_processed.ImageExposure.read_stored  # what the builder reads through
     calls = {"n": 0}
 
     def flaky(self, rows=None):
@@ -279,7 +279,7 @@ def test_read_failure_during_build_leaves_detector_empty(inputs, camera, tmp_pat
                 raise OSError("disk error")
         return real(self, rows)
 
-    monkeypatch.setattr(fits_processed.ImageExposure, "read", flaky)
+    monkeypatch.setattr(fits_processed.ImageExposure, "read_stored", flaky)
     files = [inputs / "R22" / f"img_{n}.fits" for n in ("R22_S11", "R22_S10", "R22_S12")]
     report = build_mosaic(files, tmp_path / "m.zarr", camera=camera, binning=1, chunk=32, shard=(64, 1024),
                           progress=False, num_workers=1)

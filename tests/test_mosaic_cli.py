@@ -171,3 +171,22 @@ def test_butler_inputs(setup, tmp_path, capsys):
     assert open_mosaic(tmp_path / "b.zarr").inputs[0]["path"].startswith(root)
     assert main(["mosaic", f"butler://{root}?collection={run}&dataset=nothingHere", "-o",
                  str(tmp_path / "c.zarr"), "--camera", cam]) == 1
+
+
+def test_mosaic_of_synth_output_needs_no_camera(tmp_path, capsys):
+    """``cpmosaic synth`` writes a shrunk camera as camera.json beside its data; ``mosaic``
+    places the files with it (as single-file commands do) without ``--camera``."""
+    data = tmp_path / "syn"
+    assert main(["synth", "-o", str(data), "--shrink", "32", "--detectors", "R22_S11,R22_S12", "--days", "1",
+                 "--no-raw", "--no-calibs", "--no-verify", "--no-butler", "--image-only", "--no-progress"]) == 0
+    assert (data / "camera.json").exists()
+    flats = sorted(data.rglob("*.fits"))
+    flats = [p for p in flats if "flat" in p.parts]
+    assert flats
+    out = tmp_path / "m.zarr"
+    assert main(["mosaic", *map(str, flats), "-o", str(out), "--no-progress"]) == 0
+    m = open_mosaic(out)
+    assert sorted(m.present) == ["R22_S11", "R22_S12"]
+    assert m.levels[0].shape[0] < 400  # placed with the shrunk camera, not the real one
+    box = m.placements["R22_S11"].box
+    assert np.isfinite(m.read(0, *box)).any()

@@ -133,6 +133,16 @@ class Exposure:
         """Pixels as native float32 ``[y, x]`` (all rows, or ``rows``)."""
         raise NotImplementedError
 
+    def read_stored(self, rows: slice | None = None) -> np.ndarray:
+        """Pixels ``[y, x]`` as the file stores them, without a conversion copy where possible.
+
+        Gives the same values as :meth:`read` but possibly big-endian (``'>f4'``)
+        and possibly a view into the file's memory map, valid until :meth:`close`:
+        for consumers that decode byte order themselves (the
+        :mod:`cpmosaic.kernels` binning kernels).  The default is :meth:`read`.
+        """
+        return self.read(rows)
+
     def read_mask(self, rows: slice | None = None) -> np.ndarray | None:
         """The integer mask plane, or None when the file has none."""
         return None

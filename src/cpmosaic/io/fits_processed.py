@@ -224,13 +224,20 @@ class ImageExposure(Exposure):
         h = self._require_open()[self.mask_index].header
         return {k[3:]: int(v) for k, v in h.items() if k.upper().startswith("MP_")}
 
-    def _plane(self, index: int, rows: slice | None, dtype) -> np.ndarray:
+    def _plane(self, index: int, rows: slice | None, dtype, copy: bool = True) -> np.ndarray:
         r0, r1 = self._rows(rows)
         hdu = self._require_open()[index]
         if _hdu_rows(hdu) != self.shape:
             raise InputError(self.info.path, f"{hdu.name} has shape {_hdu_rows(hdu)}, IMAGE has {self.shape}")
         data = self._hdu_rows(index, r0, r1)
+        if not copy and data.dtype.kind == "f" and data.dtype.itemsize == np.dtype(dtype).itemsize:
+            return data  # as stored (maybe big-endian, maybe a view into the map): same values
         return np.array(data, dtype=dtype)  # a native-order copy: nothing points into the map
+
+    def read_stored(self, rows: slice | None = None) -> np.ndarray:
+        """The IMAGE plane as stored: float32 ``[y, x]``, maybe big-endian and a view
+        into the file map (valid until :meth:`close`); see :meth:`Exposure.read_stored`."""
+        return self._plane(self.image_index, rows, np.float32, copy=False)
 
     def read(self, rows: slice | None = None) -> np.ndarray:
         """The IMAGE plane as float32 ``[y, x]``, NaN kept."""

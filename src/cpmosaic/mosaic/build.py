@@ -1,21 +1,28 @@
 """Build a mosaic store: one dask task per output shard.
 
 * Level 0: a task owns one shard of level 0.  For each detector overlapping it,
-  it reads only the detector rows it needs (``Exposure.read(rows=...)``, in
-  bands of whole blocks of about :data:`READ_BAND_BYTES`; a detector turned by 1
-  or 3 quarters needs columns, so all its rows, band by band), bins, turns and
-  pastes them into a NaN-filled buffer with :func:`cpmosaic.kernels.bin_rotate_into`,
-  writes the chunks that can hold data, then the shard's marker.
-* Level k > 0: a task owns one shard of level k; it reads back the part of
-  level k-1 that detectors cover, in chunk-aligned pieces, and halves it with
-  :func:`cpmosaic.kernels.pyramid_reduce`.  Inputs are never read again.
+  it reads only the detector rows it needs (``Exposure.read_stored(rows)``: the
+  big-endian pixels as the file holds them, decoded by the kernel, no conversion
+  copy; in bands of whole blocks of about :data:`READ_BAND_BYTES`; a detector
+  turned by 1 or 3 quarters needs columns, so all its rows, band by band), bins,
+  turns and pastes them into a NaN-filled buffer with
+  :func:`cpmosaic.kernels.bin_rotate_into`, writes the chunks that can hold data,
+  then the shard's marker.
+* Every task but the last level's also halves what it wrote
+  (:func:`cpmosaic.kernels.pyramid_reduce`) and hands that (a quarter of a
+  shard, never a level) to the tasks of the next level in memory.
+* Level k > 0: a task owns one shard of level k; it pastes the halved pieces of
+  its level k-1 shards.  Shards of level k-1 that have no task in this run
+  (done before a resume, or outside a repair) are read back from the store, in
+  chunk-aligned pieces, and halved.  Inputs are never read again.
 * Writers own whole shards: zarr loses data when two writers share one.  Shards
   no detector touches get no task (readers get the fill value, NaN).
 * Metadata goes first, markers after each shard, the final attributes (windows,
   ``complete``) last; ``resume=True`` runs only the shards without a marker.
 
 Memory is bounded by the number of workers times about three shards plus a read
-band, however large the focal plane: no task holds a full plane, and the local
+band, plus the halved pieces (a quarter shard each) waiting for their next-level
+task, however large the focal plane: no task holds a full plane, and the local
 scheduler's thread count is chosen to fit ``memory_budget``.
 """
 
@@ -41,9 +48,11 @@ from .store import (
     merge_windows,
     ome_attributes,
     open_group,
+    create_levels,
     open_level,
     read_markers,
     shard_stats,
+    write_group_attributes,
     write_marker,
 )
 
@@ -122,16 +131,41 @@ def _write_region(box, data_box, chunks, full: bool) -> tuple[int, int, int, int
             max(box[2], data_box[2] // cw * cw), min(box[3], -(-data_box[3] // cw) * cw))
 
 
-def _finish(array, spec: dict, region, out: np.ndarray, failures: list) -> dict:
-    """Write a shard's buffer, then its marker (the order a resume relies on)."""
+def _finish(array, spec: dict, region, out: np.ndarray, failures: list):
+    """Write a shard's buffer, then its marker (the order a resume relies on).
+
+    Returns ``(result, piece)``: ``piece`` is ``(y0, x0, halved)``, the buffer
+    halved for the next level with its origin in that level, or None (last level).
+    """
+    from ..kernels import pyramid_reduce
+
     if out.size:
         array[region[0]:region[1], region[2]:region[3]] = out
     write_marker(array, spec["i"], spec["j"], {"level": spec["level"], "i": spec["i"], "j": spec["j"],
                                                **shard_stats(out)})
-    return {"level": spec["level"], "i": spec["i"], "j": spec["j"], "failures": failures}
+    piece = None
+    if spec.get("halve") and out.size:  # region starts are even: the 2x2 blocks of the whole level
+        piece = (region[0] // 2, region[2] // 2, pyramid_reduce(out))
+    return {"level": spec["level"], "i": spec["i"], "j": spec["j"], "failures": failures}, piece
 
 
-def _level0_task(camera: _Opaque, store, spec: _Opaque, *deps) -> dict:
+def _result(task_output):
+    """The small part of a task's output (what the caller of the graph gets)."""
+    return task_output[0]
+
+
+def _bands(pl, box, b: int) -> tuple[list[tuple[int, int]], int, int]:
+    """Detector row bands ``[(r, r2)]`` and columns ``c0, c1`` a level-0 shard ``box`` reads of ``pl``.
+
+    Bands of whole blocks bound the memory a read takes (a shard at binning 8
+    spans 4096 detector rows); each band lands where its blocks go.
+    """
+    r0, r1, c0, c1 = pl.detector_window(box, b)
+    band = max(b, (READ_BAND_BYTES // (4 * pl.detector_shape[1])) // b * b)
+    return [(r, min(r + band, r1)) for r in range(r0, r1, band)], c0, c1
+
+
+def _level0_task(camera: _Opaque, store, spec: _Opaque, *deps):
     """Fill, write and mark one shard of level 0 (see the module notes)."""
     from ..kernels import bin_rotate_into
 
@@ -147,14 +181,11 @@ def _level0_task(camera: _Opaque, store, spec: _Opaque, *deps) -> dict:
     failures = []
     for src in spec["sources"]:
         pl = src["placement"]
-        r0, r1, c0, c1 = pl.detector_window(box, b)
-        # Bands of whole blocks bound the memory a read takes (a shard at binning 8
-        # spans 4096 detector rows); each band lands where its blocks go.
-        band = max(b, (READ_BAND_BYTES // (4 * pl.detector_shape[1])) // b * b)
-        for r in range(r0, r1, band):
-            r2 = min(r + band, r1)
+        bands, c0, c1 = _bands(pl, box, b)
+        for r, r2 in bands:
             try:
-                rows = EXPOSURES.read(src["path"], camera, spec, slice(r, r2))
+                # as stored (big-endian): bin_rotate_into decodes it, no conversion copy
+                rows = EXPOSURES.read(src["path"], camera, spec, slice(r, r2), stored=True)
             except Exception as exc:  # noqa: BLE001 - any read failure leaves this detector NaN
                 reason = getattr(exc, "problem", None) or f"{type(exc).__name__}: {exc}"
                 failures.append({"id": pl.id, "name": pl.name, "path": src["path"],
@@ -166,7 +197,7 @@ def _level0_task(camera: _Opaque, store, spec: _Opaque, *deps) -> dict:
     return _finish(array, spec, region, out, failures)
 
 
-def _empty_shard(store, spec: dict) -> dict:
+def _empty_shard(store, spec: dict):
     """A shard no detector touches, in a repair pass (a detector dropped after its
     data was written): write NaN, which makes zarr delete the chunks.
 
@@ -177,26 +208,22 @@ def _empty_shard(store, spec: dict) -> dict:
     y0, y1, x0, x1 = spec["box"]
     array[y0:y1, x0:x1] = np.float32(np.nan)
     write_marker(array, spec["i"], spec["j"], {"level": k, "i": spec["i"], "j": spec["j"], "n": 0})
-    return {"level": k, "i": spec["i"], "j": spec["j"], "failures": []}
+    return {"level": k, "i": spec["i"], "j": spec["j"], "failures": []}, None
 
 
-def _pyramid_task(store, spec: _Opaque, *deps) -> dict:
-    """Make one shard of level k from level k-1 (read back in chunk-aligned pieces)."""
+def _paste(out: np.ndarray, y0: int, x0: int, py: int, px: int, piece: np.ndarray) -> None:
+    """Copy the part of ``piece`` (origin ``py, px``) inside ``out`` (origin ``y0, x0``)."""
+    a0, a1 = max(py, y0), min(py + piece.shape[0], y0 + out.shape[0])
+    b0, b1 = max(px, x0), min(px + piece.shape[1], x0 + out.shape[1])
+    if a0 < a1 and b0 < b1:
+        out[a0 - y0:a1 - y0, b0 - x0:b1 - x0] = piece[a0 - py:a1 - py, b0 - px:b1 - px]
+
+
+def _read_back(src, box, out: np.ndarray, y0: int, x0: int) -> None:
+    """Halve ``box`` of level array ``src`` (read in chunk-aligned pieces) into ``out``."""
     from ..kernels import pyramid_reduce
 
-    spec = spec.value
-    if spec["data_box"] is None:
-        return _empty_shard(store, spec)
-    k = spec["level"]
-    src = open_level(store, k - 1, "r")
-    array = open_level(store, k)
-    # Only the part of the source that detectors cover is read: reading empty
-    # chunks still costs zarr a call each, and sparse mosaics are mostly empty.
-    dy0, dy1, dx0, dx1 = spec["data_box"]
-    region = _write_region(spec["box"], (dy0 // 2, -(-dy1 // 2), dx0 // 2, -(-dx1 // 2)), array.chunks,
-                           spec["clear"])
-    y0, x0 = region[0], region[2]
-    out = np.full((region[1] - y0, region[3] - x0), np.nan, np.float32)
+    dy0, dy1, dx0, dx1 = box
     band, cw = src.chunks
     width = max(cw, (READ_BAND_BYTES // (4 * band)) // cw * cw)
     r = dy0
@@ -205,11 +232,33 @@ def _pyramid_task(store, spec: _Opaque, *deps) -> dict:
         c = dx0
         while c < dx1:
             c2 = min(c - c % width + width, dx1)
-            reduced = pyramid_reduce(np.asarray(src[r:r2, c:c2]))
-            oy, ox = r // 2 - y0, c // 2 - x0
-            out[oy:oy + reduced.shape[0], ox:ox + reduced.shape[1]] = reduced
+            _paste(out, y0, x0, r // 2, c // 2, pyramid_reduce(np.asarray(src[r:r2, c:c2])))
             c = c2
         r = r2
+
+
+def _pyramid_task(store, spec: _Opaque, *deps):
+    """Make one shard of level k from the halved level k-1 shards ``deps`` hand over
+    (and those read back from the store: ``spec["read_back"]``)."""
+    spec = spec.value
+    if spec["data_box"] is None:
+        return _empty_shard(store, spec)
+    k = spec["level"]
+    array = open_level(store, k)
+    dy0, dy1, dx0, dx1 = spec["data_box"]
+    region = _write_region(spec["box"], (dy0 // 2, -(-dy1 // 2), dx0 // 2, -(-dx1 // 2)), array.chunks,
+                           spec["clear"])
+    y0, x0 = region[0], region[2]
+    out = np.full((region[1] - y0, region[3] - x0), np.nan, np.float32)
+    for _, piece in deps:
+        if piece is not None:
+            _paste(out, y0, x0, *piece)
+    if spec["read_back"]:
+        # Only the part of the source that detectors cover is read: reading empty
+        # chunks still costs zarr a call each, and sparse mosaics are mostly empty.
+        src = open_level(store, k - 1, "r")
+        for box in spec["read_back"]:
+            _read_back(src, box, out, y0, x0)
     return _finish(array, spec, region, out, [])
 
 
@@ -242,14 +291,18 @@ def _level_box(box0: tuple[int, int, int, int], level: int) -> tuple[int, int, i
 def _graph(plan: MosaicPlan, camera, store, sources: dict, done: set, options: dict, only=None):
     """Delayed tasks of every shard not in ``done`` (``only``: per level, the shard set to run).
 
-    Returns ``(tasks, uses)``, ``uses`` the number of tasks that read each input file.
+    Returns ``(tasks, uses)``, ``uses`` the number of reads (bands) of each input file.
+    Each shard's task returns ``(result, halved piece)``; ``tasks`` are the
+    results alone, so that pieces are dropped once the next level has them.
     """
     import dask
 
     token = uuid.uuid4().hex[:8]
     cam = dask.delayed(_Opaque(camera), pure=True, name=f"cpmosaic-camera-{token}")
     tasks: dict[tuple[int, int, int], Any] = {}
+    empty: set = set()  # shards without data (no task, nothing in the store)
     uses: Counter = Counter()
+    last = plan.levels[-1].level
     for lv in plan.levels:
         k = lv.level
         for i, j in lv.iter_shards():
@@ -262,28 +315,42 @@ def _graph(plan: MosaicPlan, camera, store, sources: dict, done: set, options: d
                 if srcs:  # shard rows start at different detectors so that threads seldom share a file
                     srcs = srcs[i % len(srcs):] + srcs[:i % len(srcs)]
                 if not srcs and only is None:
+                    empty.add((k, i, j))
                     continue  # nothing to write: readers get the fill value (NaN); see _empty_shard
-                uses.update(s["path"] for s in srcs)
+                for s in srcs:
+                    uses[s["path"]] += len(_bands(s["placement"], box, plan.binning)[0])
                 spec = {"level": 0, "i": i, "j": j, "box": box, "binning": plan.binning, "sources": srcs,
-                        "clear": only is not None, **options}
+                        "clear": only is not None, "halve": k < last, **options}
                 call = dask.delayed(_level0_task, pure=False)
                 tasks[(k, i, j)] = call(cam, store, _Opaque(spec), dask_key_name=name)
             else:
                 prev = plan.levels[k - 1]
                 sy0, sy1, sx0, sx1 = 2 * box[0], 2 * box[1], 2 * box[2], 2 * box[3]
                 ph, pw = prev.shards
-                deps = [tasks[(k - 1, a, c)]
-                        for a in range(sy0 // ph, min(-(-sy1 // ph), prev.n_shards[0]))
-                        for c in range(sx0 // pw, min(-(-sx1 // pw), prev.n_shards[1]))
-                        if (k - 1, a, c) in tasks]
+                children = [(a, c) for a in range(sy0 // ph, min(-(-sy1 // ph), prev.n_shards[0]))
+                            for c in range(sx0 // pw, min(-(-sx1 // pw), prev.n_shards[1]))]
+                deps = [tasks[(k - 1, a, c)] for a, c in children if (k - 1, a, c) in tasks]
                 data_box = _data_box(plan, sources, k - 1, (sy0, min(sy1, prev.shape[0]), sx0, min(sx1, prev.shape[1])))
                 if data_box is None and only is None:
+                    empty.add((k, i, j))
                     continue
+                read_back = []  # level k-1 shards without a task here: done before, in the store
+                if data_box is not None:
+                    for a, c in children:
+                        if (k - 1, a, c) in tasks or (k - 1, a, c) in empty:
+                            continue
+                        cb = prev.shard_box(a, c)
+                        db = _data_box(plan, sources, k - 1, (max(cb[0], sy0), min(cb[1], sy1),
+                                                              max(cb[2], sx0), min(cb[3], sx1)))
+                        if db is not None:
+                            read_back.append(db)
                 spec = {"level": k, "i": i, "j": j, "box": box, "clear": only is not None,
-                        "data_box": data_box}
+                        "data_box": data_box, "read_back": read_back, "halve": k < last}
                 call = dask.delayed(_pyramid_task, pure=False)
                 tasks[(k, i, j)] = call(store, _Opaque(spec), *deps, dask_key_name=name)
-    return list(tasks.values()), dict(uses)
+    results = [dask.delayed(_result, pure=True)(t, dask_key_name=f"cpmosaic-result-{key[0]}-{key[1]}-{key[2]}-{token}")
+               for key, t in tasks.items()]
+    return results, dict(uses)
 
 
 def _forget() -> None:
@@ -416,14 +483,9 @@ def _prepare(store, plan: MosaicPlan, attrs: dict, compressor: str, resume: bool
         return group
     if exists and not overwrite:
         raise InputError(str(store), "a store already exists here; use --resume to finish it or --overwrite")
-    import zarr
-
     group = open_group(store, "w")
-    group.update_attributes({"ome": ome_attributes(plan, attrs["name"]), "cpmosaic": attrs})
-    for lv in plan.levels:
-        zarr.create_array(group.store_path / str(lv.level), shape=lv.shape, dtype="float32", chunks=lv.chunks,
-                          shards=lv.shards, compressors=_compressors(compressor), fill_value=np.nan,
-                          dimension_names=("y", "x"), zarr_format=3)
+    write_group_attributes(group, {"ome": ome_attributes(plan, attrs["name"]), "cpmosaic": attrs})
+    create_levels(group, plan.levels, _compressors(compressor))
     return group
 
 
@@ -558,8 +620,10 @@ def build_mosaic(
     log.info("mosaic of %d detectors, binning %d: %d levels, level 0 %s, %d shards (%d done), %s",
              len(sources), plan.binning, plan.n_levels, plan.shape, total, len(done),
              "distributed" if scheduler not in (None, "threads") else f"{workers} threads")
+    graph = _graph(plan, cam, store_spec, sources, done, options)
+    _adopt(inputs, cam, options, local=scheduler is None or isinstance(scheduler, str) and scheduler in _LOCAL)
     with _fast_codecs():
-        results = _run(_graph(plan, cam, store_spec, sources, done, options), scheduler, workers, progress)
+        results = _run(graph, scheduler, workers, progress)
     new_failed = [f for r in results for f in r["failures"]]
     if new_failed:
         failed = _repair(group, plan, cam, store_spec, sources, options, failed, new_failed, attrs, scheduler,
@@ -568,13 +632,24 @@ def build_mosaic(
     windows = [merge_windows([m for (k, _, _), m in markers.items() if k == lv.level]) for lv in plan.levels]
     attrs.update({"failed": failed, "missing": _missing(plan, inputs, failed), "windows": windows, "complete": True})
     with _compact_json():
-        group.update_attributes({"ome": ome_attributes(plan, name, windows[0]), "cpmosaic": attrs})
+        write_group_attributes(group, {"ome": ome_attributes(plan, name, windows[0]), "cpmosaic": attrs})
     report = BuildReport(str(store_spec), plan, len(plan.placements) - len(attrs["missing"]),
                          attrs["missing"], inputs.bad, failed, len(results), len(done))
     if report.partial:
         log.warning("built with problems: %d bad input(s), %d detector(s) failed to read",
                     len(inputs.bad), len(failed))
     return report
+
+
+_LOCAL = ("threads", "threading", "sync", "synchronous", "single-threaded")
+
+
+def _adopt(inputs: InputSet, cam, options: dict, local: bool) -> None:
+    """Hand the files :func:`find_inputs` left open to the local tasks (no second header parse)."""
+    opened, inputs.opened = inputs.opened, {}
+    for path, exp in opened.items():
+        if not (local and EXPOSURES.adopt(path, exp, cam, options)):
+            exp.close()
 
 
 def _repair(group, plan, cam, store, sources, options, failed, new_failed, attrs, scheduler, workers, progress):
@@ -595,7 +670,7 @@ def _repair(group, plan, cam, store, sources, options, failed, new_failed, attrs
     # Record the failure and forget the affected shards first, so a kill here resumes correctly.
     attrs["failed"] = failed
     with _compact_json():
-        group.update_attributes({"cpmosaic": attrs})
+        write_group_attributes(group, {"ome": ome_attributes(plan, attrs["name"]), "cpmosaic": attrs})
     for k, cells in only.items():
         for i, j in cells:
             delete_marker(group, k, i, j)

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from ..camera import Camera, get_camera
+from ..camera import Camera, camera_beside, get_camera
 from ..errors import CpmosaicError, InputError, MixedCamerasError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["InputSet", "find_inputs", "expand_paths", "butler_paths", "ExposureCache", "EXPOSURES"]
 
+#: Files :func:`find_inputs` keeps open after identifying them (for the build).
+KEEP_OPEN = 24
 #: File name endings taken from directories (files named explicitly are always tried).
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fz", ".fits.gz")
 _DETNAME = re.compile(r"R\d\d_S[A-Z0-9]{2,3}")
@@ -42,12 +44,23 @@ class InputSet:
         ``{"path", "reason", "detector"?}`` for inputs that cannot be used.
     skipped
         ``{"path", "reason"}`` for usable files left out (a second file for a detector).
+    opened
+        Absolute path -> the :class:`cpmosaic.io.Exposure` that identified it, still
+        open (at most :data:`KEEP_OPEN` of them), so that a build does not parse the
+        headers again; a build takes them over (:meth:`ExposureCache.adopt`).
     """
 
     camera: Camera
     files: dict = field(default_factory=dict)
     bad: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    opened: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def close(self) -> None:
+        """Close the exposures kept open from identification."""
+        opened, self.opened = self.opened, {}
+        for exp in opened.values():
+            exp.close()
 
     def __len__(self) -> int:
         return len(self.files)
@@ -156,14 +169,21 @@ def find_inputs(inputs, camera: Camera | str | os.PathLike | None = None) -> Inp
     MixedCamerasError
         The inputs come from more than one camera.
     """
-    from ..io import identify
+    from ..io import open_exposure
 
     files, bad = expand_paths(inputs)
     cam = get_camera(camera) if camera is not None else None
     infos = []
+    opened: dict = {}
     for path in files:
         try:
-            infos.append(identify(path, cam))
+            # what identify() does, keeping the file open (headers parsed) for the build
+            exp = open_exposure(path, cam)
+            infos.append(exp.info)
+            if len(opened) < KEEP_OPEN:
+                opened[os.path.abspath(path)] = exp
+            else:
+                exp.close()
         except (CpmosaicError, OSError, ValueError) as exc:
             reason = exc.problem if isinstance(exc, InputError) else str(exc)
             bad.append({"path": path, "reason": reason})
@@ -174,6 +194,7 @@ def find_inputs(inputs, camera: Camera | str | os.PathLike | None = None) -> Inp
     if len(by_camera) > 1:
         parts = [f"{name}: {', '.join(p[:3])}{' ...' if len(p) > 3 else ''} ({len(p)} files)"
                  for name, p in sorted(by_camera.items())]
+        _close_all(opened)
         raise MixedCamerasError("inputs come from more than one camera; give one camera's files per mosaic. "
                                 + "; ".join(parts))
     if not infos:
@@ -181,9 +202,13 @@ def find_inputs(inputs, camera: Camera | str | os.PathLike | None = None) -> Inp
     if cam is None:
         name = next(iter(by_camera))
         if name == "None":
+            _close_all(opened)
             raise InputError(None, f"cannot tell the camera of the inputs (no INSTRUME key), e.g. {infos[0].path}; "
                                    "give --camera")
-        cam = get_camera(name)
+        # a camera.json beside the data (shrunk synthetic cameras) describes the camera
+        # the headers name, as for single files (cpmosaic.io.header.resolve_camera)
+        nearby = camera_beside(infos[0].path)
+        cam = nearby if nearby is not None and nearby.name == name else get_camera(name)
     elif next(iter(by_camera)).lower() != cam.name.lower():
         log.warning("inputs say camera %s; placing them with camera %s as asked", next(iter(by_camera)), cam.name)
     result = InputSet(cam)
@@ -215,9 +240,19 @@ def find_inputs(inputs, camera: Camera | str | os.PathLike | None = None) -> Inp
     if len(exposures) > 1:
         log.warning("inputs span %d exposures (%s); one mosaic usually shows one", len(exposures),
                     ", ".join(str(e) for e in sorted(exposures)[:5]))
+    used = {os.path.abspath(i.path) for i in result.files.values()}
+    for p in [p for p in opened if p not in used]:
+        opened.pop(p).close()
     if not result.files:
         raise _no_input(files, bad)
+    result.opened = opened
     return result
+
+
+def _close_all(opened: dict) -> None:
+    for exp in opened.values():
+        exp.close()
+    opened.clear()
 
 
 def _no_input(files: list, bad: list) -> InputError:
@@ -259,13 +294,44 @@ class ExposureCache:
         with self._lock:
             self._uses.update(uses)
 
-    def read(self, path: str, camera, options: dict, rows: slice):
-        """``open_exposure(path, camera, **options).read(rows=rows)``, reusing an open file."""
+    @staticmethod
+    def _key(path: str, camera, options: dict) -> tuple:
+        st = os.stat(path)
+        return (path, st.st_mtime_ns, st.st_size, camera.name, len(camera), options["overscan"],
+                options["apply_gains"], camera.detectors[0].pixel_size_mm)
+
+    def adopt(self, path: str, exposure, camera, options: dict) -> bool:
+        """Take over an open exposure of ``path`` (from :func:`find_inputs`) for reads
+        with ``camera`` and ``options``; False (and nothing taken) when it does not fit.
+
+        A processed or plain image reads the same whatever the camera and options;
+        a raw only when it was opened with this camera (its overscan options are set).
+        """
+        if exposure.info.kind == "raw":
+            if exposure.camera is not camera:
+                return False
+            exposure.overscan, exposure.apply_gains = options["overscan"], bool(options["apply_gains"])
+        try:
+            key = self._key(path, camera, options)
+        except OSError:
+            return False
+        with self._lock:
+            if key in self._entries:
+                return False
+            self._entries[key] = _Entry(exposure)
+            self._evict()
+        return True
+
+    def read(self, path: str, camera, options: dict, rows: slice, *, stored: bool = False):
+        """``open_exposure(path, camera, **options).read(rows=rows)``, reusing an open file.
+
+        ``stored``: :meth:`~cpmosaic.io.Exposure.read_stored` instead (maybe
+        big-endian, maybe a view into the file map, which stays valid after the
+        file is closed here as long as the view lives).
+        """
         from ..io import open_exposure
 
-        st = os.stat(path)
-        key = (path, st.st_mtime_ns, st.st_size, camera.name, len(camera), options["overscan"],
-               options["apply_gains"], camera.detectors[0].pixel_size_mm)
+        key = self._key(path, camera, options)
         while True:
             with self._lock:
                 entry = self._entries.get(key)
@@ -284,7 +350,7 @@ class ExposureCache:
             with entry.lock:
                 if entry.closed:
                     continue  # evicted between lookup and lock: open again
-                data = entry.exposure.read(rows=rows)
+                data = entry.exposure.read_stored(rows) if stored else entry.exposure.read(rows=rows)
             done = False
             with self._lock:
                 if path in self._uses:

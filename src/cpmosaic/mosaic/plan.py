@@ -292,10 +292,11 @@ def _pixel_size(camera: Camera) -> float:
 
 def _amp_boxes(det: Detector, b: int, binned: tuple[int, int]) -> dict:
     out = {}
+    q = det.n_quarter  # a property: once per detector, not per amp
     for a in det.amplifiers:
         bb = a.bbox
         box = (bb.y0 // b, -(-bb.y1 // b), bb.x0 // b, -(-bb.x1 // b))
-        out[a.name] = rotate_box(box, binned, det.n_quarter)
+        out[a.name] = rotate_box(box, binned, q)
     return out
 
 

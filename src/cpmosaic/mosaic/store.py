@@ -94,6 +94,62 @@ def write_marker(array, i: int, j: int, content: dict) -> None:
     sync((array.store_path / f"done/{i}_{j}").set(buf))
 
 
+def _set_json(store_path, key: str, doc: dict) -> None:
+    """Write ``doc`` as compact JSON at ``key`` under a zarr ``StorePath``."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    def plain(v):
+        if isinstance(v, np.generic):
+            return v.item()
+        raise TypeError(f"{type(v).__name__} is not JSON serializable")
+
+    text = json.dumps(doc, default=plain, separators=(", ", ": "))
+    sync((store_path / key).set(default_buffer_prototype().buffer.from_bytes(text.encode())))
+
+
+def write_group_attributes(group, attributes: dict) -> None:
+    """Replace all attributes of a group (its ``zarr.json``), as ``group.update_attributes``
+    would write them but with the C JSON encoder in one go.
+
+    zarr copies the attributes through ``dataclasses.asdict`` (a deep walk of every
+    placement and amp box, ~10 ms a write for a full camera) before encoding them.
+    The in-memory ``group`` object is not updated: read attributes from the store.
+    """
+    _set_json(group.store_path, "zarr.json", {"attributes": attributes, "zarr_format": 3, "node_type": "group"})
+
+
+def create_levels(group, levels, compressors) -> None:
+    """Create the (empty) level arrays of a new store.
+
+    The first is created by zarr; the others get its metadata document with their
+    own shape, shard and chunk shape (zarr's ``create_array`` costs milliseconds each).
+    """
+    import zarr
+    from zarr.core.buffer import default_buffer_prototype
+
+    def create(lv):
+        return zarr.create_array(group.store_path / str(lv.level), shape=lv.shape, dtype="float32",
+                                 chunks=lv.chunks, shards=lv.shards, compressors=compressors, fill_value=np.nan,
+                                 dimension_names=("y", "x"), zarr_format=3)
+
+    first = create(levels[0])
+    try:
+        doc = json.loads(first.metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes())
+        sharding = doc["codecs"][0]
+        ok = sharding["name"] == "sharding_indexed" and doc["chunk_grid"]["name"] == "regular"
+    except (KeyError, IndexError, TypeError, ValueError):
+        ok = False
+    for lv in levels[1:]:
+        if not ok:
+            create(lv)
+            continue
+        doc["shape"] = list(lv.shape)
+        doc["chunk_grid"]["configuration"]["chunk_shape"] = list(lv.shards)
+        sharding["configuration"]["chunk_shape"] = list(lv.chunks)
+        _set_json(group.store_path, f"{lv.level}/zarr.json", doc)
+
+
 def read_markers(group, plan: MosaicPlan) -> dict[tuple[int, int, int], dict]:
     """Markers present in a store: ``{(level, i, j): content}``."""
     from zarr.core.sync import sync
