@@ -338,8 +338,10 @@ def mosaic_plots(store, df: pd.DataFrame | None, *, name: str, width: int = 800)
     from ..viz import mosaic_view
 
     ct = store_calib_type(store)
-    out = [("image", f"{name}: {ct or 'mosaic'} image", mosaic_view(store, width=width,
-                                                                    title=f"{name} ({ct or 'mosaic'})"))]
+    # zscale, as rubintv and the cp_verify notebooks show residuals: the store's
+    # percentile window is dragged out by a dead detector and hides vignetting
+    out = [("image", f"{name}: {ct or 'mosaic'} image",
+            mosaic_view(store, width=width, stretch="zscale", title=f"{name} ({ct or 'mosaic'})"))]
     if df is None or ct is None:
         return out
     amp = df[(df["tier"] == "amp") & (df["calib_type"] == ct)]
