@@ -1,0 +1,372 @@
+"""Tile addressing and rendering for mosaic stores (pure functions, no HTTP).
+
+Tile world (XYZ)
+----------------
+Level 0 of a store is ``W x H`` pixels.  ``maxzoom = Z`` is the smallest zoom with
+``256 * 2**Z >= max(W, H)``: at zoom ``Z`` one tile pixel is one level-0 pixel, at zoom
+``z`` it is ``2**(Z - z)`` level-0 pixels and reads pyramid level ``Z - z`` (the coarsest
+level, reduced further by a NaN-ignoring block mean, when the store has fewer levels).
+The mosaic sits in the middle of the ``256 * 2**Z`` square world, shifted by a whole
+zoom-0 pixel so that every level's pixel grid falls on tile pixel edges (no resampling
+between pixels).  XYZ rows run from the top (``y = 0``) and the data rows grow with
+focal-plane y, so tiles are flipped: +y (north in the focal plane) is up.
+``@2x`` tiles cover the same area with 512 pixels (one level finer).
+
+Deep Zoom
+---------
+``TileSize 254``, ``Overlap 1``; level ``L = ceil(log2(max(W, H)))`` is level 0 of the
+store, level ``l`` is ``2**(L - l)`` times smaller (store level ``L - l``), level 0 is 1x1.
+Row 0 of a Deep Zoom image is its top (+y up, as the XYZ tiles).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import logging
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..mosaic.render import STRETCHES, apply_stretch, stretch_limits
+from ..mosaic.store import MosaicStore
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BadParameter", "Style", "TileGrid", "parse_style", "render_tile", "render_dzi_tile", "dzi_levels",
+           "dzi_descriptor", "empty_png", "encode_png", "colormap_lut", "read_padded", "block_mean"]
+
+TILE = 256
+DZI_TILE, DZI_OVERLAP = 254, 1
+
+
+class BadParameter(ValueError):
+    """A query parameter with a bad value (the server answers 400 naming ``param``)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """The XYZ tile world of a store (see the module docstring).
+
+    ``offset_x`` / ``offset_y`` are level-0 pixels between the world's left / bottom edge
+    and the mosaic's column 0 / row 0.
+    """
+
+    width: int
+    height: int
+    n_levels: int
+    maxzoom: int
+    offset_x: int
+    offset_y: int
+
+    @classmethod
+    def for_store(cls, m: MosaicStore) -> "TileGrid":
+        h, w = m.shape(0)
+        z = max(0, math.ceil(math.log2(max(w, h) / TILE))) if max(w, h) > TILE else 0
+        unit = 2**z  # one zoom-0 tile pixel, in level-0 pixels
+
+        def centre(n: int) -> int:
+            return unit * ((TILE - -(-n // unit)) // 2)
+
+        return cls(w, h, m.n_levels, z, centre(w), centre(h))
+
+    @property
+    def world(self) -> int:
+        """Side of the tile world in level-0 pixels."""
+        return TILE * 2**self.maxzoom
+
+    def n_tiles(self, z: int) -> int:
+        return 2**z
+
+    def tile_box(self, z: int, x: int, y: int) -> tuple[int, int, int, int]:
+        """Level-0 box ``(i0, i1, j0, j1)`` (rows from the bottom, may exceed the mosaic) of a tile."""
+        span = TILE * 2 ** (self.maxzoom - z)
+        j0 = x * span - self.offset_x
+        i0 = self.world - (y + 1) * span - self.offset_y
+        return (i0, i0 + span, j0, j0 + span)
+
+    def tile_bounds_mm(self, m: MosaicStore, z: int, x: int, y: int) -> tuple[float, float, float, float]:
+        """Focal-plane ``(xmin, ymin, xmax, ymax)`` mm of a tile's edges."""
+        i0, i1, j0, j1 = self.tile_box(z, x, y)
+        xmin, _, ymin, _ = m.extent_mm(0)
+        sy, sx = (s / 1000.0 for s in m.scale_um(0))
+        return (xmin + j0 * sx, ymin + i0 * sy, xmin + j1 * sx, ymin + i1 * sy)
+
+    def world_bounds_mm(self, m: MosaicStore) -> tuple[float, float, float, float]:
+        """Focal-plane ``(xmin, ymin, xmax, ymax)`` mm of the whole tile world (tile 0/0/0)."""
+        return self.tile_bounds_mm(m, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Style:
+    """How values become colours: stretch, limits (None: the store's), LUT name, nodata."""
+
+    stretch: str = "linear"
+    rescale: tuple[float, float] | None = None
+    colormap: str = "gray"  # a name, or "json:<canonical JSON>" for colormap=
+    nodata: float | None = None
+
+    def key(self) -> tuple:
+        return (self.stretch, self.rescale, self.colormap, self.nodata)
+
+
+def parse_style(query: dict[str, list[str]]) -> Style:
+    """A :class:`Style` from TiTiler-style query parameters (``parse_qs`` output).
+
+    ``rescale=min,max``, ``stretch=`` (one of ``STRETCHES``), ``colormap_name=``,
+    ``colormap=`` (JSON ``{"0": [r, g, b(, a)], ..., "255": [...]}``, stops interpolated),
+    ``nodata=`` (a value drawn transparent, NaN always is).  Unknown parameters are ignored.
+
+    Raises
+    ------
+    BadParameter
+        For a bad value, naming the parameter.
+    """
+    def one(name: str) -> str | None:
+        v = query.get(name)
+        return v[-1] if v else None
+
+    stretch = one("stretch") or "linear"
+    if stretch not in STRETCHES:
+        raise BadParameter("stretch", f"unknown stretch {stretch!r}; use one of {', '.join(STRETCHES)}")
+    rescale = None
+    if (r := one("rescale")) is not None:
+        try:
+            lo, hi = (float(v) for v in r.split(","))
+        except ValueError:
+            raise BadParameter("rescale", f"expected min,max numbers, got {r!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+            raise BadParameter("rescale", f"need finite min < max, got {r!r}")
+        rescale = (lo, hi)
+    cmap = one("colormap_name") or "gray"
+    if (cj := one("colormap")) is not None:
+        try:
+            doc = json.loads(cj)
+            stops = {int(k): [int(c) for c in v] for k, v in doc.items()}
+            if not stops or any(not 0 <= k <= 255 or len(v) not in (3, 4) for k, v in stops.items()):
+                raise ValueError
+        except (ValueError, TypeError, AttributeError):
+            raise BadParameter("colormap", 'expected JSON {"0": [r, g, b], ..., "255": [r, g, b, a]}') from None
+        cmap = "json:" + json.dumps(sorted(stops.items()))
+    try:
+        colormap_lut(cmap)
+    except ValueError as exc:
+        raise BadParameter("colormap_name", str(exc)) from None
+    nodata = None
+    if (nd := one("nodata")) is not None:
+        try:
+            nodata = float(nd)
+        except ValueError:
+            raise BadParameter("nodata", f"expected a number, got {nd!r}") from None
+        if math.isnan(nodata):
+            nodata = None  # NaN is always transparent
+    return Style(stretch, rescale, cmap, nodata)
+
+
+@functools.lru_cache(maxsize=64)
+def colormap_lut(name: str) -> np.ndarray:
+    """A ``(256, 4)`` uint8 RGBA table for a colour map name (``gray`` is exactly ``i``)."""
+    if name.lower() in ("gray", "grey", "greys_r"):
+        ramp = np.arange(256, dtype=np.uint8)
+        return np.stack([ramp, ramp, ramp, np.full(256, 255, np.uint8)], axis=1)
+    if name.startswith("json:"):
+        stops = json.loads(name[5:])
+        keys = np.array([k for k, _ in stops], float)
+        cols = np.array([(v + [255])[:4] for _, v in stops], float)
+        grid = np.arange(256)
+        return np.stack([np.interp(grid, keys, cols[:, c]) for c in range(4)], axis=1).round().astype(np.uint8)
+    from ..mosaic.render import resolve_cmap  # colorcet/bokeh: only for named maps
+
+    colours = resolve_cmap(name)
+    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in colours], float)
+    pos = np.linspace(0, 255, len(rgb))
+    lut = np.stack([np.interp(np.arange(256), pos, rgb[:, c]) for c in range(3)], axis=1).round()
+    return np.concatenate([lut, np.full((256, 1), 255.0)], axis=1).astype(np.uint8)
+
+
+class StoreStyleCache:
+    """Store-wide display limits and eq_hist tables (tiles of one view must agree)."""
+
+    def __init__(self, m: MosaicStore) -> None:
+        self.m = m
+        self._lock = threading.Lock()
+        self._cache: dict = {}
+
+    def _coarse(self) -> np.ndarray:
+        # the coarsest level is a few hundred pixels: a cheap, whole-mosaic sample
+        if "coarse" not in self._cache:
+            self._cache["coarse"] = self.m.read(self.m.n_levels - 1)
+        return self._cache["coarse"]
+
+    def limits(self, style: Style) -> tuple[float, float]:
+        if style.rescale is not None:
+            return style.rescale
+        with self._lock:
+            key = ("lim", style.stretch)
+            if key not in self._cache:
+                has_window = bool(self.m.attrs.get("windows"))
+                if style.stretch in ("zscale", "percentile") or not has_window:
+                    self._cache[key] = stretch_limits(self._coarse(), style.stretch if style.stretch != "eq_hist"
+                                                      else "percentile")
+                else:
+                    self._cache[key] = self.m.window(0)
+            return self._cache[key]
+
+    def eq_hist(self) -> tuple[np.ndarray, np.ndarray]:
+        """Quantile table ``(values, cdf)`` of the whole mosaic."""
+        with self._lock:
+            if "eq" not in self._cache:
+                d = self._coarse()
+                d = d[np.isfinite(d)].astype(np.float64)
+                cdf = np.linspace(0.0, 1.0, 1025)
+                self._cache["eq"] = (np.quantile(d, cdf) if d.size else np.linspace(0, 1, 1025), cdf)
+            return self._cache["eq"]
+
+
+def to_rgba(data: np.ndarray, style: Style, styles: StoreStyleCache) -> np.ndarray:
+    """Values ``[rows from top, x]`` -> RGBA uint8 (NaN and nodata transparent)."""
+    bad = ~np.isfinite(data)
+    if style.nodata is not None:
+        bad |= data == style.nodata
+    if style.stretch == "eq_hist":
+        vals, cdf = styles.eq_hist()
+        v = np.interp(np.nan_to_num(data, nan=vals[0]), vals, cdf)
+    else:
+        lo, hi = styles.limits(style)
+        with np.errstate(invalid="ignore"):
+            v = apply_stretch(data, style.stretch if style.stretch in ("log", "asinh") else "linear", lo, hi)
+    idx = np.nan_to_num(v * 255.0 + 0.5, nan=0.0).clip(0, 255).astype(np.uint8)
+    rgba = colormap_lut(style.colormap)[idx]
+    rgba[bad] = 0
+    return rgba
+
+
+def encode_png(rgba: np.ndarray) -> bytes:
+    """PNG bytes of an RGBA array (fast zlib level: tiles are encoded on request)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=64)
+def empty_png(width: int = TILE, height: int | None = None) -> bytes:
+    """A transparent ``width`` x ``height`` PNG (the answer outside the focal plane)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (width, height or width), (0, 0, 0, 0)).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def read_padded(m: MosaicStore, k: int, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
+    """Level ``k`` rows ``[i0, i1)``, columns ``[j0, j1)``; NaN outside the level."""
+    h, w = m.shape(k)
+    out = np.full((i1 - i0, j1 - j0), np.nan, np.float32)
+    ci0, ci1, cj0, cj1 = max(i0, 0), min(i1, h), max(j0, 0), min(j1, w)
+    if ci1 > ci0 and cj1 > cj0:
+        out[ci0 - i0:ci1 - i0, cj0 - j0:cj1 - j0] = m.read(k, ci0, ci1, cj0, cj1)
+    return out
+
+
+def block_mean(a: np.ndarray, f: int) -> np.ndarray:
+    """NaN-ignoring ``f x f`` block mean (shape a multiple of ``f``), as the pyramid is built."""
+    if f == 1:
+        return a
+    h, w = a.shape
+    b = a.reshape(h // f, f, w // f, f)
+    ok = np.isfinite(b)
+    n = ok.sum(axis=(1, 3))
+    s = np.where(ok, b, 0.0).sum(axis=(1, 3), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, s / n, np.nan).astype(np.float32)
+
+
+def _read_at(m: MosaicStore, e: int, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
+    """Rows/cols ``[i0, i1) x [j0, j1)`` of the virtual level ``e`` (``2**e`` level-0 px a pixel;
+    beyond the coarsest level by block means, below 0 by repetition)."""
+    k = min(max(e, 0), m.n_levels - 1)
+    if e < 0:
+        u = 2**-e
+        a = read_padded(m, 0, i0 // u, -(-i1 // u), j0 // u, -(-j1 // u))
+        a = np.repeat(np.repeat(a, u, axis=0), u, axis=1)
+        oi, oj = i0 - (i0 // u) * u, j0 - (j0 // u) * u
+        return a[oi:oi + i1 - i0, oj:oj + j1 - j0]
+    f = 2 ** (e - k)
+    return block_mean(read_padded(m, k, i0 * f, i1 * f, j0 * f, j1 * f), f)
+
+
+def render_tile(m: MosaicStore, grid: TileGrid, styles: StoreStyleCache, z: int, x: int, y: int,
+                scale: int = 1, style: Style = Style()) -> bytes:
+    """PNG bytes of XYZ tile ``z/x/y`` (``scale`` 2 for @2x); transparent outside the detectors.
+
+    Raises
+    ------
+    IndexError
+        When the tile address is outside ``0..maxzoom`` or the ``2**z`` grid.
+    """
+    if not 0 <= z <= grid.maxzoom or not (0 <= x < 2**z and 0 <= y < 2**z):
+        raise IndexError(f"tile {z}/{x}/{y} is outside the grid (zoom 0..{grid.maxzoom}, x and y 0..2**z-1)")
+    i0, i1, j0, j1 = grid.tile_box(z, x, y)
+    # placements, not pixels: outside every detector costs no read at all
+    if not m.plan.placements_in((max(i0, 0), max(min(i1, grid.height), 0), max(j0, 0), max(min(j1, grid.width), 0))):
+        return empty_png(TILE * scale)
+    e = grid.maxzoom - z - (scale.bit_length() - 1)
+    n = TILE * scale
+    if e >= 0:
+        p = 2**e
+        data = _read_at(m, e, i0 // p, i0 // p + n, j0 // p, j0 // p + n)
+    else:
+        u = 2**-e
+        data = _read_at(m, e, i0 * u, i0 * u + n, j0 * u, j0 * u + n)
+    if not np.isfinite(data).any():
+        return empty_png(n)
+    return encode_png(to_rgba(data[::-1], style, styles))
+
+
+def dzi_levels(width: int, height: int) -> int:
+    """Index of the top (full resolution) Deep Zoom level: ``ceil(log2(max(W, H)))``."""
+    return math.ceil(math.log2(max(width, height))) if max(width, height) > 1 else 0
+
+
+def dzi_descriptor(width: int, height: int) -> str:
+    """The Deep Zoom ``.dzi`` XML document."""
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<Image xmlns="http://schemas.microsoft.com/deepzoom/2008" TileSize="{DZI_TILE}" '
+            f'Overlap="{DZI_OVERLAP}" Format="png"><Size Width="{width}" Height="{height}"/></Image>\n')
+
+
+def render_dzi_tile(m: MosaicStore, styles: StoreStyleCache, level: int, col: int, row: int,
+                    style: Style = Style()) -> bytes:
+    """PNG bytes of Deep Zoom tile ``level/col_row`` (transparent where no detector is).
+
+    Raises
+    ------
+    IndexError
+        For a level or tile outside the image.
+    """
+    h0, w0 = m.shape(0)
+    top = dzi_levels(w0, h0)
+    if not 0 <= level <= top:
+        raise IndexError(f"Deep Zoom level {level} is outside 0..{top}")
+    d = 2 ** (top - level)
+    w, h = -(-w0 // d), -(-h0 // d)
+    if not (0 <= col <= (w - 1) // DZI_TILE and 0 <= row <= (h - 1) // DZI_TILE):
+        raise IndexError(f"Deep Zoom tile {col}_{row} is outside level {level} ({w} x {h} pixels)")
+    x0 = max(col * DZI_TILE - DZI_OVERLAP, 0)
+    x1 = min((col + 1) * DZI_TILE + DZI_OVERLAP, w)
+    r0 = max(row * DZI_TILE - DZI_OVERLAP, 0)
+    r1 = min((row + 1) * DZI_TILE + DZI_OVERLAP, h)
+    # display rows from the top are data rows h-1 .. 0
+    data = _read_at(m, top - level, h - r1, h - r0, x0, x1)
+    if not np.isfinite(data).any():
+        return empty_png(x1 - x0, r1 - r0)
+    return encode_png(to_rgba(data[::-1], style, styles))
