@@ -217,7 +217,6 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def verify_tree(tmp_path_factory):
-    import cpmosaic.metrics as metrics
     import cpmosaic.synth as synth
 
     m = synth.synthesize(tmp_path_factory.mktemp("synth"), seed=1, raw=False, processed=False, calibs=False,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ctypes
 import mmap
-import os
 
 import numpy as np
 import pytest
 from astropy.io import fits
+
+from pagecache import drop_page_cache, resident_pages
 
 from cpmosaic.camera import get_camera, shrink_camera
 from cpmosaic.errors import InputError
@@ -143,12 +143,12 @@ def test_row_range_reads_only_those_pages(tmp_path, rng):
     """Prove it with the page cache: drop the file from it, read 8 rows, count resident pages."""
     image = rng.normal(size=(2048, 2048)).astype(np.float32)  # 16 MB per plane
     path = write_processed_fits(tmp_path / "big.fits", image, variance=image, header=META)
-    if not _drop_page_cache(path):
+    if not drop_page_cache(path):
         pytest.skip("cannot drop the page cache here")
     with open_exposure(path) as exp:
         np.testing.assert_array_equal(exp.read(slice(1000, 1008)), image[1000:1008])
         np.testing.assert_array_equal(exp.read_variance(slice(5, 6)), image[5:6])
-    resident = _resident_pages(path)
+    resident = resident_pages(path)
     with fits.open(path) as hdul:
         data_start = hdul.fileinfo(1)["datLoc"]
     first = (data_start + 1000 * 2048 * 4) // mmap.PAGESIZE
@@ -157,34 +157,3 @@ def test_row_range_reads_only_those_pages(tmp_path, rng):
     assert resident.sum() * mmap.PAGESIZE < 256 * 1024, f"{resident.sum()} pages read for 9 rows"
 
 
-def _drop_page_cache(path) -> bool:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    return _resident_pages(path).mean() < 0.05
-
-
-def _resident_pages(path) -> np.ndarray:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    size = os.path.getsize(path)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if addr in (None, ctypes.c_void_p(-1).value):
-            pytest.skip("mmap failed")
-        try:
-            vec = np.zeros((size + mmap.PAGESIZE - 1) // mmap.PAGESIZE, np.uint8)
-            if libc.mincore(ctypes.c_void_p(addr), size, vec.ctypes.data_as(ctypes.c_void_p)) != 0:
-                pytest.skip("mincore unavailable")
-            return (vec & 1).astype(bool)
-        finally:
-            libc.munmap(ctypes.c_void_p(addr), size)
-    finally:
-        os.close(fd)

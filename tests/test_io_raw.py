@@ -9,7 +9,6 @@ numpy assembly checks the overscan modes and gains.
 
 from __future__ import annotations
 
-import ctypes
 import gzip
 import mmap
 import os
@@ -18,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+
+from pagecache import drop_page_cache, resident_pages
 
 from cpmosaic.camera import get_camera, shrink_camera
 from cpmosaic.errors import InputError
@@ -216,11 +217,11 @@ def test_full_size_uncompressed_reads_only_needed_pages(tmp_path, rng):
     truth = truth_image(det)
     with open_exposure(path) as exp:
         np.testing.assert_array_equal(exp.read(), truth.astype(np.float32))
-    if not _drop_page_cache(path):
+    if not drop_page_cache(path):
         pytest.skip("cannot drop the page cache of the test file here")
     with open_exposure(path) as exp:
         np.testing.assert_array_equal(exp.read(slice(100, 110)), truth[100:110])
-    resident = _resident_pages(path)
+    resident = resident_pages(path)
     assert resident.sum() * mmap.PAGESIZE < 0.1 * os.path.getsize(path), "a 10-row read paged in most of the file"
 
 
@@ -322,38 +323,6 @@ def test_detector_keys_and_camera_names(tmp_path, rng):
 
 
 # --------------------------------------------------------------------------- page cache helpers
-def _drop_page_cache(path) -> bool:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    return _resident_pages(path).mean() < 0.05
-
-
-def _resident_pages(path) -> np.ndarray:
-    """Which pages of *path* are in the page cache (mincore on a fresh mapping)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    size = os.path.getsize(path)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if addr in (None, ctypes.c_void_p(-1).value):
-            pytest.skip("mmap failed")
-        try:
-            vec = np.zeros((size + mmap.PAGESIZE - 1) // mmap.PAGESIZE, np.uint8)
-            if libc.mincore(ctypes.c_void_p(addr), size, vec.ctypes.data_as(ctypes.c_void_p)) != 0:
-                pytest.skip("mincore unavailable")
-            return (vec & 1).astype(bool)
-        finally:
-            libc.munmap(ctypes.c_void_p(addr), size)
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- RICE decoder

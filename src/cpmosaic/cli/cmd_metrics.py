@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from .. import progress
-    from ..metrics import evaluate, find_outliers, load_metrics
+    from ..metrics import evaluate, find_outliers
 
     log = logging.getLogger("cpmosaic")
     progress.enable(None)
