@@ -247,6 +247,11 @@ def test_cli_add_show_check(verify_tree, tmp_path):
     assert got == {(t["calib_type"], t["detector_name"], t["amp"], t["metric"], t["kind"]) for t in verify_tree.trends}
     r = cli("check", "--store", store, "--calib-type", "flat")
     assert r.returncode == 0 and "recommendations:" in r.stdout and "flat" in r.stdout
+    assert "validity ranges:" in r.stdout and "still valid" in r.stdout
+    r = cli("check", "--store", store)
+    ended = {line.split()[0]: line for line in r.stdout.split("validity ranges:")[1].splitlines() if line.strip()}
+    for t in verify_tree.trends:  # the injected change ends its calibration's validity
+        assert f"ended by {t['kind']}" in ended[t["calib_type"]], ended
 
 
 def test_cli_check_table_and_errors(tmp_path):

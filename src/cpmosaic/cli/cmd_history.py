@@ -135,7 +135,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from ..metrics.drift import detect_changes
-    from ..metrics.history import as_day_obs, recommendations
+    from ..metrics.history import as_day_obs, recommendations, validity_ranges
 
     store = _store(args.store)
     df = store.load(calib_type=args.calib_type)
@@ -157,4 +157,11 @@ def run_check(args: argparse.Namespace) -> int:
         for r in recs:
             flag = "NEW CALIBRATION" if r["recommend_new"] else "ok"
             w(f"  {r['calib_type']:<10} {flag:<16} {r['reason']}\n")
+        # DMTN-192's validity range: the nights over which each calibration kept passing
+        spans = validity_ranges(df, alerts)
+        if len(spans):
+            w("\nvalidity ranges:\n")
+            for v in spans.itertuples(index=False):
+                end = f"ended by {v.ended_by}" if isinstance(v.ended_by, str) and v.ended_by else "still valid"
+                w(f"  {v.calib_type:<10} {v.run:<32} {v.first_day}..{v.last_day} ({v.n_days} night(s)), {end}\n")
     return EXIT_ALERTS if len(alerts) else EXIT_OK
