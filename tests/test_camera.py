@@ -202,3 +202,14 @@ def test_camera_show_json(reference_dir):
 def test_cli_bad_camera_exits_nonzero():
     out = subprocess.run([sys.executable, "-m", "cpmosaic", "camera", "show", "nope"], capture_output=True, text=True)
     assert out.returncode == 1 and "unknown camera 'nope'" in out.stderr
+
+
+def test_public_api_resolves_and_import_stays_light():
+    code = (
+        "import sys, cpmosaic\n"
+        "heavy = [m for m in ('holoviews', 'bokeh', 'datashader', 'panel', 'dask', 'pandas', 'numba') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "missing = [n for n in cpmosaic.__all__ if getattr(cpmosaic, n, None) is None]\n"
+        "assert not missing, missing\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

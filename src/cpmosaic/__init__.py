@@ -1,7 +1,8 @@
 """cpmosaic: focal-plane mosaics and calibration-verification metrics.
 
 The public API, by stage of the pipeline (camera -> exposures -> kernels ->
-mosaic store -> views):
+mosaic store -> metrics -> views).  Everything but the camera and the errors is
+imported on first use, so ``import cpmosaic`` stays light.
 
 >>> import cpmosaic
 >>> cam = cpmosaic.get_camera("LSSTCam")
@@ -9,10 +10,38 @@ mosaic store -> views):
 (205, 'E2V')
 """
 
+from __future__ import annotations
+
+import importlib
+
 from .camera import Amplifier, Box, Camera, Detector, get_camera, load_camera, shrink_camera
 from .errors import CameraError, CpmosaicError, InputError, MixedCamerasError, UnknownDetectorError
 
 __version__ = "0.1.0"
+
+#: name -> module it comes from (imported on first use)
+_LAZY = {
+    # exposures
+    "identify": "cpmosaic.io",
+    "open_exposure": "cpmosaic.io",
+    "write_processed_fits": "cpmosaic.io",
+    # mosaics
+    "build_mosaic": "cpmosaic.mosaic",
+    "open_mosaic": "cpmosaic.mosaic",
+    "make_plan": "cpmosaic.mosaic",
+    # metrics
+    "load_metrics": "cpmosaic.metrics",
+    "evaluate": "cpmosaic.metrics",
+    "find_outliers": "cpmosaic.metrics",
+    "compare_metrics": "cpmosaic.metrics",
+    "compare_images": "cpmosaic.metrics",
+    "HistoryStore": "cpmosaic.metrics",
+    "detect_changes": "cpmosaic.metrics",
+    # outputs
+    "build_report": "cpmosaic.report",
+    "synthesize": "cpmosaic.synth",
+    "run_demo": "cpmosaic.demo",
+}
 
 __all__ = [
     "Amplifier",
@@ -27,4 +56,19 @@ __all__ = [
     "get_camera",
     "load_camera",
     "shrink_camera",
+    *sorted(_LAZY),
 ]
+
+
+def __getattr__(name: str):
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'cpmosaic' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
