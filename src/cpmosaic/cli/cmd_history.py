@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
+
+from ._records import records
 
 EXIT_OK, EXIT_ALERTS, EXIT_PARTIAL = 0, 1, 3
 
@@ -56,21 +57,6 @@ def register(sub) -> None:
     check.add_argument("--since", metavar="YYYYMMDD",
                        help="only report alerts from this night on (the whole history is still used)")
     check.set_defaults(func=run_check)
-
-
-def _json_value(v):
-    if v is None or type(v).__name__ == "NAType":
-        return None
-    if hasattr(v, "item"):  # numpy scalars
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def _records(df) -> list[dict]:
-    cols = [str(c) for c in df.columns]
-    return [{c: _json_value(v) for c, v in zip(cols, row)} for row in df.itertuples(index=False, name=None)]
 
 
 def _store(path: str, must_exist: bool = True):
@@ -124,7 +110,7 @@ def run_show(args: argparse.Namespace) -> int:
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=["calib_type", "metric", "day_obs", "min", "q1", "median", "q3", "max", "n"])
     if args.format == "json":
-        sys.stdout.write(json.dumps(_records(out), indent=1) + "\n")
+        sys.stdout.write(json.dumps(records(out), indent=1) + "\n")
     elif args.format == "csv":
         sys.stdout.write(out.to_csv(index=False))
     else:
@@ -145,7 +131,7 @@ def run_check(args: argparse.Namespace) -> int:
     if since is not None:
         alerts = alerts[alerts["day_obs"] >= since].reset_index(drop=True)
     if args.format == "json":
-        sys.stdout.write(json.dumps(_records(alerts), indent=1) + "\n")
+        sys.stdout.write(json.dumps(records(alerts), indent=1) + "\n")
     else:
         w = sys.stdout.write
         days = store.days(args.calib_type)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
+
+from ._records import records as plain_records
 
 EXIT_OK, EXIT_PARTIAL = 0, 3
 
@@ -35,25 +36,14 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _json_value(v):
-    if v is None or type(v).__name__ == "NAType":  # pandas.NA, without importing pandas here
-        return None
-    if hasattr(v, "item"):  # numpy scalars
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def records(df) -> list[dict]:
     """JSON-ready records of a DataFrame (NA/NaN -> None, numpy -> Python).
 
     Exposure-wide rows of the tidy table (detector -1, no name, no amp) get nulls
     there: "no detector" reads better to a script than a sentinel id.
     """
-    cols = list(df.columns)
-    out = [{c: _json_value(v) for c, v in zip(cols, row)} for row in df.itertuples(index=False, name=None)]
-    if "detector" in cols:
+    out = plain_records(df)
+    if "detector" in df.columns:
         for r in out:
             if r["detector"] == -1:
                 r["detector"] = None
