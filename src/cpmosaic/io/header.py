@@ -77,13 +77,8 @@ class HeaderStack:
 
 
 def _as_int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        f = float(str(value).strip())
-    except ValueError:
-        return None
-    return int(f) if math.isfinite(f) and f == int(f) else None
+    f = _as_float(value)
+    return int(f) if f is not None and f == int(f) else None
 
 
 def _as_float(value: Any) -> float | None:
