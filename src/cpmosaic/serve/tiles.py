@@ -31,13 +31,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels import block_reduce
 from ..mosaic.render import STRETCHES, apply_stretch, stretch_limits
 from ..mosaic.store import MosaicStore
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BadParameter", "Style", "TileGrid", "parse_style", "render_tile", "render_dzi_tile", "dzi_levels",
-           "dzi_descriptor", "empty_png", "encode_png", "colormap_lut", "read_padded", "block_mean"]
+           "dzi_descriptor", "empty_png", "encode_png", "colormap_lut", "read_padded"]
 
 TILE = 256
 DZI_TILE, DZI_OVERLAP = 254, 1
@@ -277,19 +278,6 @@ def read_padded(m: MosaicStore, k: int, i0: int, i1: int, j0: int, j1: int) -> n
     return out
 
 
-def block_mean(a: np.ndarray, f: int) -> np.ndarray:
-    """NaN-ignoring ``f x f`` block mean (shape a multiple of ``f``), as the pyramid is built."""
-    if f == 1:
-        return a
-    h, w = a.shape
-    b = a.reshape(h // f, f, w // f, f)
-    ok = np.isfinite(b)
-    n = ok.sum(axis=(1, 3))
-    s = np.where(ok, b, 0.0).sum(axis=(1, 3), dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, s / n, np.nan).astype(np.float32)
-
-
 def _read_at(m: MosaicStore, e: int, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
     """Rows/cols ``[i0, i1) x [j0, j1)`` of the virtual level ``e`` (``2**e`` level-0 px a pixel;
     beyond the coarsest level by block means, below 0 by repetition)."""
@@ -301,7 +289,9 @@ def _read_at(m: MosaicStore, e: int, i0: int, i1: int, j0: int, j1: int) -> np.n
         oi, oj = i0 - (i0 // u) * u, j0 - (j0 // u) * u
         return a[oi:oi + i1 - i0, oj:oj + j1 - j0]
     f = 2 ** (e - k)
-    return block_mean(read_padded(m, k, i0 * f, i1 * f, j0 * f, j1 * f), f)
+    a = read_padded(m, k, i0 * f, i1 * f, j0 * f, j1 * f)
+    # beyond the coarsest level: the same NaN-ignoring block mean the pyramid is built with
+    return a if f == 1 else block_reduce(a, f, "mean")
 
 
 def render_tile(m: MosaicStore, grid: TileGrid, styles: StoreStyleCache, z: int, x: int, y: int,
