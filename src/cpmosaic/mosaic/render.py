@@ -54,11 +54,14 @@ def apply_stretch(data: np.ndarray, stretch: str, lo: float, hi: float, *, log_a
     """Map data to [0, 1] (NaN kept): linear, log (ds9's ``log10(1 + a v) / log10(1 + a)``) or asinh."""
     if stretch not in STRETCHES:
         raise ValueError(f"unknown stretch {stretch!r}: use one of {', '.join(STRETCHES)}")
+    # the stretches themselves live in one place, beside their inverses (colour bars)
+    from ..viz.stretch import AsinhStretch, LogStretch
+
     v = np.clip((data.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
     if stretch == "log":
-        return np.log10(1.0 + log_a * v) / np.log10(1.0 + log_a)
+        return LogStretch(log_a)(v)
     if stretch == "asinh":
-        return np.arcsinh(v / asinh_a) / np.arcsinh(1.0 / asinh_a)
+        return AsinhStretch(asinh_a)(v)
     return v
 
 
