@@ -59,7 +59,7 @@ def apply_stretch(data: np.ndarray, stretch: str, lo: float, hi: float, *, log_a
 
     v = np.clip((data.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
     if stretch == "log":
-        return LogStretch(log_a)(v)
+        return LogStretch(log_a)(v).astype(np.float32)
     if stretch == "asinh":
         return AsinhStretch(asinh_a)(v)
     return v
