@@ -242,13 +242,33 @@ def test_assemble_hand_computed() -> None:
 def test_assemble_integer_overscan_with_cosmic_ray_and_even_count() -> None:
     rng = np.random.default_rng(5)
     seg = rng.integers(20000, 20010, (40, 30)).astype(">i4")
-    seg[::3, 25] = 2_000_000  # wide span -> selection fallback on those rows
+    seg[::3, 25] = 2_000_000  # a cosmic ray: a wide span for the bisection
     for ow in (4, 5):  # even and odd overscan widths
         got = np.zeros((40, 20), np.float32)
         want = got.copy()
         assemble_amp(seg, (2, 0, 20, 40), (24, 0, ow, 40), got, 0, 0, False, False)
         reference.assemble_amp(seg, (2, 0, 20, 40), (24, 0, ow, 40), want, 0, 0, False, False)
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype,lo,hi", [(">i2", -32768, 32767), ("<i2", -40, 40), ("uint16", 0, 65535),
+                                          (">u4", 4_294_967_000, 4_294_967_295), (">i4", -(2**31), 2**31 - 1)])
+@pytest.mark.parametrize("mode", ["median", "single"])
+def test_assemble_integer_median_at_the_type_limits(dtype: str, lo: int, hi: int, mode: str) -> None:
+    # Overscan values at both ends of the type: signed decoding, unsigned values
+    # above the signed range, and the widest spans the bisection can meet.
+    rng = np.random.default_rng(11)
+    seg = rng.integers(lo, hi, (33, 17), endpoint=True).astype(dtype)
+    seg[::4, 12:] = hi
+    seg[1::5, 12:] = lo
+    for ow in (4, 5):
+        got = np.zeros((33, 10), np.float32)
+        want = got.copy()
+        assemble_amp(seg, (1, 0, 10, 33), (12, 0, ow, 33), got, 0, 0, True, False, overscan=mode)
+        reference.assemble_amp(seg, (1, 0, 10, 33), (12, 0, ow, 33), want, 0, 0, True, False, overscan=mode)
+        levels = np.median(seg[:, 12:12 + ow].astype(np.float64), axis=1 if mode == "median" else None)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got[:, -1], (seg[:, 1].astype(np.float64) - levels).astype(np.float32))
 
 
 def test_amp_statistics_hand_computed_and_numpy() -> None:
