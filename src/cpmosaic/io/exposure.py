@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..errors import CpmosaicError, InputError
+from .fitsscan import ScanError, ScannedFile, ScannedHDU, scan_fits
 
 if TYPE_CHECKING:  # astropy is imported where a file is opened
     from ..camera import Camera, Detector
@@ -160,10 +161,11 @@ class Exposure:
         try:
             layout = self._layouts[index] if index in self._layouts else self._layout(index)
             if layout is None:
-                return hdu.section[y0:y1]
+                return self._astropy()[index].section[y0:y1]
             fmap = self._file_map()
             if isinstance(layout, tuple):
-                return fmap.rows(*layout, y0, y1)
+                data = fmap.rows(*layout[:3], y0, y1)
+                return data if len(layout) == 3 else _unscale(data, *layout[3])
             from .rice import decode_rows, tile_span
 
             if y1 <= y0:
@@ -181,22 +183,31 @@ class Exposure:
 
     def _layout(self, index: int):
         """How to read HDU *index* ourselves: ``(offset, dtype, shape)`` for a plain
-        image, a :class:`~cpmosaic.io.rice.RiceLayout`, or None (use astropy)."""
-        from astropy.io import fits
-
+        image (plus ``(bzero, bscale, blank)`` for a scaled one, e.g. unsigned
+        16-bit), a :class:`~cpmosaic.io.rice.RiceLayout`, or None (use astropy)."""
         hdul = self._hdul
         hdu = hdul[index]
         layout = None
         h = hdu.header
+        if isinstance(hdu, ScannedHDU):
+            if _plain_image(hdu):
+                layout = (hdu.data_offset, np.dtype(_BITPIX[h["BITPIX"]]), hdu.shape)
+            self._layouts[index] = layout
+            return layout
+        from astropy.io import fits
+
         if not self._mappable():
             pass
         elif isinstance(hdu, fits.CompImageHDU):
             if FAST_RICE:
                 layout = self._rice_layouts().get(index)
-        elif (hdu.is_image and h.get("NAXIS") == 2 and h.get("BZERO", 0) == 0 and h.get("BSCALE", 1) == 1
-              and h.get("BITPIX") in _BITPIX):  # fmt: skip
+        elif hdu.is_image and h.get("NAXIS") == 2 and h.get("BITPIX") in _BITPIX:
             shape = (int(h["NAXIS2"]), int(h["NAXIS1"]))
             layout = (int(hdu.fileinfo()["datLoc"]), np.dtype(_BITPIX[h["BITPIX"]]), shape)
+            bzero, bscale = h.get("BZERO", 0), h.get("BSCALE", 1)
+            if bzero != 0 or bscale != 1:  # astropy's section cannot do these on a memory map
+                blank = h.get("BLANK") if h["BITPIX"] > 0 else None
+                layout = (*layout, (float(bzero), float(bscale), blank))
         self._layouts[index] = layout
         return layout
 
@@ -229,6 +240,17 @@ class Exposure:
             self._map = _FileMap(self.info.path)
         return self._map
 
+    def release_pages(self) -> None:
+        """Unmap the file pages reads have touched (they stay in the page cache).
+
+        Mapped pages count in the process's resident size while the file is
+        open; a build that keeps files open across tasks calls this after each
+        read it has consumed.  Views handed out stay valid (a later access maps
+        the page again).
+        """
+        if self._map is not None:
+            self._map.release()
+
     def close(self) -> None:
         if self._map is not None:
             self._map.close()
@@ -238,9 +260,18 @@ class Exposure:
             self._hdul = None
 
     def _require_open(self):
+        """The open HDUs: an astropy ``HDUList``, or a :class:`~cpmosaic.io.fitsscan.ScannedFile`."""
         if self._hdul is None:
             raise ValueError(f"{self.info.path}: exposure is closed")
         return self._hdul
+
+    def _astropy(self):
+        """The astropy ``HDUList``, opened now if the file was only scanned (see :func:`_open`)."""
+        hdul = self._require_open()
+        if isinstance(hdul, ScannedFile):
+            self._hdul = hdul = open_fits(self.info.path)
+            self._layouts.clear()
+        return hdul
 
     def __enter__(self) -> "Exposure":
         return self
@@ -296,6 +327,14 @@ class _FileMap:
         if length > 0 and hasattr(self._mm, "madvise") and hasattr(self._mmap_mod, "MADV_WILLNEED"):
             page = start - start % self._mmap_mod.PAGESIZE
             self._mm.madvise(self._mmap_mod.MADV_WILLNEED, page, start + length - page)
+
+    def release(self) -> None:
+        """MADV_DONTNEED the whole map: drop its pages from this process, not from the page cache."""
+        if hasattr(self._mm, "madvise") and hasattr(self._mmap_mod, "MADV_DONTNEED") and self._size:
+            try:
+                self._mm.madvise(self._mmap_mod.MADV_DONTNEED)
+            except (OSError, ValueError):  # closed meanwhile, or not supported here
+                pass
 
     def rows(self, offset: int, dtype: np.dtype, shape: tuple[int, int], y0: int, y1: int) -> np.ndarray:
         ny, nx = shape
@@ -408,9 +447,55 @@ def _hdu_kind(hdul) -> tuple[ExposureKind, int]:
     return "image", -2
 
 
+def _unscale(data: np.ndarray, bzero: float, bscale: float, blank: int | None) -> np.ndarray:
+    """Physical values of scaled pixels (FITS 4.0 section 5.3): float32, BLANK as NaN."""
+    out = data.astype(np.float64) * bscale + bzero
+    if blank is not None:
+        out[data == blank] = np.nan
+    return out.astype(np.float32)
+
+
+def _plain_image(hdu: ScannedHDU) -> bool:
+    """A 2-D image HDU stored as plain, unscaled pixels (readable straight from the file)."""
+    h = hdu.header
+    return (hdu.is_image and not hdu.compressed and h.get("NAXIS") == 2 and h.get("BITPIX") in _BITPIX
+            and h.get("BZERO", 0) in (0, None) and h.get("BSCALE", 1) in (1, None))  # fmt: skip
+
+
+def _scan(path) -> ScannedFile | None:
+    """Headers of a plain processed or image file from :mod:`cpmosaic.io.fitsscan`, or None.
+
+    None sends the file to astropy: raws (segment geometry, RICE tables),
+    compressed or scaled images, gzip'd files, and anything the scanner does not
+    understand (astropy then words the error for a broken file).
+    """
+    p = Path(path)
+    try:
+        if not p.is_file() or _stream_kind(p) is not None:
+            return None
+        scanned = scan_fits(p)
+    except (ScanError, OSError):
+        return None
+    kind, index = _hdu_kind(scanned)
+    if kind == "raw" or index < 0 or not _plain_image(scanned[index]):
+        return None
+    return scanned
+
+
 def _open(path, camera, overscan: str, apply_gains: bool) -> Exposure:
     if overscan not in OVERSCAN_CHOICES:
         raise ValueError(f"overscan={overscan!r} is not one of {OVERSCAN_CHOICES}")
+    scanned = _scan(path)
+    if scanned is not None:
+        from .fits_processed import ImageExposure
+
+        kind, index = _hdu_kind(scanned)
+        try:
+            return ImageExposure.from_hdul(Path(path), scanned, camera, kind, index)
+        except CpmosaicError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError):
+            pass  # an odd header value: let astropy read it
     hdul = open_fits(path)
     try:
         kind, index = _hdu_kind(hdul)

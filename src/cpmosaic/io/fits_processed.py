@@ -66,7 +66,8 @@ def carry_header(header: "fits.Header | Mapping[str, Any] | None") -> fits.Heade
         if isinstance(value, np.generic):
             value = value.item()
         # keys longer than 8 characters or with spaces need HIERARCH; say so to avoid a warning
-        key = f"HIERARCH {key}" if len(key) > 8 or " " in key else key
+        if (len(key) > 8 or " " in key) and not key.upper().startswith("HIERARCH "):
+            key = f"HIERARCH {key}"
         out[key] = value
     return out
 
@@ -214,7 +215,7 @@ class ImageExposure(Exposure):
     @property
     def header(self):
         """The primary header (astropy ``Header``)."""
-        return self._require_open()[0].header
+        return self._astropy()[0].header
 
     @property
     def mask_planes(self) -> dict[str, int]:
