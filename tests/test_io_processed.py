@@ -157,3 +157,22 @@ def test_row_range_reads_only_those_pages(tmp_path, rng):
     assert resident.sum() * mmap.PAGESIZE < 256 * 1024, f"{resident.sum()} pages read for 9 rows"
 
 
+
+
+def test_read_stored_into_a_buffer(tmp_path) -> None:
+    # the builder's path: rows read (preadv) into a reused buffer, no file map
+    rng = np.random.default_rng(4)
+    image = rng.normal(0, 1, (50, 30)).astype(np.float32)
+    path = tmp_path / "x.fits"
+    write_processed_fits(path, image, header={"INSTRUME": "LSSTCam", "DETNAME": "R22_S11"})
+    buf = np.empty(30 * 4 * 20, np.uint8)
+    with open_exposure(path) as exp:
+        rows = exp.read_stored(slice(7, 27), out=buf)
+        assert np.shares_memory(rows, buf) and rows.dtype == np.dtype(">f4")
+        np.testing.assert_array_equal(rows, image[7:27])
+        assert exp._map is None  # nothing mapped
+        again = exp.read_stored(slice(40, 50), out=buf)  # the same buffer, other rows
+        np.testing.assert_array_equal(again, image[40:50])
+        big = exp.read_stored(slice(0, 50), out=buf)  # too small a buffer: read as before
+        assert not np.shares_memory(big, buf)
+        np.testing.assert_array_equal(big, image)

@@ -108,6 +108,7 @@ class Exposure:
         self.camera = camera
         self._hdul = hdul
         self._map: _FileMap | None = None
+        self._fd: int | None = None
         self._map_ok: bool | None = None
         self._layouts: dict[int, Any] = {}
         self._rice: dict | None = None
@@ -134,15 +135,40 @@ class Exposure:
         """Pixels as native float32 ``[y, x]`` (all rows, or ``rows``)."""
         raise NotImplementedError
 
-    def read_stored(self, rows: slice | None = None) -> np.ndarray:
+    def read_stored(self, rows: slice | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Pixels ``[y, x]`` as the file stores them, without a conversion copy where possible.
 
         Gives the same values as :meth:`read` but possibly big-endian (``'>f4'``)
         and possibly a view into the file's memory map, valid until :meth:`close`:
         for consumers that decode byte order themselves (the
         :mod:`cpmosaic.kernels` binning kernels).  The default is :meth:`read`.
+
+        ``out``: a C-contiguous uint8 buffer the reader may read the rows into
+        (and return a view of) instead, where the pixels lie plainly in the file:
+        a caller reusing one buffer keeps it hot in cache and maps no file pages.
         """
         return self.read(rows)
+
+    def _read_into(self, layout: tuple, y0: int, y1: int, out: np.ndarray) -> np.ndarray | None:
+        """Rows ``y0:y1`` of a plain image ``layout`` read into ``out`` (a view of it), or
+        None when ``out`` is too small."""
+        offset, dtype, (_, nx) = layout[:3]
+        row = nx * dtype.itemsize
+        nbytes = (y1 - y0) * row
+        if out.nbytes < nbytes or out.dtype != np.uint8 or not out.flags.c_contiguous:
+            return None
+        view = memoryview(out)[:nbytes]
+        if self._fd is None:
+            self._fd = os.open(self.info.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        start = offset + y0 * row
+        got = 0
+        while got < nbytes:  # preadv releases the GIL; a short read only at the end of the file
+            n = os.preadv(self._fd, [view[got:]], start + got) if hasattr(os, "preadv") else \
+                _pread_into(self._fd, view[got:], start + got)
+            if n <= 0:
+                raise EOFError(f"rows {y0}:{y1} end at byte {start + nbytes}, past the end of the file")
+            got += n
+        return np.frombuffer(out, dtype, count=(y1 - y0) * nx).reshape(y1 - y0, nx)
 
     def read_mask(self, rows: slice | None = None) -> np.ndarray | None:
         """The integer mask plane, or None when the file has none."""
@@ -240,18 +266,22 @@ class Exposure:
             self._map = _FileMap(self.info.path)
         return self._map
 
-    def release_pages(self) -> None:
+    def release_pages(self, rows: slice | None = None) -> None:
         """Unmap the file pages reads have touched (they stay in the page cache).
 
         Mapped pages count in the process's resident size while the file is
         open; a build that keeps files open across tasks calls this after each
-        read it has consumed.  Views handed out stay valid (a later access maps
-        the page again).
+        read it has consumed.  ``rows``: only the pages of those rows where the
+        reader can tell (the whole map otherwise).  Views handed out stay valid
+        (a later access maps the page again).
         """
         if self._map is not None:
             self._map.release()
 
     def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._map is not None:
             self._map.close()
             self._map = None
@@ -328,11 +358,14 @@ class _FileMap:
             page = start - start % self._mmap_mod.PAGESIZE
             self._mm.madvise(self._mmap_mod.MADV_WILLNEED, page, start + length - page)
 
-    def release(self) -> None:
-        """MADV_DONTNEED the whole map: drop its pages from this process, not from the page cache."""
-        if hasattr(self._mm, "madvise") and hasattr(self._mmap_mod, "MADV_DONTNEED") and self._size:
+    def release(self, start: int = 0, length: int | None = None) -> None:
+        """MADV_DONTNEED ``[start, start + length)`` (default: all): drop those pages from
+        this process, not from the page cache."""
+        length = self._size - start if length is None else min(length, self._size - start)
+        if length > 0 and hasattr(self._mm, "madvise") and hasattr(self._mmap_mod, "MADV_DONTNEED"):
+            page = start - start % self._mmap_mod.PAGESIZE
             try:
-                self._mm.madvise(self._mmap_mod.MADV_DONTNEED)
+                self._mm.madvise(self._mmap_mod.MADV_DONTNEED, page, start + length - page)
             except (OSError, ValueError):  # closed meanwhile, or not supported here
                 pass
 
@@ -445,6 +478,13 @@ def _hdu_kind(hdul) -> tuple[ExposureKind, int]:
         if getattr(h, "is_image", False) and h.header.get("NAXIS", 0) == 2:
             return "image", i
     return "image", -2
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+    """``os.preadv`` for systems without it (one read at ``offset``)."""
+    data = os.pread(fd, len(view), offset)
+    view[:len(data)] = data
+    return len(data)
 
 
 def _unscale(data: np.ndarray, bzero: float, bscale: float, blank: int | None) -> np.ndarray:

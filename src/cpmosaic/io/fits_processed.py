@@ -235,10 +235,32 @@ class ImageExposure(Exposure):
             return data  # as stored (maybe big-endian, maybe a view into the map): same values
         return np.array(data, dtype=dtype)  # a native-order copy: nothing points into the map
 
-    def read_stored(self, rows: slice | None = None) -> np.ndarray:
+    def read_stored(self, rows: slice | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """The IMAGE plane as stored: float32 ``[y, x]``, maybe big-endian and a view
-        into the file map (valid until :meth:`close`); see :meth:`Exposure.read_stored`."""
+        into the file map (valid until :meth:`close`) or into ``out``; see
+        :meth:`Exposure.read_stored`."""
+        if out is not None and self._mappable():
+            layout = self._layouts[self.image_index] if self.image_index in self._layouts \
+                else self._layout(self.image_index)
+            if isinstance(layout, tuple) and len(layout) == 3 and layout[1].kind == "f" and layout[1].itemsize == 4:
+                r0, r1 = self._rows(rows)
+                try:
+                    data = self._read_into(layout, r0, r1, out)
+                except OSError as exc:
+                    raise InputError(self.info.path, f"IMAGE: cannot read rows {r0}:{r1} ({exc})") from None
+                if data is not None:
+                    return data
         return self._plane(self.image_index, rows, np.float32, copy=False)
+
+    def release_pages(self, rows: slice | None = None) -> None:
+        """See :meth:`Exposure.release_pages`; ``rows`` of the IMAGE plane only."""
+        layout = self._layouts.get(self.image_index)
+        if rows is None or self._map is None or not isinstance(layout, tuple):
+            return super().release_pages()
+        r0, r1 = self._rows(rows)
+        offset, dtype, (_, nx) = layout[:3]
+        row_bytes = nx * dtype.itemsize
+        self._map.release(offset + r0 * row_bytes, (r1 - r0) * row_bytes)
 
     def read(self, rows: slice | None = None) -> np.ndarray:
         """The IMAGE plane as float32 ``[y, x]``, NaN kept."""
