@@ -29,6 +29,7 @@ Usage::
     python benchmarks/bench_mosaic.py --detectors 9
     python benchmarks/bench_mosaic.py --detectors 9 --binning 8 --repeats 5   # loaded machine
     python benchmarks/bench_mosaic.py --detectors 205 --scaling 9,50,205 --workdir /big/disk
+    python benchmarks/bench_mosaic.py --detectors 205 --inputs /big/disk/inputs --workdir /big/disk
 """
 
 from __future__ import annotations
@@ -226,6 +227,8 @@ def main(argv=None) -> int:
                          "(comparable figures on a loaded machine)")
     ap.add_argument("--workdir", help="where to write inputs and outputs (default: a temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--inputs", help="directory of the input FITS files, made there if missing and kept "
+                                     "(default: inside the work directory)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -241,7 +244,7 @@ def main(argv=None) -> int:
     rows = []
     try:
         t = time.perf_counter()
-        all_files = make_inputs(work / "inputs", max([n, *scaling]))
+        all_files = make_inputs(Path(args.inputs) if args.inputs else work / "inputs", max([n, *scaling]))
         files = [str(p) for p in all_files[:n]]
         in_bytes = sum(os.path.getsize(f) for f in files)
         sys.stderr.write(f"wrote {len(all_files)} inputs in {time.perf_counter() - t:.1f} s\n")

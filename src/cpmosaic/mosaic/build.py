@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ import numpy as np
 
 from .. import progress as _progress
 from ..errors import InputError
+from ._memory import release_free_memory, use_mmap_for_big_blocks
 from .inputs import EXPOSURES, InputSet, find_inputs
 from .plan import DEFAULT_CHUNK, DEFAULT_SHARD_BYTES, MosaicPlan, make_plan, rotate_box
 from .store import (
@@ -146,12 +148,63 @@ def _finish(array, spec: dict, region, out: np.ndarray, failures: list):
     piece = None
     if spec.get("halve") and out.size:  # region starts are even: the 2x2 blocks of the whole level
         piece = (region[0] // 2, region[2] // 2, pyramid_reduce(out))
+    release_free_memory()
     return {"level": spec["level"], "i": spec["i"], "j": spec["j"], "failures": failures}, piece
 
 
 def _result(task_output):
     """The small part of a task's output (what the caller of the graph gets)."""
     return task_output[0]
+
+
+class _BufferPool:
+    """Big scratch buffers reused from task to task (shared by the threads of a process).
+
+    A fresh 32 MB shard buffer per task would be a fresh mapping whose pages
+    the kernel faults in and zeroes again (22 GB of them over a full-resolution
+    build), and a fresh read buffer would not be in cache.  A task takes what
+    it needs and gives it back when done; :func:`_forget` empties the pool at
+    the end of a build, so nothing is held between builds.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: list[np.ndarray] = []
+        self._in_use = 0
+        self._most_in_use = 0
+
+    def take(self, nbytes: int) -> np.ndarray:
+        """A uint8 buffer of at least ``nbytes``."""
+        with self._lock:
+            self._in_use += 1
+            self._most_in_use = max(self._most_in_use, self._in_use)
+            fits = [i for i, b in enumerate(self._free) if b.nbytes >= nbytes]
+            if fits:  # the smallest that fits (arrays compare by value: pop by index)
+                return self._free.pop(min(fits, key=lambda i: self._free[i].nbytes))
+        return np.empty(nbytes, np.uint8)
+
+    def give(self, buf: np.ndarray) -> None:
+        with self._lock:
+            self._in_use -= 1
+            self._free.append(buf)
+            # never more buffers than tasks have held at once; sizes vary: keep the biggest
+            while len(self._free) + self._in_use > self._most_in_use:
+                self._free.pop(min(range(len(self._free)), key=lambda i: self._free[i].nbytes))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+            self._most_in_use = self._in_use
+
+
+_POOL = _BufferPool()
+
+
+def _nan_buffer(buf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A NaN-filled float32 ``shape`` view of pool buffer ``buf``."""
+    out = buf[: 4 * shape[0] * shape[1]].view(np.float32).reshape(shape)
+    out.fill(np.nan)
+    return out
 
 
 def _bands(pl, box, b: int) -> tuple[list[tuple[int, int]], int, int]:
@@ -167,17 +220,32 @@ def _bands(pl, box, b: int) -> tuple[list[tuple[int, int]], int, int]:
 
 def _level0_task(camera: _Opaque, store, spec: _Opaque, *deps):
     """Fill, write and mark one shard of level 0 (see the module notes)."""
-    from ..kernels import bin_rotate_into
-
     camera, spec = camera.value, spec.value
-    box, b = spec["box"], spec["binning"]
+    use_mmap_for_big_blocks()  # on a cluster's workers too
+    box = spec["box"]
     array = open_level(store, 0)
     overlaps = [src["placement"].overlap(box) for src in spec["sources"]]
     data_box = (min(o[0] for o in overlaps), max(o[1] for o in overlaps), min(o[2] for o in overlaps),
                 max(o[3] for o in overlaps)) if overlaps else None
     region = _write_region(box, data_box, array.chunks, spec["clear"])
     y0, x0 = region[0], region[2]
-    out = np.full((region[1] - y0, region[3] - x0), np.nan, np.float32)
+    shape = (region[1] - y0, region[3] - x0)
+    shard_buf = _POOL.take(4 * shape[0] * shape[1])
+    band_buf = _POOL.take(READ_BAND_BYTES)
+    try:
+        out = _nan_buffer(shard_buf, shape)
+        failures = _fill_level0(camera, spec, out, y0, x0, band_buf)
+        return _finish(array, spec, region, out, failures)
+    finally:
+        _POOL.give(band_buf)
+        _POOL.give(shard_buf)
+
+
+def _fill_level0(camera, spec: dict, out: np.ndarray, y0: int, x0: int, band_buf: np.ndarray) -> list:
+    """Bin, turn and paste every source's rows into ``out`` (origin ``y0, x0``); the failures."""
+    from ..kernels import bin_rotate_into
+
+    box, b = spec["box"], spec["binning"]
     failures = []
     for src in spec["sources"]:
         pl = src["placement"]
@@ -185,7 +253,8 @@ def _level0_task(camera: _Opaque, store, spec: _Opaque, *deps):
         for r, r2 in bands:
             try:
                 # as stored (big-endian): bin_rotate_into decodes it, no conversion copy
-                rows = EXPOSURES.read(src["path"], camera, spec, slice(r, r2), stored=True)
+                # into band_buf where the pixels lie plainly in the file (preadv, see _BufferPool)
+                rows = EXPOSURES.read(src["path"], camera, spec, slice(r, r2), stored=True, out=band_buf)
             except Exception as exc:  # noqa: BLE001 - any read failure leaves this detector NaN
                 reason = getattr(exc, "problem", None) or f"{type(exc).__name__}: {exc}"
                 failures.append({"id": pl.id, "name": pl.name, "path": src["path"],
@@ -194,7 +263,9 @@ def _level0_task(camera: _Opaque, store, spec: _Opaque, *deps):
             win = rotate_box((r // b, -(-r2 // b), c0 // b, -(-c1 // b)), pl.binned_shape, pl.n_quarter)
             bin_rotate_into(rows[:, c0:c1], b, pl.n_quarter, out, pl.box[0] + win[0] - y0, pl.box[2] + win[2] - x0)
             del rows
-    return _finish(array, spec, region, out, failures)
+            # a band read through the file map: its pages would stay resident until the file closes
+            EXPOSURES.release(src["path"], camera, spec, slice(r, r2))
+    return failures
 
 
 def _empty_shard(store, spec: dict):
@@ -249,7 +320,18 @@ def _pyramid_task(store, spec: _Opaque, *deps):
     region = _write_region(spec["box"], (dy0 // 2, -(-dy1 // 2), dx0 // 2, -(-dx1 // 2)), array.chunks,
                            spec["clear"])
     y0, x0 = region[0], region[2]
-    out = np.full((region[1] - y0, region[3] - x0), np.nan, np.float32)
+    shape = (region[1] - y0, region[3] - x0)
+    buf = _POOL.take(4 * shape[0] * shape[1])
+    try:
+        return _fill_pyramid(store, spec, array, region, _nan_buffer(buf, shape), deps)
+    finally:
+        _POOL.give(buf)
+
+
+def _fill_pyramid(store, spec: dict, array, region, out: np.ndarray, deps) -> tuple:
+    """Paste the halved pieces (and read-back shards) into ``out``, then write it."""
+    k = spec["level"]
+    y0, x0 = region[0], region[2]
     for _, piece in deps:
         if piece is not None:
             _paste(out, y0, x0, *piece)
@@ -354,9 +436,11 @@ def _graph(plan: MosaicPlan, camera, store, sources: dict, done: set, options: d
 
 
 def _forget() -> None:
-    """Close cached input files and drop cached level arrays (end of a build, on every worker)."""
+    """Close cached input files, drop cached level arrays and scratch buffers (end of a
+    build, on every worker)."""
     EXPOSURES.clear()
     forget_levels()
+    _POOL.clear()
 
 
 def _local_scheduler(scheduler):
@@ -592,6 +676,7 @@ def build_mosaic(
     MixedCamerasError
         Inputs from more than one camera.
     """
+    use_mmap_for_big_blocks()  # see cpmosaic.mosaic._memory: flat memory over hundreds of shards
     inputs = inputs if isinstance(inputs, InputSet) else find_inputs(inputs, camera)
     cam = inputs.camera
     plan = make_plan(cam, binning, chunk=chunk, shard=shard, shard_bytes=shard_bytes)

@@ -322,12 +322,12 @@ class ExposureCache:
             self._evict()
         return True
 
-    def read(self, path: str, camera, options: dict, rows: slice, *, stored: bool = False):
+    def read(self, path: str, camera, options: dict, rows: slice, *, stored: bool = False, out=None):
         """``open_exposure(path, camera, **options).read(rows=rows)``, reusing an open file.
 
         ``stored``: :meth:`~cpmosaic.io.Exposure.read_stored` instead (maybe
         big-endian, maybe a view into the file map, which stays valid after the
-        file is closed here as long as the view lives).
+        file is closed here as long as the view lives, or into ``out``).
         """
         from ..io import open_exposure
 
@@ -350,7 +350,7 @@ class ExposureCache:
             with entry.lock:
                 if entry.closed:
                     continue  # evicted between lookup and lock: open again
-                data = entry.exposure.read_stored(rows) if stored else entry.exposure.read(rows=rows)
+                data = entry.exposure.read_stored(rows, out) if stored else entry.exposure.read(rows=rows)
             done = False
             with self._lock:
                 if path in self._uses:
@@ -363,6 +363,20 @@ class ExposureCache:
             if done:
                 self._close(entry)
             return data
+
+    def release(self, path: str, camera, options: dict, rows: slice | None = None) -> None:
+        """Unmap the pages reads of ``rows`` of ``path`` touched (:meth:`cpmosaic.io.Exposure.release_pages`),
+        once the caller is done with what :meth:`read` returned; the file stays open."""
+        try:
+            key = self._key(path, camera, options)
+        except OSError:
+            return
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None:
+            with entry.lock:
+                if not entry.closed:
+                    entry.exposure.release_pages(rows)
 
     def _evict(self) -> None:
         while len(self._entries) > self.capacity:

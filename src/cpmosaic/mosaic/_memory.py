@@ -1,0 +1,65 @@
+"""Keep a build's memory flat: hand big freed buffers back to the system.
+
+A build allocates and frees the same big buffers (a 32 MB shard, its encoded
+chunks, halved pieces) hundreds of times from several threads.  glibc's malloc
+raises its mmap threshold to the largest block freed so far (up to 32 MB), so
+after the first shard every such buffer comes from the per-thread arenas, where
+freed blocks stay mapped and fragment: the process grew by ~250 MB over a
+205-detector build while the live buffers stayed under 120 MB (tracemalloc).
+
+So, on glibc only: big blocks always get their own mapping (a fixed
+``M_MMAP_THRESHOLD``, which also stops the dynamic raising), and each task
+ends with ``malloc_trim(0)``, which returns freed arena pages.  Elsewhere both
+are no-ops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+import threading
+
+__all__ = ["release_free_memory", "use_mmap_for_big_blocks"]
+
+#: Blocks at least this big get their own mapping, returned to the system on free.
+MMAP_THRESHOLD = 4 * 2**20
+_M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
+
+_lock = threading.Lock()
+_libc = None
+_tamed = False
+
+
+def _glibc():
+    global _libc
+    if _libc is None:
+        _libc = False
+        if sys.platform.startswith("linux"):
+            try:
+                lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                lib.mallopt  # noqa: B018 - musl has no mallopt/malloc_trim
+                lib.malloc_trim  # noqa: B018
+                _libc = lib
+            except (OSError, AttributeError):
+                _libc = False
+    return _libc
+
+
+def use_mmap_for_big_blocks() -> None:
+    """Set glibc's mmap threshold to :data:`MMAP_THRESHOLD` (once per process)."""
+    global _tamed
+    if _tamed:
+        return
+    with _lock:
+        lib = _glibc()
+        if lib and not _tamed:
+            lib.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        _tamed = True
+
+
+def release_free_memory() -> None:
+    """Return freed heap pages to the system (glibc ``malloc_trim(0)``)."""
+    lib = _glibc()
+    if lib:
+        lib.malloc_trim(0)
