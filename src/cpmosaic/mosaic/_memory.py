@@ -1,6 +1,6 @@
 """Keep a build's memory flat: hand big freed buffers back to the system.
 
-A build allocates and frees the same big buffers (a 32 MB shard, its encoded
+A build allocates and frees the same big buffers (a 16 MB shard, its encoded
 chunks, halved pieces) hundreds of times from several threads.  glibc's malloc
 raises its mmap threshold to the largest block freed so far (up to 32 MB), so
 after the first shard every such buffer comes from the per-thread arenas, where

@@ -160,7 +160,7 @@ def _result(task_output):
 class _BufferPool:
     """Big scratch buffers reused from task to task (shared by the threads of a process).
 
-    A fresh 32 MB shard buffer per task would be a fresh mapping whose pages
+    A fresh 16 MB shard buffer per task would be a fresh mapping whose pages
     the kernel faults in and zeroes again (22 GB of them over a full-resolution
     build), and a fresh read buffer would not be in cache.  A task takes what
     it needs and gives it back when done; :func:`_forget` empties the pool at
