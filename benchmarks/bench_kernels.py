@@ -7,7 +7,10 @@ Usage::
 For each kernel (the table in ``cpmosaic.kernels._registry`` that the tests use)
 it reports GB/s of input read and the ratio to ``np.copyto`` on an array of the
 same size measured in the same process (targets: block_reduce and assemble_amp
->= 0.5).  Then it times ``amp_statistics`` on N LSSTCam E2V-sized detectors
+>= 0.5), and the "traffic ratio": the time ``np.copyto`` takes to move as many
+bytes (read + write) as the kernel does, over the kernel's time.  The two agree
+when a kernel writes what it reads (int32 raw -> float32); they differ for
+int16 raws (2 bytes read, 4 written per pixel) and reductions (little written).  Then it times ``amp_statistics`` on N LSSTCam E2V-sized detectors
 (4004 x 4096 float32, 16 amps of 512 x 2002) against
 ``astropy.stats.sigma_clipped_stats`` per amp on the same data (target >= 20x)
 and extrapolates to the full 205-detector focal plane.  Every figure is the best
@@ -41,6 +44,7 @@ N_FOCAL_PLANE = 205
 #: sits in L3 and would be compared with an in-cache copy.
 CASES: list[tuple[str, tuple[int, int], str, dict[str, Any]]] = [
     ("assemble_amp_median", SEG_SHAPE, ">i4", {"flip_x": True, "flip_y": False}),
+    ("assemble_amp_median", SEG_SHAPE, ">i4", {"flip_x": True, "flip_y": True}),
     ("assemble_amp_median", SEG_SHAPE, ">i2", {"flip_x": False, "flip_y": True}),
     ("assemble_amp_mean", SEG_SHAPE, ">i4", {"flip_x": True, "flip_y": False}),
     ("assemble_amp_single", SEG_SHAPE, ">i4", {"flip_x": True, "flip_y": False}),
@@ -52,7 +56,10 @@ CASES: list[tuple[str, tuple[int, int], str, dict[str, Any]]] = [
     ("block_reduce_sum", DET_SHAPE, "float32", {"factor": 4, "masked": True, "nan_frac": 0.0}),
     ("pyramid_reduce", DET_SHAPE, "float32", {"nan_frac": 0.0}),
     ("rotate_quarter", DET_SHAPE, "float32", {"n_quarter": 1}),
-    ("bin_rotate_into", DET_SHAPE, ">f4", {"factor": 8, "n_quarter": 1, "offset": (0, 0)}),
+    ("bin_rotate_into", DET_SHAPE, ">f4", {"factor": 8, "n_quarter": 0, "offset": (0, 0), "how": "mean",
+                                           "nan_frac": 0.0}),
+    ("bin_rotate_into", DET_SHAPE, ">f4", {"factor": 8, "n_quarter": 1, "offset": (0, 0), "how": "mean",
+                                           "nan_frac": 0.001}),
     ("amp_statistics", DET_SHAPE, "float32", {"nan_frac": 0.0}),
     ("amp_difference_statistics", DET_SHAPE, "float32", {"nan_frac": 0.0}),
 ]
@@ -85,7 +92,10 @@ def bench_kernels(repeats: int) -> list[dict[str, Any]]:
             for args, kwargs in calls:
                 fn(*args, **kwargs)
 
-        nb = sum(nbytes(name, args) for args, _ in calls)
+        # input read: the images, plus a mask where there is one (as many bytes again for int32)
+        nb = sum(nbytes(name, args) + (np.asarray(kw["mask"]).nbytes if kw.get("mask") is not None else 0)
+                 for args, kw in calls)
+        written = sum(_out_bytes(fn(*args, **kwargs)) for args, kwargs in calls)
         src = np.ones(nb // 4, np.float32)  # the floor: copy an array of the same size
         dst = np.empty_like(src)
         run()  # compile / warm up
@@ -94,11 +104,22 @@ def bench_kernels(repeats: int) -> list[dict[str, Any]]:
         del src, dst
         gbps = nb / t / 1e9
         ref = nb / t_copy / 1e9
-        label = ", ".join(f"{k}={v}" for k, v in opts.items() if k in ("factor", "n_quarter", "masked", "flip_x", "flip_y"))
+        shown = ("factor", "n_quarter", "masked", "flip_x", "flip_y", "how", "nan_frac")
+        label = ", ".join(f"{k}={v}" for k, v in opts.items() if k in shown)
         what = f"{copies}x {shape[0]}x{shape[1]}" if copies > 1 else f"{shape[0]}x{shape[1]}"
+        # The traffic floor: np.copyto moving as many bytes (read + write) as the kernel does.
+        floor = t_copy * (nb + written) / (2 * nb)
         rows.append(dict(kernel=name, options=label, shape=what, dtype=dtype, mbytes=nb / 1e6,
-                         ms=t * 1e3, gbps=gbps, copyto_gbps=ref, ratio=gbps / ref))  # fmt: skip
+                         out_mbytes=written / 1e6, ms=t * 1e3, gbps=gbps, copyto_gbps=ref, ratio=gbps / ref,
+                         traffic_ratio=floor / t))  # fmt: skip
     return rows
+
+
+def _out_bytes(result: Any) -> int:
+    """Bytes of a kernel's output (arrays, or a dict of arrays)."""
+    if isinstance(result, dict):
+        return sum(np.asarray(v).nbytes for v in result.values())
+    return np.asarray(result).nbytes
 
 
 def bench_statistics(n_det: int, repeats: int) -> dict[str, Any]:
@@ -138,12 +159,13 @@ def bench_statistics(n_det: int, repeats: int) -> dict[str, Any]:
 
 def markdown(rows: list[dict[str, Any]], stats: dict[str, Any]) -> str:
     out = [
-        "| kernel | options | input | dtype | MB | ms | GB/s | copyto GB/s | ratio |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
+        "| kernel | options | input | dtype | MB in | MB out | ms | GB/s | copyto GB/s | ratio | traffic ratio |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         out.append(f"| {r['kernel']} | {r['options']} | {r['shape']} | `{r['dtype']}` | {r['mbytes']:.1f} | "
-                   f"{r['ms']:.2f} | {r['gbps']:.2f} | {r['copyto_gbps']:.2f} | {r['ratio']:.2f} |")  # fmt: skip
+                   f"{r['out_mbytes']:.1f} | {r['ms']:.2f} | {r['gbps']:.2f} | {r['copyto_gbps']:.2f} | "
+                   f"{r['ratio']:.2f} | {r['traffic_ratio']:.2f} |")  # fmt: skip
     s = stats
     out += [
         "",

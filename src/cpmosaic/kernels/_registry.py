@@ -125,7 +125,8 @@ def _rotate_args(rng: np.random.Generator, shape: tuple[int, int], dtype: str = 
 
 def _bin_rotate_args(rng: np.random.Generator, shape: tuple[int, int], dtype: str = "float32", *,
                      factor: int | None = None, n_quarter: int | None = None, masked: bool = False,
-                     offset: tuple[int, int] | None = None, nan_frac: float = 0.01) -> Args:  # fmt: skip
+                     offset: tuple[int, int] | None = None, nan_frac: float = 0.01,
+                     how: str | None = None) -> Args:  # fmt: skip
     img = make_image(rng, shape, dtype, nan_frac=nan_frac)
     f = int(rng.integers(1, 6)) if factor is None else factor
     n = int(rng.integers(-4, 5)) if n_quarter is None else n_quarter
@@ -134,7 +135,7 @@ def _bin_rotate_args(rng: np.random.Generator, shape: tuple[int, int], dtype: st
     out = np.full((size + 3, size + 5), -7.0, np.float32)
     if offset is None:  # often partly outside the mosaic
         offset = (int(rng.integers(-size // 2 - 1, size // 2 + 4)), int(rng.integers(-size // 2 - 1, size // 2 + 6)))
-    kw: dict[str, Any] = dict(how=str(rng.choice(["mean", "sum", "max", "min"])))
+    kw: dict[str, Any] = dict(how=str(rng.choice(["mean", "sum", "max", "min"])) if how is None else how)
     if masked:
         kw.update(mask=make_mask(rng, shape), mask_bits=0b0011)
     return (img, f, n, out, offset[0], offset[1]), kw

@@ -66,6 +66,32 @@ def _accum_row(src, msrc, use_mask, bits, swap, kind, how, first, acc):
 
 
 @ngjit
+def _accum_count_row(src, msrc, use_mask, bits, swap, kind, how, first, acc, cnt):
+    """:func:`_accum_row` and :func:`_count_row` in one pass: for the rest of a block
+    row once one of its rows held a bad pixel (then most do: one NaN in a
+    thousand dirties 98% of 4k-wide rows, and two passes cost 1.4x)."""
+    bad = 0
+    n = src.shape[0]
+    for x in range(n):
+        v = decode_one(src[x], swap, kind)
+        if use_mask and (np.uint64(msrc[x]) & bits) != np.uint64(0):
+            v = np.nan
+        ok = v == v
+        if how <= 1:
+            a = 0.0 if first else acc[x]
+            acc[x] = a + (v if ok else 0.0)
+        elif how == 2:
+            a = -np.inf if first else acc[x]
+            acc[x] = v if v > a else a
+        else:
+            a = np.inf if first else acc[x]
+            acc[x] = v if v < a else a
+        cnt[x] += ok
+        bad += not ok
+    return bad
+
+
+@ngjit
 def _count_row(src, msrc, use_mask, bits, swap, kind, cnt):
     """Per-column valid counts of one row (only run for rows holding bad pixels)."""
     for x in range(src.shape[0]):
@@ -92,7 +118,9 @@ def reduce_block_row(raw, swap, kind, mask, use_mask, bits, factor, how, by, acc
     image is reduced without allocating per row.  Rows are first folded into
     per-*column* accumulators (element-wise, SIMD-friendly, no reduction
     dependency); columns are folded into blocks once per block row.  Clean rows
-    (no NaN, nothing masked: the usual case) are only counted, not per column.
+    (no NaN, nothing masked: the usual case) are only counted, not per column;
+    after the first row with a bad pixel, rows are accumulated and counted
+    per column in one pass.
     """
     if factor == 1:  # every "block" is one pixel: decode, mask, store
         _copy_row(raw[by], mask[by] if use_mask else mask[0], use_mask, bits, swap, kind, res)
@@ -105,12 +133,13 @@ def reduce_block_row(raw, swap, kind, mask, use_mask, bits, factor, how, by, acc
     for y in range(y0, y1):
         src = raw[y]
         msrc = mask[y] if use_mask else mask[0]
-        if _accum_row(src, msrc, use_mask, bits, swap, kind, how, y == y0, acc) == 0:
+        if dirty:  # cnt counts this row's valid pixels, clean or not
+            _accum_count_row(src, msrc, use_mask, bits, swap, kind, how, y == y0, acc, cnt)
+        elif _accum_row(src, msrc, use_mask, bits, swap, kind, how, y == y0, acc) == 0:
             nclean += 1.0
         else:
-            if not dirty:
-                cnt[:] = 0.0
-                dirty = True
+            cnt[:] = 0.0
+            dirty = True
             _count_row(src, msrc, use_mask, bits, swap, kind, cnt)
     _fold_columns(acc, cnt, dirty, nclean, raw.shape[1], factor, how, res)
 
