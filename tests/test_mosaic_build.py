@@ -332,3 +332,36 @@ def test_resume_after_sigkill_is_identical(inputs, camera, built, tmp_path):
     for level in (0, 1):
         for f in sorted((built[0] / str(level) / "done").iterdir()):
             assert json.loads(f.read_text()) == json.loads((store / str(level) / "done" / f.name).read_text())
+
+
+def test_allocator_helpers_hand_memory_back() -> None:
+    # glibc only: arena pages freed by another thread go back to the system
+    import sys
+    import threading
+
+    from cpmosaic.mosaic import _memory
+
+    _memory.use_mmap_for_big_blocks()
+    _memory.use_mmap_for_big_blocks()  # once per process; a second call is a no-op
+    if not sys.platform.startswith("linux") or not _memory._glibc():
+        pytest.skip("needs glibc")
+
+    def anon() -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:"))
+
+    keep = []
+
+    def churn() -> None:  # 80 MB of small (arena) blocks, all but the last freed
+        blocks = [np.ones(200_000 // 8) for _ in range(400)]
+        keep.append(blocks[-1])
+        for b in blocks:
+            b[:] = 2.0
+        del blocks
+
+    t = threading.Thread(target=churn)
+    t.start()
+    t.join()
+    before = anon()
+    _memory.release_free_memory()
+    assert anon() < before - 40 * 2**20

