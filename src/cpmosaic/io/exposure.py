@@ -513,6 +513,9 @@ def _scan(path) -> ScannedFile | None:
     try:
         if not p.is_file() or _stream_kind(p) is not None:
             return None
+        head = scan_fits(p, first=2)  # a raw says so in HDU 1 (Segment..): leave it to astropy at once
+        if len(head) > 1 and head[1].name.upper().startswith("SEGMENT"):
+            return None
         scanned = scan_fits(p)
     except (ScanError, OSError):
         return None

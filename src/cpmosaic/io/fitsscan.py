@@ -219,8 +219,8 @@ def _data_bytes(h: Header, index: int) -> int:
     return _BITPIX_BYTES[bitpix] * gcount * (pcount + n)
 
 
-def scan_fits(path: str | os.PathLike, max_hdus: int = 1024) -> ScannedFile:
-    """Scan every header of a FITS file.
+def scan_fits(path: str | os.PathLike, max_hdus: int = 1024, first: int | None = None) -> ScannedFile:
+    """Scan every header of a FITS file (or the ``first`` few).
 
     Parameters
     ----------
@@ -228,6 +228,8 @@ def scan_fits(path: str | os.PathLike, max_hdus: int = 1024) -> ScannedFile:
         A plain FITS file (not gzip'd).
     max_hdus
         Give up beyond this many HDUs.
+    first
+        Stop after this many HDUs (a quick look: is this a raw?).
 
     Returns
     -------
@@ -246,7 +248,7 @@ def scan_fits(path: str | os.PathLike, max_hdus: int = 1024) -> ScannedFile:
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         offset = 0
-        while offset < size and len(hdus) < max_hdus:
+        while offset < size and len(hdus) < max_hdus and (first is None or len(hdus) < first):
             f.seek(offset)
             header, data_offset = _read_header(f, offset, len(hdus))
             if hdus and "XTENSION" not in header:
@@ -256,7 +258,7 @@ def scan_fits(path: str | os.PathLike, max_hdus: int = 1024) -> ScannedFile:
                 raise ScanError(f"HDU {len(hdus)}: data end past the end of the file (truncated)")
             hdus.append(ScannedHDU(len(hdus), header, offset, data_offset, nbytes))
             offset = data_offset + -(-nbytes // BLOCK) * BLOCK
-        if offset < size and len(hdus) >= max_hdus:
+        if offset < size and len(hdus) >= max_hdus and first is None:
             raise ScanError(f"more than {max_hdus} HDUs")
     if not hdus:
         raise ScanError("empty file")
