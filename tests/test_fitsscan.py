@@ -126,3 +126,22 @@ def test_files_the_scanner_leaves_to_astropy(tmp_path: Path) -> None:
             want = hdul["VARIANCE"].data  # astropy's own scaling, BLANK as NaN
         np.testing.assert_array_equal(exp.read_variance(), want.astype(np.float32))
         assert np.isnan(exp.read_variance()[3, 3])
+
+
+def test_real_rice_raw_reads_the_same_scanned_or_through_astropy(reference_dir: Path) -> None:
+    path = next((reference_dir / "raw").glob("*.fits.fz"))
+    with open_exposure(path) as fast:
+        assert isinstance(fast._hdul, ScannedFile) and fast.info.kind == "raw"
+        got = (fast.info, fast.read(), fast.read(slice(1990, 2010)))
+        assert fast.header["INSTRUME"]  # the astropy header, opened on demand
+    original = exposure_module._scan
+    exposure_module._scan = lambda p: None
+    try:
+        with open_exposure(path) as slow:
+            assert not isinstance(slow._hdul, ScannedFile)
+            want = (slow.info, slow.read(), slow.read(slice(1990, 2010)))
+    finally:
+        exposure_module._scan = original
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[2], want[2])

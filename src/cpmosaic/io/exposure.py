@@ -216,8 +216,18 @@ class Exposure:
         layout = None
         h = hdu.header
         if isinstance(hdu, ScannedHDU):
-            if _plain_image(hdu):
+            if hdu.compressed:
+                if FAST_RICE:
+                    from .rice import rice_layout
+
+                    layout = rice_layout(h, hdu.data_offset)
+            elif hdu.is_image and h.get("NAXIS") == 2 and h.get("BITPIX") in _BITPIX:
                 layout = (hdu.data_offset, np.dtype(_BITPIX[h["BITPIX"]]), hdu.shape)
+                bzero, bscale = h.get("BZERO", 0) or 0, h.get("BSCALE", 1)
+                bscale = 1 if bscale is None else bscale
+                if bzero != 0 or bscale != 1:
+                    blank = h.get("BLANK") if h["BITPIX"] > 0 else None
+                    layout = (*layout, (float(bzero), float(bscale), blank))
             self._layouts[index] = layout
             return layout
         from astropy.io import fits
@@ -503,24 +513,26 @@ def _plain_image(hdu: ScannedHDU) -> bool:
 
 
 def _scan(path) -> ScannedFile | None:
-    """Headers of a plain processed or image file from :mod:`cpmosaic.io.fitsscan`, or None.
+    """Headers of a raw, or of a plain processed or image file, from
+    :mod:`cpmosaic.io.fitsscan`; or None.
 
-    None sends the file to astropy: raws (segment geometry, RICE tables),
-    compressed or scaled images, gzip'd files, and anything the scanner does not
-    understand (astropy then words the error for a broken file).
+    None sends the file to astropy: compressed or scaled processed images,
+    gzip'd files, and anything the scanner does not understand (astropy then
+    words the error for a broken file).  A raw segment the reader cannot decode
+    itself (a compression other than RICE) opens astropy when it is read.
     """
     p = Path(path)
     try:
         if not p.is_file() or _stream_kind(p) is not None:
             return None
-        head = scan_fits(p, first=2)  # a raw says so in HDU 1 (Segment..): leave it to astropy at once
-        if len(head) > 1 and head[1].name.upper().startswith("SEGMENT"):
-            return None
         scanned = scan_fits(p)
     except (ScanError, OSError):
         return None
     kind, index = _hdu_kind(scanned)
-    if kind == "raw" or index < 0 or not _plain_image(scanned[index]):
+    if kind == "raw":
+        # segments read through our own map: plain, scaled or RICE (else astropy opens the file)
+        return scanned
+    if index < 0 or not _plain_image(scanned[index]):
         return None
     return scanned
 
@@ -530,10 +542,14 @@ def _open(path, camera, overscan: str, apply_gains: bool) -> Exposure:
         raise ValueError(f"overscan={overscan!r} is not one of {OVERSCAN_CHOICES}")
     scanned = _scan(path)
     if scanned is not None:
-        from .fits_processed import ImageExposure
-
         kind, index = _hdu_kind(scanned)
         try:
+            if kind == "raw":
+                from .fits_raw import RawExposure
+
+                return RawExposure.from_hdul(Path(path), scanned, camera, overscan=overscan, apply_gains=apply_gains)
+            from .fits_processed import ImageExposure
+
             return ImageExposure.from_hdul(Path(path), scanned, camera, kind, index)
         except CpmosaicError:
             raise

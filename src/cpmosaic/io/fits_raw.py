@@ -32,10 +32,15 @@ __all__ = ["RawExposure", "assemble_to_fits", "scan_segments"]
 
 
 def _hdu_shape(hdu) -> tuple[int, ...]:
-    """Image shape ``(ny, nx)`` from the header; compressed HDUs show the image header."""
+    """Image shape ``(ny, nx)`` from the header.
+
+    astropy shows a compressed HDU's image header; a scanned one
+    (:mod:`cpmosaic.io.fitsscan`) is the binary table's, with ``ZNAXISn``.
+    """
     h = hdu.header
-    naxis = int(h.get("NAXIS", 0))
-    return tuple(int(h.get(f"NAXIS{k}", 0)) for k in range(naxis, 0, -1))
+    z = "Z" if h.get("ZIMAGE") else ""
+    naxis = int(h.get(f"{z}NAXIS", 0))
+    return tuple(int(h.get(f"{z}NAXIS{k}", 0)) for k in range(naxis, 0, -1))
 
 
 def scan_segments(hdul, detector: Detector, path) -> dict[str, int]:
@@ -110,7 +115,7 @@ class RawExposure(Exposure):
     @property
     def header(self):
         """The primary header (astropy ``Header``)."""
-        return self._require_open()[0].header
+        return self._astropy()[0].header
 
     def _segment_rows(self, index: int, y0: int, y1: int) -> np.ndarray:
         return self._hdu_rows(index, y0, y1)

@@ -254,7 +254,7 @@ def scan_fits(path: str | os.PathLike, max_hdus: int = 1024, first: int | None =
             if hdus and "XTENSION" not in header:
                 raise ScanError(f"HDU {len(hdus)}: no XTENSION card")
             nbytes = _data_bytes(header, len(hdus))
-            if data_offset + nbytes > size:
+            if data_offset + -(-nbytes // BLOCK) * BLOCK > size:  # missing padding too: astropy calls it truncated
                 raise ScanError(f"HDU {len(hdus)}: data end past the end of the file (truncated)")
             hdus.append(ScannedHDU(len(hdus), header, offset, data_offset, nbytes))
             offset = data_offset + -(-nbytes // BLOCK) * BLOCK
