@@ -1,13 +1,14 @@
 """Build a mosaic store: one dask task per output shard.
 
 * Level 0: a task owns one shard of level 0.  For each detector overlapping it,
-  it reads only the detector rows it needs (``Exposure.read_stored(rows)``: the
-  big-endian pixels as the file holds them, decoded by the kernel, no conversion
-  copy; in bands of whole blocks of about :data:`READ_BAND_BYTES`; a detector
-  turned by 1 or 3 quarters needs columns, so all its rows, band by band), bins,
-  turns and pastes them into a NaN-filled buffer with
-  :func:`cpmosaic.kernels.bin_rotate_into`, writes the chunks that can hold data,
-  then the shard's marker.
+  it reads only the detector rows it needs (``Exposure.read_stored(rows, out=)``:
+  the big-endian pixels as the file holds them, read with ``preadv`` into a
+  pooled band buffer where the file allows, decoded by the kernel, no
+  conversion copy; in bands of whole blocks of about :data:`READ_BAND_BYTES`; a
+  detector turned by 1 or 3 quarters needs columns, so all its rows, band by
+  band), bins, turns and pastes them into a NaN-filled (pooled) shard buffer
+  with :func:`cpmosaic.kernels.bin_rotate_into`, writes the chunks that can
+  hold data, then the shard's marker.
 * Every task but the last level's also halves what it wrote
   (:func:`cpmosaic.kernels.pyramid_reduce`) and hands that (a quarter of a
   shard, never a level) to the tasks of the next level in memory.
@@ -22,8 +23,10 @@
 
 Memory is bounded by the number of workers times about three shards plus a read
 band, plus the halved pieces (a quarter shard each) waiting for their next-level
-task, however large the focal plane: no task holds a full plane, and the local
-scheduler's thread count is chosen to fit ``memory_budget``.
+task, however large the focal plane: no task holds a full plane, no file page
+stays mapped, and the local scheduler's thread count is chosen to fit
+``memory_budget``.  Buffers are pooled and glibc's allocator is kept from
+hoarding freed blocks (:mod:`cpmosaic.mosaic._memory`).
 """
 
 from __future__ import annotations
@@ -260,11 +263,12 @@ def _fill_level0(camera, spec: dict, out: np.ndarray, y0: int, x0: int, band_buf
                 failures.append({"id": pl.id, "name": pl.name, "path": src["path"],
                                  "reason": f"read failed: {reason}"})
                 break
+            mapped = not np.may_share_memory(rows, band_buf)
             win = rotate_box((r // b, -(-r2 // b), c0 // b, -(-c1 // b)), pl.binned_shape, pl.n_quarter)
             bin_rotate_into(rows[:, c0:c1], b, pl.n_quarter, out, pl.box[0] + win[0] - y0, pl.box[2] + win[2] - x0)
             del rows
-            # a band read through the file map: its pages would stay resident until the file closes
-            EXPOSURES.release(src["path"], camera, spec, slice(r, r2))
+            if mapped:  # read through the file map: its pages would stay resident until the file closes
+                EXPOSURES.release(src["path"], camera, spec, slice(r, r2))
     return failures
 
 
