@@ -253,11 +253,15 @@ def _fill_level0(camera, spec: dict, out: np.ndarray, y0: int, x0: int, band_buf
     for src in spec["sources"]:
         pl = src["placement"]
         bands, c0, c1 = _bands(pl, box, b)
+        # Whole rows go into band_buf (preadv, see _BufferPool) where the file stores them
+        # plainly; a detector straddling a shard column needs part of each row, and
+        # reading it through the map touches only those pages, so that its pixels are
+        # read once per build, not once per shard.
+        buf = band_buf if c1 - c0 == pl.detector_shape[1] else None
         for r, r2 in bands:
             try:
                 # as stored (big-endian): bin_rotate_into decodes it, no conversion copy
-                # into band_buf where the pixels lie plainly in the file (preadv, see _BufferPool)
-                rows = EXPOSURES.read(src["path"], camera, spec, slice(r, r2), stored=True, out=band_buf)
+                rows = EXPOSURES.read(src["path"], camera, spec, slice(r, r2), stored=True, out=buf)
             except Exception as exc:  # noqa: BLE001 - any read failure leaves this detector NaN
                 reason = getattr(exc, "problem", None) or f"{type(exc).__name__}: {exc}"
                 failures.append({"id": pl.id, "name": pl.name, "path": src["path"],
