@@ -185,7 +185,7 @@ class Exposure:
         hdul = self._require_open()
         hdu = hdul[index]
         try:
-            layout = self._layouts[index] if index in self._layouts else self._layout(index)
+            layout = self._layout(index)
             if layout is None:
                 return self._astropy()[index].section[y0:y1]
             fmap = self._file_map()
@@ -210,9 +210,11 @@ class Exposure:
     def _layout(self, index: int):
         """How to read HDU *index* ourselves: ``(offset, dtype, shape)`` for a plain
         image (plus ``(bzero, bscale, blank)`` for a scaled one, e.g. unsigned
-        16-bit), a :class:`~cpmosaic.io.rice.RiceLayout`, or None (use astropy)."""
-        hdul = self._hdul
-        hdu = hdul[index]
+        16-bit), a :class:`~cpmosaic.io.rice.RiceLayout`, or None (use astropy).
+        Worked out once per HDU."""
+        if index in self._layouts:
+            return self._layouts[index]
+        hdu = self._hdul[index]
         layout = None
         h = hdu.header
         if isinstance(hdu, ScannedHDU):
@@ -221,29 +223,18 @@ class Exposure:
                     from .rice import rice_layout
 
                     layout = rice_layout(h, hdu.data_offset)
-            elif hdu.is_image and h.get("NAXIS") == 2 and h.get("BITPIX") in _BITPIX:
-                layout = (hdu.data_offset, np.dtype(_BITPIX[h["BITPIX"]]), hdu.shape)
-                bzero, bscale = h.get("BZERO", 0) or 0, h.get("BSCALE", 1)
-                bscale = 1 if bscale is None else bscale
-                if bzero != 0 or bscale != 1:
-                    blank = h.get("BLANK") if h["BITPIX"] > 0 else None
-                    layout = (*layout, (float(bzero), float(bscale), blank))
-            self._layouts[index] = layout
-            return layout
-        from astropy.io import fits
+            elif hdu.is_image:
+                layout = _image_layout(h, hdu.data_offset)
+        else:
+            from astropy.io import fits
 
-        if not self._mappable():
-            pass
-        elif isinstance(hdu, fits.CompImageHDU):
-            if FAST_RICE:
-                layout = self._rice_layouts().get(index)
-        elif hdu.is_image and h.get("NAXIS") == 2 and h.get("BITPIX") in _BITPIX:
-            shape = (int(h["NAXIS2"]), int(h["NAXIS1"]))
-            layout = (int(hdu.fileinfo()["datLoc"]), np.dtype(_BITPIX[h["BITPIX"]]), shape)
-            bzero, bscale = h.get("BZERO", 0), h.get("BSCALE", 1)
-            if bzero != 0 or bscale != 1:  # astropy's section cannot do these on a memory map
-                blank = h.get("BLANK") if h["BITPIX"] > 0 else None
-                layout = (*layout, (float(bzero), float(bscale), blank))
+            if not self._mappable():
+                pass
+            elif isinstance(hdu, fits.CompImageHDU):
+                if FAST_RICE:
+                    layout = self._rice_layouts().get(index)
+            elif hdu.is_image:
+                layout = _image_layout(h, int(hdu.fileinfo()["datLoc"]))
         self._layouts[index] = layout
         return layout
 
@@ -505,11 +496,28 @@ def _unscale(data: np.ndarray, bzero: float, bscale: float, blank: int | None) -
     return out.astype(np.float32)
 
 
+def _image_layout(h, offset: int) -> tuple | None:
+    """``(offset, dtype, shape)`` of an uncompressed 2-D image with header ``h``, plus
+    ``(bzero, bscale, blank)`` when it is scaled (astropy's section cannot scale a
+    memory map); None for other images."""
+    if h.get("NAXIS") != 2 or h.get("BITPIX") not in _BITPIX:
+        return None
+    layout = (offset, np.dtype(_BITPIX[h["BITPIX"]]), (int(h["NAXIS2"]), int(h["NAXIS1"])))
+    bzero = h.get("BZERO", 0) or 0
+    bscale = h.get("BSCALE", 1)
+    bscale = 1 if bscale is None else bscale
+    if bzero == 0 and bscale == 1:
+        return layout
+    blank = h.get("BLANK") if h["BITPIX"] > 0 else None
+    return (*layout, (float(bzero), float(bscale), blank))
+
+
 def _plain_image(hdu: ScannedHDU) -> bool:
     """A 2-D image HDU stored as plain, unscaled pixels (readable straight from the file)."""
-    h = hdu.header
-    return (hdu.is_image and not hdu.compressed and h.get("NAXIS") == 2 and h.get("BITPIX") in _BITPIX
-            and h.get("BZERO", 0) in (0, None) and h.get("BSCALE", 1) in (1, None))  # fmt: skip
+    if not hdu.is_image or hdu.compressed:
+        return False
+    layout = _image_layout(hdu.header, hdu.data_offset)
+    return layout is not None and len(layout) == 3
 
 
 def _scan(path) -> ScannedFile | None:

@@ -240,8 +240,7 @@ class ImageExposure(Exposure):
         into the file map (valid until :meth:`close`) or into ``out``; see
         :meth:`Exposure.read_stored`."""
         if out is not None and self._mappable():
-            layout = self._layouts[self.image_index] if self.image_index in self._layouts \
-                else self._layout(self.image_index)
+            layout = self._layout(self.image_index)
             if isinstance(layout, tuple) and len(layout) == 3 and layout[1].kind == "f" and layout[1].itemsize == 4:
                 r0, r1 = self._rows(rows)
                 try:
