@@ -66,17 +66,18 @@ def _accum_row(src, msrc, use_mask, bits, swap, kind, how, first, acc):
 
 
 @ngjit
-def _accum_count_row(src, msrc, use_mask, bits, swap, kind, how, first, acc, cnt):
+def _accum_count_row(src, msrc, use_mask, bits, swap, kind, how, acc, cnt):
     """:func:`_accum_row` and :func:`_count_row` in one pass: for the rest of a block
     row once one of its rows held a bad pixel (then most do: one NaN in a
-    thousand dirties 98% of 4k-wide rows, and two passes cost 1.4x)."""
+    thousand dirties 98% of 4k-wide rows, and two passes cost 1.4x).  Never a
+    block's first row, so it always accumulates."""
     bad = 0
     n = src.shape[0]
     if how <= 1 and not use_mask:  # the common case, one plain loop so that it vectorises
         for x in range(n):
             v = decode_one(src[x], swap, kind)
             ok = v == v
-            acc[x] += v if ok else 0.0  # never the block's first row (that one is _accum_row's)
+            acc[x] += v if ok else 0.0
             cnt[x] += ok
             bad += not ok
         return bad
@@ -85,14 +86,12 @@ def _accum_count_row(src, msrc, use_mask, bits, swap, kind, how, first, acc, cnt
         if use_mask and (np.uint64(msrc[x]) & bits) != np.uint64(0):
             v = np.nan
         ok = v == v
+        a = acc[x]
         if how <= 1:
-            a = 0.0 if first else acc[x]
             acc[x] = a + (v if ok else 0.0)
         elif how == 2:
-            a = -np.inf if first else acc[x]
             acc[x] = v if v > a else a
         else:
-            a = np.inf if first else acc[x]
             acc[x] = v if v < a else a
         cnt[x] += ok
         bad += not ok
@@ -142,7 +141,7 @@ def reduce_block_row(raw, swap, kind, mask, use_mask, bits, factor, how, by, acc
         src = raw[y]
         msrc = mask[y] if use_mask else mask[0]
         if dirty:  # cnt counts this row's valid pixels, clean or not
-            _accum_count_row(src, msrc, use_mask, bits, swap, kind, how, y == y0, acc, cnt)
+            _accum_count_row(src, msrc, use_mask, bits, swap, kind, how, acc, cnt)
         elif _accum_row(src, msrc, use_mask, bits, swap, kind, how, y == y0, acc) == 0:
             nclean += 1.0
         else:
