@@ -185,18 +185,26 @@ def _scratch(boxes, dtype_like):
 
 
 @ngjit
+def _summary(buf, n, hist1, hist2, slot, nsigma, niter):
+    """What both cores take of ``buf[:n]``: ``(min, median, max, mean, var, clipped mean,
+    clipped stdev, n clipped)`` (NaN where empty)."""
+    vmin, q25, med, q75, vmax = np.nan, np.nan, np.nan, np.nan, np.nan
+    if n:
+        hist_top(buf, n, hist1)
+        vmin, q25, med, q75, vmax = quartiles(buf, n, hist1, hist2, slot)
+    s, s2 = moments_pass(buf, n, med)
+    mean, var = _mean_var(n, med, s, s2)
+    cmean, cstd, nk = sigma_clip(buf, n, med, q75 - q25, nsigma, niter)
+    return vmin, med, vmax, mean, var, cmean, cstd, nk
+
+
+@ngjit
 def _stats_core(image, mask, use_mask, bits, boxes, nsigma, niter, res):
     buf, hist1, hist2, slot = _scratch(boxes, image)
     for b in range(boxes.shape[0]):
         x0, y0, w, h = boxes[b, 0], boxes[b, 1], boxes[b, 2], boxes[b, 3]
         n = _gather(image, mask, use_mask, bits, x0, y0, w, h, buf)
-        vmin, q25, med, q75, vmax = np.nan, np.nan, np.nan, np.nan, np.nan
-        if n:
-            hist_top(buf, n, hist1)
-            vmin, q25, med, q75, vmax = quartiles(buf, n, hist1, hist2, slot)
-        s, s2 = moments_pass(buf, n, med)
-        mean, var = _mean_var(n, med, s, s2)
-        cmean, cstd, nk = sigma_clip(buf, n, med, q75 - q25, nsigma, niter)
+        vmin, med, vmax, mean, var, cmean, cstd, nk = _summary(buf, n, hist1, hist2, slot, nsigma, niter)
         res[b, 0] = mean
         res[b, 1] = med
         res[b, 2] = np.sqrt(var)
@@ -244,13 +252,7 @@ def _diff_core(a, b_, mask, use_mask, bits, boxes, tol, nsigma, niter, res):
     for k in range(boxes.shape[0]):
         x0, y0, w, h = boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3]
         n = _gather_diff(a, b_, mask, use_mask, bits, x0, y0, w, h, buf)
-        q25, med, q75 = np.nan, np.nan, np.nan
-        if n:
-            hist_top(buf, n, hist1)
-            _, q25, med, q75, _ = quartiles(buf, n, hist1, hist2, slot)
-        s, s2 = moments_pass(buf, n, med)
-        mean, var = _mean_var(n, med, s, s2)
-        cmean, cstd, nk = sigma_clip(buf, n, med, q75 - q25, nsigma, niter)
+        _, med, _, mean, _, cmean, cstd, nk = _summary(buf, n, hist1, hist2, slot, nsigma, niter)
         # MAD: reuse the buffer for |d - median|.
         maxabs, ndiff = _abs_dev(buf, n, med, tol)
         mad = np.nan
