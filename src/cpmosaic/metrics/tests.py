@@ -216,17 +216,22 @@ def _defects(w, f, df, th, camera) -> list[pd.DataFrame]:
     return out
 
 
+def _amp_gain_noise(w, df, camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each amp's reference gain and read noise (AMP_GAIN, AMP_NOISE, else the camera's
+    nominal values) and its vendor."""
+    nom_gain, nom_rn, vendor = _camera_lookup(w.index, df, camera)
+    amp_gain, amp_noise = _col(w, "AMP_GAIN"), _col(w, "AMP_NOISE")
+    return (np.where(np.isnan(amp_gain), nom_gain, amp_gain), np.where(np.isnan(amp_noise), nom_rn, amp_noise),
+            vendor)
+
+
 def _percent_off(v, ref):
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.abs(v - ref) / ref * 100.0
 
 
 def _ptc(w, f, df, th: Thresholds, camera) -> list[pd.DataFrame]:
-    nom_gain, nom_rn, vendor = _camera_lookup(w.index, df, camera)
-    amp_gain = _col(w, "AMP_GAIN")
-    amp_gain = np.where(np.isnan(amp_gain), nom_gain, amp_gain)
-    amp_noise = _col(w, "AMP_NOISE")
-    amp_noise = np.where(np.isnan(amp_noise), nom_rn, amp_noise)
+    amp_gain, amp_noise, vendor = _amp_gain_noise(w, df, camera)
     gain, noise = _col(w, "PTC_GAIN"), _col(w, "PTC_NOISE")
     dg, dn = _percent_off(gain, amp_gain), _percent_off(noise, amp_noise)
     turnoff = _col(w, "PTC_TURNOFF") * gain
@@ -244,11 +249,7 @@ def _ptc(w, f, df, th: Thresholds, camera) -> list[pd.DataFrame]:
 
 
 def _gain(w, f, df, th: Thresholds, camera) -> list[pd.DataFrame]:
-    nom_gain, nom_rn, _ = _camera_lookup(w.index, df, camera)
-    amp_gain = _col(w, "AMP_GAIN")
-    amp_gain = np.where(np.isnan(amp_gain), nom_gain, amp_gain)
-    amp_noise = _col(w, "AMP_NOISE")
-    amp_noise = np.where(np.isnan(amp_noise), nom_rn, amp_noise)
+    amp_gain, amp_noise, _ = _amp_gain_noise(w, df, camera)
     corr = _col(w, "GAIN_CORRECTION_FACTOR")
     gain = _col(w, "GAIN_FROM_FLAT_PAIR") * np.where(np.isnan(corr), 1.0, corr)
     dg, dn = _percent_off(gain, amp_gain), _percent_off(_col(w, "ISR_NOISE"), amp_noise)
