@@ -98,6 +98,14 @@ def assert_close(got: np.ndarray, want: np.ndarray) -> None:
     assert np.abs(got - want).max() <= 1
 
 
+def level0_world(m, zmax: int, ox: int, oy: int) -> np.ndarray:
+    """Level 0 placed in the tile world at maxzoom (256 * 2**zmax pixels a side), +y up as tiles are."""
+    a = m.read(0)
+    world = np.full((256 * 2**zmax,) * 2, np.nan)
+    world[oy:oy + a.shape[0], ox:ox + a.shape[1]] = a
+    return world[::-1]
+
+
 def offsets(srv, m) -> tuple[int, int, int]:
     """(maxzoom, ox, oy) from TileJSON: level-0 pixels between the world's left/bottom and the mosaic."""
     tj = json.loads(get(srv, "/visit/tilejson.json")[2])
@@ -168,10 +176,7 @@ def test_max_zoom_tiles_are_level0_flipped(server, store):
     """At maxzoom a tile pixel is a level-0 pixel: each tile is the stretched window, +y up."""
     m = open_mosaic(store)
     zmax, ox, oy = offsets(server, m)
-    a = m.read(0)
-    world = np.full((256 * 2**zmax,) * 2, np.nan)
-    world[oy:oy + a.shape[0], ox:ox + a.shape[1]] = a
-    flipped = world[::-1]
+    flipped = level0_world(m, zmax, ox, oy)
     n = 2**zmax
     for y in range(n):
         for x in range(n):
@@ -203,10 +208,7 @@ def test_empty_tile_is_transparent(server, store):
     """Tiles over missing rafts or outside the focal plane are transparent PNGs of the full size."""
     m = open_mosaic(store)
     zmax, ox, oy = offsets(server, m)
-    a = m.read(0)
-    world = np.full((256 * 2**zmax,) * 2, np.nan)
-    world[oy:oy + a.shape[0], ox:ox + a.shape[1]] = a
-    flipped = world[::-1]
+    flipped = level0_world(m, zmax, ox, oy)
     empty = [(x, y) for y in range(2**zmax) for x in range(2**zmax)
              if np.isnan(flipped[256 * y:256 * (y + 1), 256 * x:256 * (x + 1)]).all()]
     assert empty
