@@ -176,3 +176,56 @@ def test_read_stored_into_a_buffer(tmp_path) -> None:
         big = exp.read_stored(slice(0, 50), out=buf)  # too small a buffer: read as before
         assert not np.shares_memory(big, buf)
         np.testing.assert_array_equal(big, image)
+
+
+# --------------------------------------------------------------------------- files that are not exposures
+@pytest.mark.parametrize("compress", [False, True])
+def test_processed_without_image_hdu_is_an_error(tmp_path, rng, compress):
+    # afw layout with the IMAGE plane gone: the MASK must not be shown as the image
+    image, mask, variance = _planes(rng)
+    full = write_processed_fits(tmp_path / "full.fits", image, mask=mask, variance=variance, header=META)
+    with fits.open(full) as hdul:
+        kept = [hdul[0].copy()] + [
+            fits.CompImageHDU(h.data, header=h.header) if compress else h.copy() for h in hdul[2:]]
+        fits.HDUList(kept).writeto(tmp_path / "noimage.fits")
+    with pytest.raises(InputError, match="without its IMAGE HDU.*MASK and VARIANCE") as err:
+        identify(tmp_path / "noimage.fits")
+    assert str(tmp_path / "noimage.fits") in str(err.value)
+    with pytest.raises(InputError, match="IMAGE HDU"):
+        open_exposure(tmp_path / "noimage.fits")
+
+
+def write_guider_stamps(path, n_stamps=5, rows=100, cols=50):
+    """A guider stamp file laid out as the camera writes them (checked against obs_lsst's
+    test file MC_C_20240918_000013_R00_SG0_guider.fits): a primary header with N_STAMPS,
+    ROISEG, ROIROWS, ROICOLS, then one RICE-compressed int32 ``IMAGE`` HDU per stamp."""
+    ph = fits.Header({"INSTRUME": "lsstCam", "RAFTBAY": "R00", "CCDSLOT": "SG0", "DAYOBS": "20240918",
+                      "SEQNUM": 13, "CONTRLLR": "C", "OBSID": "MC_C_20240918_000013", "IMGTYPE": "UNKNOWN",
+                      "N_STAMPS": n_stamps, "ROICOL": 254, "ROIROW": 975, "ROICOLS": cols, "ROIROWS": rows,
+                      "ROISEG": "Segment03", "STAMPCLS": "lsst.meas.algorithms.Stamps"})  # fmt: skip
+    stamps = [fits.CompImageHDU(np.full((rows, cols), 1000 + i, np.int32), name="IMAGE", compression_type="RICE_1",
+                                header=fits.Header({"STMPTIME": f"2024-09-18T13:51:{28 + i:02d}.5"}))
+              for i in range(n_stamps)]  # fmt: skip
+    fits.HDUList([fits.PrimaryHDU(header=ph), *stamps]).writeto(path)
+    return path
+
+
+def test_guider_stamp_file_is_refused(tmp_path):
+    path = write_guider_stamps(tmp_path / "MC_C_20240918_000013_R00_SG0_guider.fits")
+    for call in (identify, open_exposure):
+        with pytest.raises(InputError, match=r"guider stamp file \(5 stamp\(s\) of 100 x 50 pixels from R00_SG0") as e:
+            call(path)
+        assert str(path) in str(e.value)
+
+
+def test_cli_inspect_guider_and_noimage_partial(tmp_path, rng, capsys):
+    from cpmosaic.cli.main import main
+
+    good = write_processed_fits(tmp_path / "good.fits", _planes(rng)[0], header=META)
+    guider = write_guider_stamps(tmp_path / "g_guider.fits")
+    assert main(["inspect", str(good), str(guider), "--format", "json"]) == 3
+    import json
+
+    docs = json.loads(capsys.readouterr().out)
+    assert docs[0]["exposure"] == 2025061800042 and "error" not in docs[0]
+    assert "guider stamp file" in docs[1]["error"]

@@ -37,6 +37,18 @@ REFERENCE_RAWS = {
 }
 
 
+def obs_lsst_id_from_name(name: str) -> int:
+    """The exposure id obs_lsst gives a raw, read off its test-data file name.
+
+    obs_lsst names raws ``{exposure}-{raft}-{sensor}-det{id}``: the first eight digits
+    are day_obs with the controller's thousands of years added, the rest the sequence
+    number.  One of its files (``30211212000310-...``) pads the sequence to six digits;
+    its ingest test (``tests/test_ingest.py``) expects exposure 3021121200310.
+    """
+    digits = name.split("-")[0]
+    return int(f"{digits[:8]}{int(digits[8:]):05d}")
+
+
 # --------------------------------------------------------------------------- builders
 def truth_image(det) -> np.ndarray:
     """Distinct constant per amp plus a gradient, exact in int32 and float32."""
@@ -126,7 +138,7 @@ def test_reference_raws(reference_dir, name):
     info = identify(path)
     assert (info.kind, info.camera, info.detector_name, info.detector, info.shape) == ("raw", cam, det_name, det_id, shape)
     assert info.image_type == imgtype and info.day_obs is not None and info.seq_num is not None
-    assert info.exposure == int(f"{info.day_obs}{info.seq_num:05d}")
+    assert info.exposure == obs_lsst_id_from_name(name)
     with open_exposure(path) as exp:
         assert exp.detector.name == det_name
         image = exp.read()
@@ -320,6 +332,61 @@ def test_detector_keys_and_camera_names(tmp_path, rng):
     p = write_raw(tmp_path / "b.fits", det, segs, primary_extra={"RAFTBAY": None, "CCDSLOT": None, "DETECTOR": 94})
     info = identify(p, SMALL)
     assert (info.detector_name, info.exposure, info.day_obs, info.image_type) == ("R22_S11", 2025061800123, 20250618, "FLAT")
+
+
+# Controller rules of obs_lsst's LsstBaseTranslator.compute_exposure_id (translators/lsst.py):
+# +1000 years per place in "OCHPQS"; C unified with OCS after 2023-10-04, P/Q/S after 2025-04-17.
+CONTROLLER_CASES = [
+    ("20250618", 123, None, 2025061800123), ("20250618", 123, "O", 2025061800123),
+    ("20190319", 1, "C", 3019031900001), ("20231004", 7, "C", 3023100400007), ("20231005", 7, "C", 2023100500007),
+    ("20240101", 9, "H", 4024010100009), ("20260101", 9, "H", 4026010100009),
+    ("20240321", 720, "S", 7024032100720), ("20250417", 3, "P", 5025041700003), ("20250418", 3, "Q", 2025041800003),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("dayobs,seq,controller,expected", CONTROLLER_CASES)
+def test_exposure_id_follows_obs_lsst_controllers(tmp_path, rng, dayobs, seq, controller, expected):
+    det = SMALL["R22_S11"]
+    p = write_raw(tmp_path / "c.fits", det, make_segments(det, rng, outliers=False),
+                  primary_extra={"DAYOBS": dayobs, "SEQNUM": seq, "CONTRLLR": controller})  # fmt: skip
+    info = identify(p, SMALL)
+    assert (info.exposure, info.day_obs, info.seq_num) == (expected, int(dayobs), seq)
+    assert info.controller == controller
+
+
+def test_unknown_controller_is_an_error_naming_the_file(tmp_path, rng):
+    det = SMALL["R22_S11"]
+    p = write_raw(tmp_path / "x.fits", det, make_segments(det, rng), primary_extra={"CONTRLLR": "X"})
+    with pytest.raises(InputError, match="controller 'X'") as err:
+        identify(p, SMALL)
+    assert str(p) in str(err.value)
+
+
+def test_latiss_raw_recognised_without_camera(tmp_path):
+    # obs_lsst's LATISS translator accepts INSTRUME "LSST_ATISS" or "LATISS" (translators/latiss.py)
+    det = get_camera("LATISS").detectors[0]
+    zeros = {a.name: np.zeros(a.raw_bbox.shape, np.int32) for a in det.amplifiers}
+    for instrume in ("LSST_ATISS", "LATISS"):
+        p = write_raw(tmp_path / f"{instrume}.fits", det, zeros, compress=True, instrument=instrume,
+                      primary_extra={"RAFTBAY": None, "CCDSLOT": None, "CONTRLLR": "O"})  # fmt: skip
+        info = identify(p)
+        assert (info.camera, info.detector_name, info.detector, info.shape) == ("LATISS", "RXX_S00", 0, (4000, 4072))
+        assert info.exposure == 2025061800123
+
+
+def test_cli_inspect_and_assemble_use_obs_lsst_ids(reference_dir, tmp_path, capsys):
+    import json
+
+    from cpmosaic.cli.main import main
+
+    raws = [str(reference_dir / "raw" / n) for n in sorted(REFERENCE_RAWS)]
+    assert main(["inspect", "--format", "json", *raws]) == 0
+    docs = json.loads(capsys.readouterr().out)
+    assert [d["exposure"] for d in docs] == [obs_lsst_id_from_name(n) for n in sorted(REFERENCE_RAWS)]
+    assert main(["assemble", "-o", str(tmp_path), raws[0], raws[2]]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["3019031900001-R10_S02-det029.fits", "3021121200310-R22_S22-det098.fits"]
+    assert identify(tmp_path / names[0]).exposure == 3019031900001
 
 
 # --------------------------------------------------------------------------- page cache helpers

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 #: Keys of every JSON object, in order (plus ``error`` for a bad file).
 FIELDS = ("path", "kind", "instrument", "camera", "detector", "detector_name", "exposure", "day_obs", "seq_num",
-          "mjd", "image_type", "filter", "exposure_time", "dark_time", "shape")  # fmt: skip
+          "controller", "mjd", "image_type", "filter", "exposure_time", "dark_time", "shape")  # fmt: skip
 
 
 def register(sub) -> None:

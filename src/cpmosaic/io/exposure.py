@@ -67,6 +67,8 @@ class ExposureInfo:
     exposure_time: float | None
     dark_time: float | None
     shape: tuple[int, int]
+    #: CONTRLLR: the controller code that, with day_obs and seq_num, makes ``exposure``.
+    controller: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``shape`` as a list)."""
@@ -83,6 +85,7 @@ class ExposureInfo:
             "EXPOSURE": self.exposure,
             "DAYOBS": None if self.day_obs is None else str(self.day_obs),
             "SEQNUM": self.seq_num,
+            "CONTRLLR": self.controller,
             "MJD-OBS": self.mjd,
             "IMGTYPE": self.image_type,
             "FILTER": self.filter,
@@ -467,18 +470,57 @@ def _stream_kind(p: Path) -> str | None:
     return None
 
 
-def _hdu_kind(hdul) -> tuple[ExposureKind, int]:
-    """``(kind, index of the image HDU)``; -1 for raws, whose segments are many."""
+def _hdu_kind(hdul, path=None) -> tuple[ExposureKind, int]:
+    """``(kind, index of the image HDU)``; -1 for raws, whose segments are many, and
+    :data:`NO_IMAGE` when no HDU holds a 2-D image.
+
+    Raises
+    ------
+    InputError
+        A guider stamp file, or an afw-style file whose IMAGE plane is missing (its
+        MASK or VARIANCE would otherwise be taken for the image).
+    """
     names = [str(h.name).upper() for h in hdul]
     if any(n.startswith("SEGMENT") for n in names):
         return "raw", -1
-    for i, h in enumerate(hdul):
-        if names[i] == "IMAGE" or str(h.header.get("EXTTYPE", "")).strip().upper() == "IMAGE":
+    _refuse_guider(hdul, path)
+    types = [names[i] if names[i] in _AFW_PLANES else str(h.header.get("EXTTYPE", "")).strip().upper()
+             for i, h in enumerate(hdul)]
+    for i, t in enumerate(types):
+        if t == "IMAGE":
             return "processed", i
+    planes = sorted({t for t in types if t in _AFW_PLANES})
+    if planes:
+        raise InputError(path, f"processed (afw) file without its IMAGE HDU: it has {' and '.join(planes)} "
+                               "but no IMAGE plane to show")  # fmt: skip
     for i, h in enumerate(hdul):
         if getattr(h, "is_image", False) and h.header.get("NAXIS", 0) == 2:
             return "image", i
-    return "image", -2
+    return "image", NO_IMAGE
+
+
+#: :func:`_hdu_kind`'s index when a file holds no 2-D image.
+NO_IMAGE = -2
+_AFW_PLANES = ("IMAGE", "MASK", "VARIANCE")
+
+
+def _refuse_guider(hdul, path) -> None:
+    """Raise InputError for a guider stamp file.
+
+    The camera writes a guider's regions of interest as a primary header with
+    N_STAMPS, ROISEG, ROICOLS and ROIROWS (CCS ``guider-primary.spec``; obs_lsst's
+    ``_ingest_guider`` takes ``*SG*_guider.fits`` names) and one small ``IMAGE``
+    HDU per stamp: a time series of a few hundred pixels, not a detector image.
+    """
+    h = hdul[0].header
+    stamps = h.get("N_STAMPS")
+    if stamps is None and h.get("ROISEG") is None and "STAMPCLS" not in h:
+        return
+    where = "_".join(str(h.get(k)) for k in ("RAFTBAY", "CCDSLOT") if h.get(k)) or "a guider"
+    size = f" of {h.get('ROIROWS')} x {h.get('ROICOLS')} pixels" if h.get("ROIROWS") and h.get("ROICOLS") else ""
+    raise InputError(path, f"guider stamp file ({stamps if stamps is not None else len(hdul) - 1} stamp(s){size} "
+                           f"from {where} {h.get('ROISEG') or ''}): not a full-frame exposure; give the "
+                           "guider detector's raw or processed file instead")  # fmt: skip
 
 
 def _pread_into(fd: int, view: memoryview, offset: int) -> int:
@@ -536,7 +578,7 @@ def _scan(path) -> ScannedFile | None:
         scanned = scan_fits(p)
     except (ScanError, OSError):
         return None
-    kind, index = _hdu_kind(scanned)
+    kind, index = _hdu_kind(scanned, p)
     if kind == "raw":
         # segments read through our own map: plain, scaled or RICE (else astropy opens the file)
         return scanned
@@ -550,7 +592,7 @@ def _open(path, camera, overscan: str, apply_gains: bool) -> Exposure:
         raise ValueError(f"overscan={overscan!r} is not one of {OVERSCAN_CHOICES}")
     scanned = _scan(path)
     if scanned is not None:
-        kind, index = _hdu_kind(scanned)
+        kind, index = _hdu_kind(scanned, path)
         try:
             if kind == "raw":
                 from .fits_raw import RawExposure
@@ -565,12 +607,12 @@ def _open(path, camera, overscan: str, apply_gains: bool) -> Exposure:
             pass  # an odd header value: let astropy read it
     hdul = open_fits(path)
     try:
-        kind, index = _hdu_kind(hdul)
+        kind, index = _hdu_kind(hdul, path)
         if kind == "raw":
             from .fits_raw import RawExposure
 
             return RawExposure.from_hdul(Path(path), hdul, camera, overscan=overscan, apply_gains=apply_gains)
-        if index == -2:
+        if index == NO_IMAGE:
             raise InputError(path, "no image data: no Segment HDUs, no IMAGE HDU and no 2-D image HDU")
         from .fits_processed import ImageExposure
 

@@ -205,7 +205,7 @@ class ImageExposure(Exposure):
             if det_name is None and header.get("RAFTBAY") and header.get("CCDSLOT"):
                 det_name = f"{_as_str(header.get('RAFTBAY'))}_{_as_str(header.get('CCDSLOT'))}"
         info = ExposureInfo(path=str(path), kind=kind, camera=cam.name if cam else None, detector=det_id,
-                            detector_name=det_name, shape=shape, **exposure_metadata(header))  # fmt: skip
+                            detector_name=det_name, shape=shape, **exposure_metadata(header, path))  # fmt: skip
         mask_i = var_i = None
         if kind == "processed":
             mask_i, var_i = _find(hdul, "MASK"), _find(hdul, "VARIANCE")

@@ -109,7 +109,7 @@ class RawExposure(Exposure):
         det = find_detector(header, cam, path)
         segments = scan_segments(hdul, det, path)
         info = ExposureInfo(path=str(path), kind="raw", camera=cam.name, detector=det.id, detector_name=det.name,
-                            shape=det.shape, **exposure_metadata(header))  # fmt: skip
+                            shape=det.shape, **exposure_metadata(header, path))  # fmt: skip
         return cls(info, det, cam, hdul, segments, overscan=overscan, apply_gains=apply_gains)
 
     @property

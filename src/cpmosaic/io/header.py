@@ -18,6 +18,7 @@ from ..errors import CameraError, InputError, UnknownDetectorError
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "CONTROLLERS",
     "HeaderStack",
     "camera_for_instrument",
     "exposure_id",
@@ -37,6 +38,7 @@ _INSTRUMENTS: dict[str, str] = {
     "lsstcomcamsim": "LSSTComCam",
     "comcam": "LSSTComCam",
     "latiss": "LATISS",
+    "lsst_atiss": "LATISS",  # what LATISS raws carry (obs_lsst translators/latiss.py can_translate)
     "auxtel": "LATISS",
 }
 
@@ -50,6 +52,15 @@ _MJD_KEYS = ("MJD-OBS", "MJD-BEG", "MJD")  # MJD alone is when the file was writ
 _IMGTYPE_KEYS = ("IMGTYPE", "OBSTYPE")
 _FILTER_KEYS = ("FILTER", "FILTBAND", "FILTER1", "PHYSICAL_FILTER")
 _MJD_EPOCH = _dt.datetime(1858, 11, 17)
+
+#: obs_lsst's controller codes (``translators/lsst.py`` CONTROLLERS): an exposure id adds
+#: 1000 years to day_obs per place in this string.  Order matters; never reorder.
+CONTROLLERS = "OCHPQS"
+_CONTROLLER_INCREMENT = 1000_00_00
+#: After these day_obs the controller's counter was unified with OCS's, so obs_lsst adds
+#: no offset any more (``compute_exposure_id``: ``dayobs > 20231004`` for C,
+#: ``dayobs > 20250417`` for P, Q and S).
+_UNIFIED_AFTER = {"C": 20231004, "P": 20250417, "Q": 20250417, "S": 20250417}
 
 
 class HeaderStack:
@@ -177,14 +188,39 @@ def find_detector(header: HeaderStack, camera: Camera, path, *, required: bool =
     return None
 
 
-def exposure_id(day_obs: int | None, seq_num: int | None) -> int | None:
-    """Rubin's exposure id, ``int(f"{day_obs}{seq_num:05d}")``.
+def exposure_id(day_obs: int | None, seq_num: int | None, controller: str | None = None) -> int | None:
+    """Rubin's exposure id, as obs_lsst's ``LsstBaseTranslator.compute_exposure_id`` makes it.
 
+    ``int(f"{day_obs}{seq_num:05d}")``, with ``1000 * k`` years added to day_obs for the
+    k-th controller of ``"OCHPQS"`` (CONTRLLR header; "O" and None add nothing).  CCS
+    ("C") exposures after 2023-10-04 and simulated ones ("P", "Q", "S") after
+    2025-04-17 share OCS's counter and get no offset.
+
+    Raises
+    ------
+    ValueError
+        An unknown controller code or a sequence number of more than five digits.
+
+    Examples
+    --------
     >>> exposure_id(20250618, 123)
     2025061800123
+    >>> exposure_id(20190319, 1, "C"), exposure_id(20240321, 720, "S"), exposure_id(20240101, 5, "C")
+    (3019031900001, 7024032100720, 2024010100005)
     """
     if day_obs is None or seq_num is None:
         return None
+    day_obs, seq_num = int(day_obs), int(seq_num)
+    if not 0 <= seq_num < 10**5:
+        raise ValueError(f"sequence number {seq_num} does not fit the exposure id's five digits")
+    code = (controller or "").strip().upper() or None
+    if code is not None and day_obs > _UNIFIED_AFTER.get(code, 99999999):
+        code = None
+    if code is not None:
+        index = CONTROLLERS.find(code)
+        if index < 0 or len(code) != 1:
+            raise ValueError(f"controller {controller!r} is not one of obs_lsst's {', '.join(CONTROLLERS)}")
+        day_obs += _CONTROLLER_INCREMENT * index
     return int(f"{day_obs}{seq_num:05d}")
 
 
@@ -195,21 +231,31 @@ def _day_obs_from_mjd(mjd: float) -> int:
     return int(day.strftime("%Y%m%d"))
 
 
-def exposure_metadata(header: HeaderStack) -> dict[str, Any]:
+def exposure_metadata(header: HeaderStack, path=None) -> dict[str, Any]:
     """The exposure fields of :class:`~cpmosaic.io.ExposureInfo` from a header.
 
     Missing values are None; ``dark_time`` falls back to ``exposure_time`` (as
     obs_lsst does), ``day_obs`` to the date of MJD-OBS - 12 h, and ``exposure``
-    to ``int(f"{day_obs}{seq_num:05d}")``.
+    to obs_lsst's id from DAYOBS, SEQNUM and CONTRLLR (:func:`exposure_id`).  A
+    calibration product (CALIB_ID set) has no exposure, as in obs_lsst.
+
+    Raises
+    ------
+    InputError
+        CONTRLLR names no controller obs_lsst knows (naming *path*).
     """
     mjd = _as_float(header.first(_MJD_KEYS))
     day_obs = _as_int(header.first(_DAYOBS_KEYS))
     if day_obs is None and mjd is not None:
         day_obs = _day_obs_from_mjd(mjd)
     seq_num = _as_int(header.first(_SEQNUM_KEYS))
+    controller = _as_str(header.get("CONTRLLR"))
     exposure = _as_int(header.first(_EXPOSURE_KEYS))
-    if exposure is None:
-        exposure = exposure_id(day_obs, seq_num)
+    if exposure is None and header.get("CALIB_ID") is None:
+        try:
+            exposure = exposure_id(day_obs, seq_num, controller)
+        except ValueError as exc:
+            raise InputError(path, f"cannot form the exposure id: {exc}") from None
     image_type = _as_str(header.first(_IMGTYPE_KEYS))
     exposure_time = _as_float(header.get("EXPTIME"))
     dark_time = _as_float(header.get("DARKTIME"))
@@ -218,6 +264,7 @@ def exposure_metadata(header: HeaderStack) -> dict[str, Any]:
         "exposure": exposure,
         "day_obs": day_obs,
         "seq_num": seq_num,
+        "controller": controller.upper() if controller else None,
         "mjd": mjd,
         "image_type": image_type.upper() if image_type else None,
         "filter": _as_str(header.first(_FILTER_KEYS)),
