@@ -265,3 +265,51 @@ def test_cli_check_table_and_errors(tmp_path):
     r = cli("check", "--store", str(tmp_path / "nothing"))
     assert r.returncode == 1 and "no history" in r.stderr
     assert cli("check").returncode == 2  # --store is required
+
+
+# -- damaged nights ---------------------------------------------------------------------
+def _damage(store: HistoryStore, day: int, how: str) -> Path:
+    f = store.file("bias", day)
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2] if how == "truncated" else b"\0" * len(data))
+    return f
+
+
+@pytest.mark.parametrize("how", ["truncated", "zeroed"])
+def test_a_corrupt_night_is_named_and_skipped(tmp_path, caplog, how):
+    store = HistoryStore(tmp_path / "store")
+    days = nights(20250601, 12)
+    df = tidy(7, days, jump=(2, "C03", "MEAN", days[8], 5.0))
+    store.add(df)
+    bad = _damage(store, days[3], how)
+    back = store.load()
+    assert sorted(set(back["day_obs"])) == [d for d in days if d != days[3]]  # every other night is there
+    assert len(back) == len(df) - (df["day_obs"] == days[3]).sum()
+    assert [p for p, _ in back.attrs["problems"]] == [str(bad)]
+    assert str(bad) in caplog.text
+    assert store.load(start=days[5]).attrs["problems"] == []  # a range without it reads clean
+
+    r = cli("show", "--store", str(store.path), "--metric", "MEAN", "--format", "json")
+    assert r.returncode == 3 and str(bad) in r.stderr
+    assert sorted({c["day_obs"] for c in json.loads(r.stdout)}) == [d for d in days if d != days[3]]
+    r = cli("check", "--store", str(store.path), "--format", "json")
+    assert r.returncode == 3 and str(bad) in r.stderr  # partial, not the 1 of "alerts"
+    alerts = json.loads(r.stdout)
+    assert [(a["detector"], a["amp"], a["metric"], a["kind"], a["day_obs"]) for a in alerts] == \
+        [(2, "C03", "MEAN", "jump", days[8])]  # the other nights were still checked
+
+
+def test_night_files_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        store = HistoryStore(tmp_path / "a")
+        store.add(tidy(0, [20250601]))
+        assert store.file("bias", 20250601).stat().st_mode & 0o777 == 0o644
+        os.umask(0o027)
+        store = HistoryStore(tmp_path / "b")
+        store.add(tidy(0, [20250601]))
+        assert store.file("bias", 20250601).stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)

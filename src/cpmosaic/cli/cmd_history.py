@@ -5,6 +5,9 @@ add    read cp_verify outputs (a directory tree or a Butler repository) into the
 show   per-night candlesticks (min, quartiles, max over amps) of the stored metrics
 check  drifts and jumps in the stored history; exit status 1 when there are any (for a
        nightly job), with a recommendation per calibration type in table mode
+
+A night file that cannot be read is named on stderr and skipped: the other nights are
+still shown and checked, and the exit status is 3 (partial), whatever the alerts.
 """
 
 from __future__ import annotations
@@ -116,7 +119,17 @@ def run_show(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write((out.to_string(index=False, float_format=lambda v: f"{v:.6g}") if len(out) else "(no rows)")
                          + "\n")
-    return EXIT_OK
+    return _partial(df) or EXIT_OK
+
+
+def _partial(df) -> int:
+    """EXIT_PARTIAL when night files were skipped (each was already logged by name), else 0."""
+    skipped = df.attrs.get("problems", [])
+    if skipped:
+        log.warning("%d night file(s) could not be read and were skipped: %s", len(skipped),
+                    ", ".join(p for p, _ in skipped))
+        return EXIT_PARTIAL
+    return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -125,6 +138,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     store = _store(args.store)
     df = store.load(calib_type=args.calib_type)
+    partial = _partial(df)
     alerts = detect_changes(df, window=args.window, k=args.k)
     recs = recommendations(df, alerts)
     since = as_day_obs(args.since)
@@ -150,4 +164,5 @@ def run_check(args: argparse.Namespace) -> int:
             for v in spans.itertuples(index=False):
                 end = f"ended by {v.ended_by}" if isinstance(v.ended_by, str) and v.ended_by else "still valid"
                 w(f"  {v.calib_type:<10} {v.run:<32} {v.first_day}..{v.last_day} ({v.n_days} night(s)), {end}\n")
-    return EXIT_ALERTS if len(alerts) else EXIT_OK
+    # a skipped night outranks alerts: the check did not see the whole history
+    return partial or (EXIT_ALERTS if len(alerts) else EXIT_OK)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -194,7 +194,9 @@ class HistoryStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         # The temporary file lives beside the target so os.replace is a same-filesystem
         # rename (atomic); the leading dot hides it from pyarrow, pandas and dask readers.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
+        # Created 0666 less the umask (as any other file, and the mosaic store's), not
+        # mkstemp's 0600, which would outlive the rename and hide the night from the group.
+        fd, tmp = _create_beside(target)
         try:
             with os.fdopen(fd, "wb") as fh:
                 pq.write_table(table, fh, compression="zstd")
@@ -234,7 +236,9 @@ class HistoryStore:
 
         String columns come back categorical (compact; they compare equal to ``str``),
         ``day_obs`` and ``exposure`` as ``Int64``, ``passed`` as ``boolean``, ``detector``
-        as ``int64`` (``Int64`` when some rows have none).
+        as ``int64`` (``Int64`` when some rows have none).  A night file that cannot be
+        read (corrupt, truncated, unreadable) is logged by name and skipped; the result's
+        ``attrs["problems"]`` lists them as ``(path, reason)`` (empty when all were read).
 
         Parameters
         ----------
@@ -253,7 +257,6 @@ class HistoryStore:
         """
         import pyarrow as pa
         import pyarrow.compute as pc
-        import pyarrow.dataset as ds
 
         cols = list(columns) if columns is not None else list(STORE_COLUMNS)
         unknown = set(cols) - set(STORE_COLUMNS)
@@ -263,6 +266,7 @@ class HistoryStore:
             raise InputError(self.path, f"not a calib type: {calib_type!r}")
         paths = self.files(calib_type, start, end)
         schema = _schema()
+        problems: list[tuple[str, str]] = []
         if not paths:
             table = schema.empty_table().select(cols)
         else:
@@ -270,14 +274,51 @@ class HistoryStore:
             if metric is not None:
                 wanted = [metric] if isinstance(metric, str) else list(metric)
                 filt = pc.field("metric").isin(wanted)
-            dataset = ds.dataset([str(p) for p in paths], schema=schema, format="parquet")
-            table = dataset.to_table(columns=cols, filter=filt, use_threads=True)
+            try:
+                table = _read(paths, schema, cols, filt)
+            except (OSError, ValueError, pa.ArrowException):
+                table, problems = self._read_each(paths, schema, cols, filt)
         mapping = {pa.bool_(): pd.BooleanDtype(), pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}
         out = table.to_pandas(types_mapper=mapping.get, split_blocks=True, self_destruct=True)
         if "detector" in out.columns:
             det = out["detector"]
             out["detector"] = det.astype("int64") if not det.isna().any() else det.astype("Int64")
+        out.attrs["problems"] = problems
         return out
+
+    def _read_each(self, paths: list[Path], schema, cols: list[str], filt) -> tuple:
+        """Read night files one by one, skipping (and naming) those that cannot be read.
+
+        The slow path of :meth:`load`, taken only when reading them together failed.
+        """
+        tables, problems = [], []
+        for p in paths:
+            try:
+                tables.append(_read([p], schema, cols, filt))
+            except Exception as exc:  # pyarrow raises a zoo of types on a corrupt file
+                reason = f"cannot read this night file, skipped ({type(exc).__name__}: {exc})"
+                log.warning("%s: %s", p, reason)
+                problems.append((str(p), reason))
+        if not tables:
+            return schema.empty_table().select(cols), problems
+        import pyarrow as pa
+
+        return pa.concat_tables(tables), problems
+
+
+def _read(paths: Sequence[Path], schema, cols: list[str], filt):
+    """The rows of some night files as one arrow table, in the store's schema."""
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset([str(p) for p in paths], schema=schema, format="parquet")
+    return dataset.to_table(columns=cols, filter=filt, use_threads=True)
+
+
+def _create_beside(target: Path) -> tuple[int, str]:
+    """A new, uniquely named hidden file beside *target*, mode 0666 less the umask."""
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    return os.open(tmp, flags, 0o666), str(tmp)
 
 
 def _lower(col: pd.Series) -> pd.Series:
