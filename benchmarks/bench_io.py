@@ -103,14 +103,14 @@ def main(argv=None) -> None:
             t = best(lambda: read_rows(proc, slice(2000, 2000 + n)), repeats)
             rows.append((f"processed: {n} rows vs full read", t, t_full))
         # identification (every mosaic input is identified first): our header scan vs astropy
-        from cpmosaic.io import exposure as exposure_module, identify
+        from cpmosaic.io import formats as formats_module, identify
 
         t_scan = best(lambda: identify(proc), repeats * 4)
-        scan, exposure_module._scan = exposure_module._scan, lambda p: None
+        scan, formats_module._scan = formats_module._scan, lambda p: None
         try:
             t_headers = best(lambda: identify(proc), repeats * 4)
         finally:
-            exposure_module._scan = scan
+            formats_module._scan = scan
         rows.append(("processed: identify (header scan vs astropy)", t_scan, t_headers))
     print("| case | cpmosaic (ms) | baseline (ms) | speed-up |")
     print("|---|---:|---:|---:|")

@@ -15,7 +15,7 @@ from cpmosaic.io import open_exposure, write_processed_fits
 
 SMALL = shrink_camera(get_camera("LSSTCam"), 16)
 KEYS = {"path", "kind", "instrument", "camera", "detector", "detector_name", "exposure", "day_obs", "seq_num",
-        "mjd", "image_type", "filter", "exposure_time", "dark_time", "shape"}  # fmt: skip
+        "controller", "mjd", "image_type", "filter", "exposure_time", "dark_time", "shape"}  # fmt: skip
 
 
 def cli(*args, cwd=None) -> subprocess.CompletedProcess:

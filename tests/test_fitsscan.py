@@ -11,7 +11,7 @@ import pytest
 from astropy.io import fits
 
 from cpmosaic.io import identify, open_exposure, write_processed_fits
-from cpmosaic.io import exposure as exposure_module
+from cpmosaic.io import formats as formats_module
 from cpmosaic.io.fitsscan import ScanError, ScannedFile, scan_fits
 
 
@@ -51,7 +51,7 @@ def test_real_raw_headers_match_astropy(reference_dir: Path, tmp_path: Path) -> 
     for path in files:
         data = path.read_bytes()
         if data[:2] == b"\x1f\x8b":
-            assert exposure_module._scan(path) is None
+            assert formats_module._scan(path) is None
             path = tmp_path / path.name
             path.write_bytes(gzip.decompress(data))
         assert_matches_astropy(path)
@@ -84,14 +84,14 @@ def test_scanned_and_astropy_open_agree(tmp_path: Path) -> None:
         assert isinstance(fast._hdul, ScannedFile)  # the fast path was taken
         got = (fast.info, fast.read(slice(5, 9)), fast.read_mask(), fast.xy0, fast.mask_planes)
         assert fast.header["DETNAME"] == "R01_S00"  # the astropy header, opened on demand
-    original = exposure_module._scan
-    exposure_module._scan = lambda p: None
+    original = formats_module._scan
+    formats_module._scan = lambda p: None
     try:
         with open_exposure(path) as slow:
             assert not isinstance(slow._hdul, ScannedFile)
             want = (slow.info, slow.read(slice(5, 9)), slow.read_mask(), slow.xy0, slow.mask_planes)
     finally:
-        exposure_module._scan = original
+        formats_module._scan = original
     assert got[0] == want[0] and got[3:] == want[3:]
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_array_equal(got[2], want[2])
@@ -112,14 +112,14 @@ def test_files_the_scanner_leaves_to_astropy(tmp_path: Path) -> None:
     # gzip'd and scaled (BZERO) images go to astropy, and still read the same
     gz = tmp_path / "good.fits.gz"
     gz.write_bytes(gzip.compress(data))
-    assert exposure_module._scan(gz) is None
+    assert formats_module._scan(gz) is None
     assert identify(gz) == identify(good).__class__(**{**identify(good).__dict__, "path": str(gz)})
     scaled = tmp_path / "scaled.fits"
     values = np.arange(65520, 65536, dtype=np.uint16).reshape(4, 4)  # stored as int16 with BZERO = 32768
     blanked = fits.ImageHDU(np.arange(-3, 13, dtype=np.int16).reshape(4, 4), name="VARIANCE")
     blanked.header["BLANK"], blanked.header["BSCALE"] = 12, 0.5
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(values, name="IMAGE"), blanked]).writeto(scaled)
-    assert exposure_module._scan(scaled) is None
+    assert formats_module._scan(scaled) is None
     with open_exposure(scaled) as exp:
         np.testing.assert_array_equal(exp.read(slice(1, 3)), values[1:3].astype(np.float32))
         with fits.open(scaled, memmap=False) as hdul:
@@ -134,14 +134,14 @@ def test_real_rice_raw_reads_the_same_scanned_or_through_astropy(reference_dir: 
         assert isinstance(fast._hdul, ScannedFile) and fast.info.kind == "raw"
         got = (fast.info, fast.read(), fast.read(slice(1990, 2010)))
         assert fast.header["INSTRUME"]  # the astropy header, opened on demand
-    original = exposure_module._scan
-    exposure_module._scan = lambda p: None
+    original = formats_module._scan
+    formats_module._scan = lambda p: None
     try:
         with open_exposure(path) as slow:
             assert not isinstance(slow._hdul, ScannedFile)
             want = (slow.info, slow.read(), slow.read(slice(1990, 2010)))
     finally:
-        exposure_module._scan = original
+        formats_module._scan = original
     assert got[0] == want[0]
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_array_equal(got[2], want[2])

@@ -10,7 +10,8 @@ astropy is imported on first use of a reader or writer, not by ``import cpmosaic
 
 from __future__ import annotations
 
-from .exposure import Exposure, ExposureInfo, identify, open_exposure
+from .exposure import Exposure, ExposureInfo
+from .formats import identify, open_exposure
 
 __all__ = [
     "AFW_MASK_PLANES",
@@ -29,7 +30,7 @@ _LAZY = {
     "ImageExposure": "fits_processed",
     "write_processed_fits": "fits_processed",
     "RawExposure": "fits_raw",
-    "assemble_to_fits": "fits_raw",
+    "assemble_to_fits": "assemble",
 }
 
 

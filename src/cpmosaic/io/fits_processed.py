@@ -19,6 +19,7 @@ from astropy.io import fits
 
 from ..errors import InputError
 from .exposure import Exposure, ExposureInfo, ExposureKind
+from .fitsfile import ImageLayout
 from .header import HeaderStack, _as_int, _as_str, exposure_metadata, find_detector, resolve_camera
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ class ImageExposure(Exposure):
         :meth:`Exposure.read_stored`."""
         if out is not None and self._mappable():
             layout = self._layout(self.image_index)
-            if isinstance(layout, tuple) and len(layout) == 3 and layout[1].kind == "f" and layout[1].itemsize == 4:
+            if isinstance(layout, ImageLayout) and layout.scaling is None and layout.dtype == np.dtype(">f4"):
                 r0, r1 = self._rows(rows)
                 try:
                     data = self._read_into(layout, r0, r1, out)
@@ -254,12 +255,10 @@ class ImageExposure(Exposure):
     def release_pages(self, rows: slice | None = None) -> None:
         """See :meth:`Exposure.release_pages`; ``rows`` of the IMAGE plane only."""
         layout = self._layouts.get(self.image_index)
-        if rows is None or self._map is None or not isinstance(layout, tuple):
+        if rows is None or self._map is None or not isinstance(layout, ImageLayout):
             return super().release_pages()
         r0, r1 = self._rows(rows)
-        offset, dtype, (_, nx) = layout[:3]
-        row_bytes = nx * dtype.itemsize
-        self._map.release(offset + r0 * row_bytes, (r1 - r0) * row_bytes)
+        self._map.release(layout.offset + r0 * layout.row_bytes, (r1 - r0) * layout.row_bytes)
 
     def read(self, rows: slice | None = None) -> np.ndarray:
         """The IMAGE plane as float32 ``[y, x]``, NaN kept."""

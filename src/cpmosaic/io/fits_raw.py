@@ -11,24 +11,19 @@ DM-36115).  The pixel work is :func:`cpmosaic.kernels.assemble_amp`.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..camera import Amplifier, Camera, Detector
 from ..errors import CameraError, InputError
-from .exposure import Exposure, ExposureInfo, open_exposure
+from ..kernels import assemble_amp
+from .exposure import Exposure, ExposureInfo
 from .header import HeaderStack, exposure_metadata, find_detector, resolve_camera
-
-try:
-    from ..kernels import assemble_amp
-except ImportError:  # kernels/__init__ not written yet: the module itself
-    from ..kernels.assemble import assemble_amp
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RawExposure", "assemble_to_fits", "scan_segments"]
+__all__ = ["RawExposure", "scan_segments"]
 
 
 def _hdu_shape(hdu) -> tuple[int, ...]:
@@ -165,42 +160,3 @@ class RawExposure(Exposure):
             if a0 < a1:
                 self._read_amp(amp, out, a0 - r0, a0 - amp.bbox.y0, a1 - amp.bbox.y0)
         return out
-
-
-def assemble_to_fits(
-    raw_path: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    camera: "Camera | str | os.PathLike | None" = None,
-    *,
-    overscan: str = "median",
-    apply_gains: bool = False,
-) -> Path:
-    """Assemble one raw into a processed (afw-layout) FITS file in *out_dir*.
-
-    The file is ``{exposure}-{DETNAME}-det{id:03d}.fits``; its primary header
-    keeps the raw's primary header and adds DETNAME, DETECTOR and the exposure
-    metadata, plus ``BUNIT`` and how the overscan was treated.
-
-    Examples
-    --------
-    >>> assemble_to_fits("raw.fits", "out")      # doctest: +SKIP
-    PosixPath('out/2021121200310-R22_S22-det098.fits')
-    """
-    from .fits_processed import carry_header, write_processed_fits
-
-    with open_exposure(raw_path, camera, overscan=overscan, apply_gains=apply_gains) as exp:
-        info = exp.info
-        if info.kind != "raw":
-            raise InputError(raw_path, f"is a {info.kind} file, not a raw file with amp segments")
-        image = exp.read()
-        header = carry_header(exp.header)
-    for key, value in info.to_header().items():
-        header[key] = value
-    header["BUNIT"] = ("electron" if apply_gains else "adu", "pixel unit")
-    header["OVERSCAN"] = (overscan, "serial overscan correction (cpmosaic)")
-    header["GAINCORR"] = (bool(apply_gains), "amp gains applied (cpmosaic)")
-    header["ORIGFILE"] = (Path(raw_path).name, "raw file assembled")
-    stem = "unknown" if info.exposure is None else str(info.exposure)
-    out = Path(out_dir) / f"{stem}-{info.detector_name}-det{info.detector:03d}.fits"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return write_processed_fits(out, image, header=header)

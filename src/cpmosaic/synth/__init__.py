@@ -11,7 +11,8 @@ optionally a Butler repository, with anomalies at known places recorded in a
 >>> m.anomaly("hot_amp")["detector_name"], m.paths("processed")[:1]   # doctest: +SKIP
 """
 
-from .night import Manifest, read_manifest, synthesize
+from .manifest import Manifest, read_manifest
+from .night import synthesize
 
 __all__ = ["Manifest", "make_butler_repo", "read_manifest", "synthesize"]
 

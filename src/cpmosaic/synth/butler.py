@@ -37,7 +37,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ..camera import Camera
-    from .night import Manifest
+    from .manifest import Manifest
 
 __all__ = ["make_butler_repo", "scan_verify_tree", "FitsImageFormatter"]
 
@@ -216,7 +216,7 @@ def make_butler_repo(root: str | os.PathLike, source: "Manifest | str | os.PathL
     from lsst.daf.butler import Butler, CollectionType, DatasetType
 
     from ..camera import get_camera
-    from .night import Manifest, read_manifest
+    from .manifest import Manifest, read_manifest
 
     if mode not in ("auto", "put", "ingest"):
         raise ValueError(f"mode must be 'auto', 'put' or 'ingest', got {mode!r}")
