@@ -95,7 +95,7 @@ class ExposureMeta:
 
     @property
     def exposure(self) -> int:
-        """obs_lsst's exposure id: ``int(f"{dayobs}{seqnum:05d}")``."""
+        """obs_lsst's exposure id: ``int(f"{dayobs}{seqnum:05d}")`` (CONTRLLR "O" adds no offset)."""
         return int(f"{self.day_obs}{self.seq_num:05d}")
 
     @property
