@@ -99,7 +99,7 @@ def run_add(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..metrics.history import candlesticks
+    from ..metrics.nightly import candlesticks
 
     store = _store(args.store)
     df = store.load(calib_type=args.calib_type, metric=args.metric, start=args.start, end=args.end,
@@ -134,7 +134,8 @@ def _partial(df) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from ..metrics.drift import detect_changes
-    from ..metrics.history import as_day_obs, recommendations, validity_ranges
+    from ..metrics.history import as_day_obs
+    from ..metrics.nightly import recommendations, validity_ranges
 
     store = _store(args.store)
     df = store.load(calib_type=args.calib_type)
