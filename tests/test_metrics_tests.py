@@ -262,3 +262,75 @@ def test_missing_value_is_a_named_disagreement(tmp_path):
     noise = res[res.test == "NOISE"]
     assert len(noise) == 16 and noise.passed.isna().all()
     assert set(noise.disagreement) == {"value missing"}
+
+
+def _write_ptc_fits(path, ptc: dict, detector: int | None = 94):
+    """A PTC dataset file as ip_isr's PhotonTransferCurveDataset.toTable writes it (the columns
+    used here; NOISE in electrons) with the DETECTOR header of IsrCalib's metadata."""
+    from astropy.table import Table
+
+    t = Table({"AMPLIFIER_NAME": list(ptc), "PTC_FIT_TYPE": ["FULLCOVARIANCE"] * len(ptc),
+               "GAIN": [g for g, _ in ptc.values()], "GAIN_ERR": [0.01] * len(ptc),
+               "NOISE": [n for _, n in ptc.values()], "NOISE_ERR": [0.05] * len(ptc)})
+    t.meta.update({"OBSTYPE": "PTC", "INSTRUME": "LSSTCam"})
+    if detector is not None:
+        t.meta["DETECTOR"] = detector
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t.write(path, format="fits", overwrite=True)
+    return path
+
+
+def test_ptc_dataset_in_a_file_tree(tmp_path):
+    from cpmosaic.metrics.ptc import find_ptc
+
+    ptc = _ptc_and_bias_tree(tmp_path, with_ptc=False)
+    _write_ptc_fits(tmp_path / "u/test/ptc/ptc/ptc_LSSTCam_R22_S11_u_test_ptc.fits", ptc, detector=None)
+    df = load_metrics(tmp_path)
+    table, where = find_ptc(tmp_path, df=df, camera="LSSTCam")
+    assert "1 ptc dataset" in where and len(table) == 16
+    got = table.set_index("amp")
+    for a, (g, n) in ptc.items():
+        assert (got.loc[a, "detector"], got.loc[a, "gain"], got.loc[a, "read_noise"]) == (94, g, n)
+    res = evaluate(df, ptc=table)
+    bias = res[(res.calib_type == "bias") & res.test.isin(["NOISE", "READ_NOISE_CONSISTENT"])]
+    assert set(bias.reference) == {"ptc"}
+    _agree(bias)
+    # an unreadable PTC file is skipped with a warning naming it
+    (tmp_path / "u/test/ptc/ptc/ptc_LSSTCam_R22_S12_u_test_ptc.fits").write_text("not fits")
+    table2, _ = find_ptc(tmp_path, df=df, camera="LSSTCam")
+    assert len(table2) == 16
+
+
+@pytest.mark.butler
+def test_ptc_dataset_in_a_butler_repo(tmp_path):
+    pytest.importorskip("lsst.daf.butler")
+    from lsst.daf.butler import Butler, DatasetRef, DatasetType, FileDataset
+
+    from cpmosaic.metrics.ptc import find_ptc
+
+    ptc = {a: (CAM["R22_S11"].amp(a).gain * 0.97, CAM["R22_S11"].amp(a).read_noise * 1.1)
+           for a in CAM["R22_S11"].amp_names}
+    src = _write_ptc_fits(tmp_path / "ptc.fits", ptc)
+    root = tmp_path / "repo"
+    Butler.makeRepo(str(root))
+    butler = Butler.from_config(str(root), writeable=True)
+    reg = butler.registry
+    reg.insertDimensionData("instrument", {"name": "LSSTCam", "detector_max": 205, "visit_max": 2**40,
+                                           "exposure_max": 2**40, "class_name": "lsst.obs.lsst.LsstCam"})
+    reg.insertDimensionData("detector", {"instrument": "LSSTCam", "id": 94, "full_name": "R22_S11",
+                                         "raft": "R22", "name_in_raft": "S11", "purpose": "SCIENCE"})
+    # the real dataset type: storage class PhotonTransferCurveDataset; the file is ingested
+    # with cpmosaic's FITS formatter (obs_base's FitsGenericFormatter is not installed here)
+    dt = DatasetType("ptc", ("instrument", "detector"), "PhotonTransferCurveDataset", universe=butler.dimensions,
+                     isCalibration=True)
+    reg.registerDatasetType(dt)
+    reg.registerRun("u/test/ptc")
+    ref = DatasetRef(dt, {"instrument": "LSSTCam", "detector": 94}, run="u/test/ptc")
+    butler.ingest(FileDataset(path=str(src), refs=[ref], formatter="cpmosaic.synth.butler.FitsImageFormatter"),
+                  transfer="copy")
+    table, where = find_ptc(root, ["u/test/ptc"])
+    assert where.startswith("PTC gain and read noise of 16 amps from 1 ptc dataset")
+    got = table.set_index("amp")
+    for a, (g, n) in ptc.items():
+        assert (got.loc[a, "detector"], got.loc[a, "gain"], got.loc[a, "read_noise"]) == (94, g, n)
+    assert find_ptc(root, ["no/such/collection"])[0].empty
