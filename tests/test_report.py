@@ -187,6 +187,28 @@ def test_summary_tables_and_alerts(report, data):
     assert "cp_verify: FAIL" in index and "Recommendations" in index
 
 
+def test_findings_and_verdict_notes_on_the_index(report, data):
+    """The index lists the top findings (injected anomalies among them) with the count of the
+    rest, and says which read noise the NOISE tests used."""
+    from cpmosaic.report.page import TOP_FINDINGS
+
+    found = pd.read_csv(report.out_dir / "outliers.csv")
+    assert len(found) == report.n_outliers and found["rank"].tolist() == list(range(1, len(found) + 1))
+    assert {"finding", "severity", "n_amps", "metrics"} <= set(found.columns)
+    top = found.head(TOP_FINDINGS)
+    for kind in ("hot_amp", "noisy_amp"):
+        a = data.anomaly(kind)
+        assert ((top["detector_name"] == a["detector_name"]) & (top["amp"] == a["amp"])).any(), kind
+    index = report.index.read_text()
+    assert f"Top {min(len(found), TOP_FINDINGS)} of {len(found)} findings" in index
+    if len(found) > TOP_FINDINGS:
+        assert f"and {len(found) - TOP_FINDINGS} more" in index
+    # no PTC in this source: said, with the reason of any disagreement
+    assert "no PTC in the source" in index
+    s = json.loads((report.out_dir / "summary.json").read_text())
+    assert s["summary"]["ptc"] == ""
+
+
 def test_histogram_draws_test_limits(data):
     from cpmosaic.metrics import evaluate, load_metrics
     from cpmosaic.report.plots import metric_histogram_plot, plot_items, select, test_histogram, test_info

@@ -263,9 +263,9 @@ def _flat_exp(w, f, df, th, camera) -> list[pd.DataFrame]:
         m = m[np.isfinite(m)] if m is not None else np.empty(0)
         if len(m) >= 2 and np.mean(m) != 0:
             rel[i] = float(np.std(m) / np.mean(m))
-        notes.append(f"cp_verify tests the absolute scatter {s_abs[i]:.4g} (std of the detector means) against "
-                     f"{th.flat_exp_scatter:g}, which a real flat always fails; the relative scatter "
-                     f"std/mean of {len(m)} detector means is {rel[i]:.4g}")
+        notes.append(f"cp_verify tests the absolute scatter {s_abs[i]:.4g} (std of the detector means, in their "
+                     f"units: degenerate for real flats of thousands of e-) against {th.flat_exp_scatter:g}; "
+                     f"here the relative scatter, std/mean of {len(m)} detector means, is {rel[i]:.4g}")
     return [_result(w, "SCATTER", rel, th.flat_exp_scatter, rel <= th.flat_exp_scatter, f, ["SCATTER"],
                     present=_have(s_abs) | _have(rel), reference="relative scatter", note=np.array(notes, object))]
 
@@ -480,8 +480,9 @@ def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: T
         ``cp_verify_success`` (bool or None where cp_verify gave no verdicts),
         ``success`` (this re-evaluation, cp_verify's flag where a test is not
         re-evaluated), ``n_tests``, ``n_failures``, ``n_cp_verify_failures``,
-        ``agreement`` (fraction of tests with both verdicts that agree, or None)
-        and ``exposures``: a list of per (calib_type, run, exposure) dicts with
+        ``agreement`` (fraction of tests with both verdicts that agree, or None),
+        ``disagreements`` (reason -> count), ``flat_exp_scatter`` (True when the flat
+        EXP SCATTER was judged on the relative scatter) and ``exposures``: a list of per (calib_type, run, exposure) dicts with
         the same keys plus ``failures`` (``"R22_S11 C07 NOISE"`` labels).
 
     Examples
@@ -521,5 +522,9 @@ def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: T
         "n_failures": int(own.eq(False).fillna(False).sum()),
         "n_cp_verify_failures": int(res["cp_verify_passed"].eq(False).fillna(False).sum()),
         "agreement": (float((res["passed"][both] == res["cp_verify_passed"][both]).mean()) if both.any() else None),
+        "disagreements": ({str(k): int(v) for k, v in res.loc[res["disagreement"] != "", "disagreement"]
+                          .value_counts().items()} if "disagreement" in res.columns else {}),
+        "flat_exp_scatter": bool(((res["calib_type"] == "flat") & (res["tier"] == "exposure")
+                                  & (res["test"] == "SCATTER")).any()),
         "exposures": per,
     }

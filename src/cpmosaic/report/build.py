@@ -339,6 +339,7 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
     """
     from .. import progress as prog
     from ..metrics import compare_metrics, comparison_summary, evaluate, find_outliers, summary
+    from ..metrics.ptc import find_ptc
     from ..viz.heatmap import resolve_camera
     from . import page
     from .plots import (coupled_pairs, coupled_scatter, image_difference_heatmap, mosaic_plots, plot_items,
@@ -364,10 +365,18 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
     t = lap("load", t)
     # Tests, verdicts and tables cover the whole calibration; a choice of calib types or
     # metrics narrows the plots only (a test may need metrics that are not drawn).
-    results = evaluate(df, camera=cam)
+    ptc, ptc_where = find_ptc(None if isinstance(source, pd.DataFrame) else source, collections, df, camera=cam)
+    results = evaluate(df, camera=cam, ptc=ptc)
     summ = summary(df, results)
+    summ["ptc"] = ptc_where
     failures = results[results["passed"].eq(False).fillna(False) | results["cp_verify_passed"].eq(False).fillna(False)]
-    outliers = find_outliers(df, z=z)
+    hist = alerts = validity = None
+    recs: list[dict] = []
+    if history is not None:  # first: its drift and jump alerts are outlier findings too
+        t = lap("evaluate", t)
+        hist, alerts, validity, recs = _history(history, history_window)
+        t = lap("history", t)
+    outliers = find_outliers(df, z=z, camera=cam, alerts=alerts)
     df, df_b = _keep(df, calib_types, metrics), _keep(df_b, calib_types, metrics)
     if not len(df):
         from ..errors import InputError
@@ -377,11 +386,6 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
     diff = compare_metrics(df, df_b) if df_b is not None else None
     cmp_summary = comparison_summary(diff) if diff is not None else None
     t = lap("evaluate", t)
-    hist = alerts = validity = None
-    recs: list[dict] = []
-    if history is not None:
-        hist, alerts, validity, recs = _history(history, history_window)
-        t = lap("history", t)
     stores = []
     for s in mosaics:
         from ..viz.mosaic_view import open_store
