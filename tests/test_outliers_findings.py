@@ -155,3 +155,31 @@ def test_json_keys_kept(night):
 
     recs = json.loads(to_json(find_outliers(night, z=5)))
     assert set(OUTLIER_COLUMNS) | {"finding", "severity", "n_amps", "metrics", "rank"} <= set(recs[0])
+
+
+def test_drift_and_jump_alerts_join_the_top_findings():
+    """Ten nights, a bias MEAN jump on one amp and a drift on another: detect_changes finds
+    them and find_outliers ranks them among the top ten beside a hot amp."""
+    from cpmosaic.metrics.drift import detect_changes
+
+    rng = np.random.default_rng(9)
+    dets = [d for d in SCIENCE if d.physical_type == "E2V"][:20] + [d for d in SCIENCE if d.physical_type == "ITL"][:20]
+    jump, drift, hot = (dets[3].id, "C04"), (dets[25].id, "C11"), (dets[30].id, "C02")
+    nights = []
+    for i in range(10):
+        n = _night(rng, exposures=(1,), dets=dets, hot=hot)
+        n["day_obs"] = pd.array([20250601 + i] * len(n), dtype="Int64")
+        n["exposure"] = pd.array([(20250601 + i) * 100000 + 1] * len(n), dtype="Int64")
+        mean = n["metric"] == "MEAN"
+        n.loc[mean & (n["detector"] == jump[0]) & (n["amp"] == jump[1]) & (i >= 5), "value"] += 2.0
+        n.loc[mean & (n["detector"] == drift[0]) & (n["amp"] == drift[1]), "value"] += 1.0 * i / 9
+        nights.append(n)
+    df = pd.concat(nights, ignore_index=True)
+    alerts = detect_changes(df, window=10)
+    assert {(a.kind, a.detector, a.amp) for a in alerts.itertuples()} >= {("jump", *jump), ("drift", *drift)}
+    out = find_outliers(df, z=5, alerts=alerts)
+    top = out.head(10)
+    for kind, (d, a) in (("jump", jump), ("drift", drift), ("hot amp", hot)):
+        hit = top[(top["detector"] == d) & (top["amp"] == a)]
+        assert len(hit) == 1 and hit.iloc[0]["finding"] == kind, (kind, out.head(12).to_string())
+    assert len(out) <= 50

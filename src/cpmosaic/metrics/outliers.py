@@ -197,7 +197,7 @@ def outlier_rows(df: pd.DataFrame, *, z: float = 5.0, focal_plane: bool = True, 
     return out.reset_index(drop=True)[list(ROW_COLUMNS)]
 
 
-def _alert_rows(alerts: pd.DataFrame, camera) -> pd.DataFrame:
+def _alert_rows(alerts: pd.DataFrame, camera, by_sensor_type: bool = True) -> pd.DataFrame:
     """Drift / jump alerts as flagged values: z = signed significance, value = after."""
     if alerts is None or not len(alerts):
         return _empty(ROW_COLUMNS)
@@ -215,7 +215,7 @@ def _alert_rows(alerts: pd.DataFrame, camera) -> pd.DataFrame:
         "tier": "amp", "median": pd.to_numeric(a["before"], errors="coerce"), "sigma": np.nan,
         "n": np.int64(0), "kind": a["kind"].astype(str),
     })
-    out["sensor_type"] = sensor_types(out, camera)
+    out["sensor_type"] = sensor_types(out, camera) if by_sensor_type else ""
     return out
 
 
@@ -405,14 +405,14 @@ def find_outliers(df: pd.DataFrame, *, z: float = 5.0, focal_plane: bool = True,
     --------
     >>> find_outliers(df, z=5)[["finding", "detector_name", "amp", "metrics"]].head()   # doctest: +SKIP
     """
+    if camera is None and len(df) and "instrument" in df.columns:
+        camera = df["instrument"].iloc[0]
     rows = outlier_rows(df, z=z, focal_plane=focal_plane, history=history, metrics=metrics, min_group=min_group,
                         min_history=min_history, sigma_floor=sigma_floor, camera=camera,
                         by_sensor_type=by_sensor_type)
     if alerts is not None and len(alerts):
-        extra = _alert_rows(alerts, camera)
+        extra = _alert_rows(alerts, camera, by_sensor_type)
         rows = extra if not len(rows) else pd.concat([rows, extra], ignore_index=True)
-    if camera is None and len(df) and "instrument" in df.columns:
-        camera = df["instrument"].iloc[0]
     return _findings(rows, camera, z)
 
 
