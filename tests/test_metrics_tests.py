@@ -334,3 +334,30 @@ def test_ptc_dataset_in_a_butler_repo(tmp_path):
     for a, (g, n) in ptc.items():
         assert (got.loc[a, "detector"], got.loc[a, "gain"], got.loc[a, "read_noise"]) == (94, g, n)
     assert find_ptc(root, ["no/such/collection"])[0].empty
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "cpmosaic", *map(str, args)], capture_output=True, text=True)
+
+
+def test_cli_failures_lists_every_disagreement_with_its_reason(tmp_path):
+    import json
+
+    _ptc_and_bias_tree(tmp_path, with_ptc=False)
+    out = _cli("metrics", tmp_path, "--failures", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    differ = [r for r in rows if r["disagreement"]]
+    assert {r["test"] for r in differ} == {"NOISE", "READ_NOISE_CONSISTENT"}
+    assert {r["disagreement"] for r in differ} == {"nominal read noise: no PTC found, cp_verify used the PTC's"}
+    assert all(r["reference"] == "nominal" for r in differ)
+    assert "no PTC in SOURCE" in out.stderr  # the verdict lines go to stderr with --format json
+    # with the PTC in the tree: nothing differs, and the output says where the PTC came from
+    _ptc_and_bias_tree(tmp_path / "p", with_ptc=True)
+    table = _cli("metrics", tmp_path / "p", "--failures")
+    assert table.returncode == 0, table.stderr
+    assert "PTC gain and read noise of 16 amps from the PTC verification" in table.stdout
+    assert "differ from cp_verify" not in table.stdout

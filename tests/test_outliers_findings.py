@@ -12,7 +12,12 @@ import pytest
 
 from cpmosaic.camera import get_camera
 from cpmosaic.metrics import COLUMNS, find_outliers
-from cpmosaic.metrics.outliers import FINDING_COLUMNS, OUTLIER_COLUMNS, focal_plane_z, outlier_rows
+from cpmosaic.metrics.outliers import (
+    FINDING_COLUMNS,
+    OUTLIER_COLUMNS,
+    focal_plane_z,
+    outlier_rows,
+)
 
 CAM = get_camera("LSSTCam")
 SCIENCE = [d for d in CAM if d.type == "science"]
@@ -150,8 +155,9 @@ def test_alerts_become_findings(night):
 
 
 def test_json_keys_kept(night):
-    from cpmosaic.metrics import to_json
     import json
+
+    from cpmosaic.metrics import to_json
 
     recs = json.loads(to_json(find_outliers(night, z=5)))
     assert set(OUTLIER_COLUMNS) | {"finding", "severity", "n_amps", "metrics", "rank"} <= set(recs[0])

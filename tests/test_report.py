@@ -292,7 +292,7 @@ def test_per_sensor_type_colour_range():
     df = pd.DataFrame(rows)
     one = focal_plane_heatmap(df, "NOISE", labels="none")
     amps = next(el for el in one if el.group == "Amps")
-    lo, hi = amps.opts.get().kwargs["clim"]
+    _, hi = amps.opts.get().kwargs["clim"]
     vals = amps.dimension_values("value")
     itl = amps.dimension_values("physical_type") == "ITL"
     assert (vals[itl] >= hi).mean() > 0.9  # the E2V majority sets the range: ITL saturates

@@ -90,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
         results = evaluate(df, camera=args.camera, ptc=ptc)
         verdict = summary(df, results, camera=args.camera)
         verdict["ptc"] = where
-        out = results[results["passed"].eq(False) | results["cp_verify_passed"].eq(False)].reset_index(drop=True)
+        # failures of either verdict, and every disagreement with cp_verify (with its reason)
+        out = results[(results["passed"].eq(False) | results["cp_verify_passed"].eq(False)).fillna(False)
+                      | results["disagreement"].ne("")].reset_index(drop=True)
     elif args.outliers:
         out = find_outliers(df, z=args.z, camera=args.camera, alerts=_alerts(df, log))
         if args.format == "table":

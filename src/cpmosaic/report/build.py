@@ -376,7 +376,8 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
     results = evaluate(df, camera=cam, ptc=ptc)
     summ = summary(df, results)
     summ["ptc"] = ptc_where
-    failures = results[results["passed"].eq(False).fillna(False) | results["cp_verify_passed"].eq(False).fillna(False)]
+    failures = results[results["passed"].eq(False).fillna(False) | results["cp_verify_passed"].eq(False).fillna(False)
+                       | results["disagreement"].ne("")]
     hist = alerts = validity = None
     recs: list[dict] = []
     if history is not None:  # first: its drift and jump alerts are outlier findings too
