@@ -81,12 +81,10 @@ def sensor_types(df: pd.DataFrame, camera=None) -> pd.Series:
     except Exception as exc:  # an instrument cpmosaic has no camera for: one population
         log.warning("no camera for the outlier populations (%s): every detector compared with every other", exc)
         return out
-    dets = df["detector"].to_numpy()
-    lookup = {}
-    for d in np.unique(dets):
-        det = cam.get(int(d)) if d >= 0 else None
-        lookup[d] = det.physical_type if det is not None else ""
-    return pd.Series([lookup[d] for d in dets], index=df.index, dtype=object)
+    ids, inverse = np.unique(df["detector"].to_numpy(), return_inverse=True)
+    dets = [cam.get(int(d)) if d >= 0 else None for d in ids]
+    names = np.array([det.physical_type if det is not None else "" for det in dets], dtype=object)
+    return pd.Series(names[inverse.ravel()], index=df.index, dtype=object)
 
 
 def _keys(df: pd.DataFrame, keys: list[str]) -> list[pd.Series]:
