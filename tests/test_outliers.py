@@ -10,7 +10,7 @@ import pytest
 
 from cpmosaic.camera import get_camera
 from cpmosaic.metrics import build_table, find_outliers, robust_z, to_csv, to_json
-from cpmosaic.metrics.outliers import focal_plane_z, history_z
+from cpmosaic.metrics.outliers import focal_plane_z, history_z, outlier_rows
 
 CAM = get_camera("LSSTCam")
 
@@ -43,7 +43,7 @@ def _table(rng, n_days=6, dets=range(0, 40), hot=(94, "C05", 3, 40.0)):
 
 def _numpy_z(x):
     med = np.median(x)
-    return (x - med) / (1.4826 * np.median(np.abs(x - med)))
+    return (x - med) / (1.482602218505602 * np.median(np.abs(x - med)))  # 1 / Phi^-1(3/4)
 
 
 def test_robust_z_matches_numpy(rng):
@@ -59,9 +59,12 @@ def test_robust_z_matches_numpy(rng):
 def test_focal_plane_z_per_group(rng):
     df = _table(rng)
     scored = focal_plane_z(df)
-    for exposure, g in scored.groupby("exposure"):
+    for _, g in scored.groupby(["exposure", "sensor_type"]):  # populations: one per sensor type
         np.testing.assert_allclose(g.z.to_numpy(), _numpy_z(g.value.to_numpy()), rtol=0, atol=1e-9)
-    out = find_outliers(df, z=5, history=False)
+    whole = focal_plane_z(df, by_sensor_type=False)
+    for _, g in whole.groupby("exposure"):
+        np.testing.assert_allclose(g.z.to_numpy(), _numpy_z(g.value.to_numpy()), rtol=0, atol=1e-9)
+    out = outlier_rows(df, z=5, history=False)
     top = out.iloc[0]
     assert (top.detector, top.detector_name, top.amp, top.metric, top.kind) == (94, "R22_S11", "C05", "NOISE",
                                                                                 "focal_plane")
@@ -78,10 +81,13 @@ def test_history_z(rng):
     # with the floor, a series' sigma is at least the median series sigma
     hf = history_z(df)
     assert (hf.sigma >= h.groupby(["detector", "amp"]).sigma.first().median() - 1e-12).all()
-    out = find_outliers(df, z=8, focal_plane=False)  # 20k Gaussian values: 5 sigma happens
+    out = outlier_rows(df, z=8, focal_plane=False)  # 20k Gaussian values: 5 sigma happens
     assert set(zip(out.detector_name, out.amp, out.exposure)) == {("R22_S11", "C05", 2025060400012)}
     assert (out.kind == "history").all()
-    assert find_outliers(df, z=5, focal_plane=False, min_history=10).empty  # 6 days are too few
+    assert outlier_rows(df, z=5, focal_plane=False, min_history=10).empty  # 6 days are too few
+    found = find_outliers(df, z=8, focal_plane=False)  # the same, as one finding
+    assert found[["detector_name", "amp", "finding", "kind"]].values.tolist() == [
+        ["R22_S11", "C05", "history change", "history"]]
 
 
 def test_exports(rng, tmp_path):

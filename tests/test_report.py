@@ -187,6 +187,28 @@ def test_summary_tables_and_alerts(report, data):
     assert "cp_verify: FAIL" in index and "Recommendations" in index
 
 
+def test_findings_and_verdict_notes_on_the_index(report, data):
+    """The index lists the top findings (injected anomalies among them) with the count of the
+    rest, and says which read noise the NOISE tests used."""
+    from cpmosaic.report.page import TOP_FINDINGS
+
+    found = pd.read_csv(report.out_dir / "outliers.csv")
+    assert len(found) == report.n_outliers and found["rank"].tolist() == list(range(1, len(found) + 1))
+    assert {"finding", "severity", "n_amps", "metrics"} <= set(found.columns)
+    top = found.head(TOP_FINDINGS)
+    for kind in ("hot_amp", "noisy_amp"):
+        a = data.anomaly(kind)
+        assert ((top["detector_name"] == a["detector_name"]) & (top["amp"] == a["amp"])).any(), kind
+    index = report.index.read_text()
+    assert f"Top {min(len(found), TOP_FINDINGS)} of {len(found)} findings" in index
+    if len(found) > TOP_FINDINGS:
+        assert f"and {len(found) - TOP_FINDINGS} more" in index
+    # no PTC in this source: said, with the reason of any disagreement
+    assert "no PTC in the source" in index
+    s = json.loads((report.out_dir / "summary.json").read_text())
+    assert s["summary"]["ptc"] == ""
+
+
 def test_histogram_draws_test_limits(data):
     from cpmosaic.metrics import evaluate, load_metrics
     from cpmosaic.report.plots import metric_histogram_plot, plot_items, select, test_histogram, test_info
@@ -250,3 +272,40 @@ def test_cli_report(data, tmp_path, capsys):
     assert "cp_verify: FAIL" in stdout[0]
     assert not (out / "interactive").exists()
     assert main(["report", str(data.verify_root), "-o", str(out), "--collection-b", "x"]) == 2
+
+
+def test_per_sensor_type_colour_range():
+    """A vendor step: with one focal-plane range most ITL amps sit at the top of it; per sensor
+    type, each amp's shade is its robust z within its type (checked with plain numpy)."""
+    from cpmosaic.camera import get_camera
+    from cpmosaic.viz import focal_plane_heatmap
+
+    cam = get_camera("LSSTCam")
+    rng = np.random.default_rng(2)
+    rows = []
+    for det in cam:
+        if det.type != "science":
+            continue
+        level = 10.0 if det.physical_type == "ITL" else 5.0
+        for a in det.amp_names:
+            rows.append({"detector": det.id, "amp": a, "metric": "NOISE", "value": level + rng.normal(0, 0.1)})
+    df = pd.DataFrame(rows)
+    one = focal_plane_heatmap(df, "NOISE", labels="none")
+    amps = next(el for el in one if el.group == "Amps")
+    _, hi = amps.opts.get().kwargs["clim"]
+    vals = amps.dimension_values("value")
+    itl = amps.dimension_values("physical_type") == "ITL"
+    assert (vals[itl] >= hi).mean() > 0.9  # the E2V majority sets the range: ITL saturates
+    per = focal_plane_heatmap(df, "NOISE", labels="none", color_range="sensor_type")
+    amps = next(el for el in per if el.group == "Amps")
+    assert amps.opts.get().kwargs["clim"] == (-4.0, 4.0)
+    shade, vals = amps.dimension_values("shade"), amps.dimension_values("value")
+    types = amps.dimension_values("physical_type")
+    for t in ("E2V", "ITL"):
+        x = vals[types == t]
+        med = np.median(x)
+        ref = (x - med) / (1.482602218505602 * np.median(np.abs(x - med)))
+        np.testing.assert_allclose(shade[types == t], ref, rtol=1e-12)
+    assert (np.abs(shade) < 4).mean() > 0.99
+    with pytest.raises(ValueError, match="color_range"):
+        focal_plane_heatmap(df, "NOISE", color_range="vendor")

@@ -13,6 +13,9 @@ import sys
 from ._records import records as plain_records
 
 EXIT_OK, EXIT_PARTIAL = 0, 3
+#: Columns of ``--outliers`` as a terminal table (CSV and JSON carry every column).
+OUTLIER_TABLE = ("rank", "finding", "detector_name", "amp", "n_amps", "calib_type", "metric", "value", "z",
+                 "severity", "kind", "metrics")
 
 
 def register(sub) -> None:
@@ -81,12 +84,19 @@ def run(args: argparse.Namespace) -> int:
     verdict = None
     if args.failures:
         from ..metrics import summary
+        from ..metrics.ptc import find_ptc
 
-        results = evaluate(df, camera=args.camera)
+        ptc, where = find_ptc(args.source, args.collections, df, camera=args.camera)
+        results = evaluate(df, camera=args.camera, ptc=ptc)
         verdict = summary(df, results, camera=args.camera)
-        out = results[results["passed"].eq(False) | results["cp_verify_passed"].eq(False)].reset_index(drop=True)
+        verdict["ptc"] = where
+        # failures of either verdict, and every disagreement with cp_verify (with its reason)
+        out = results[(results["passed"].eq(False) | results["cp_verify_passed"].eq(False)).fillna(False)
+                      | results["disagreement"].ne("")].reset_index(drop=True)
     elif args.outliers:
-        out = find_outliers(df, z=args.z)
+        out = find_outliers(df, z=args.z, camera=args.camera, alerts=_alerts(df, log))
+        if args.format == "table":
+            out = out[[c for c in OUTLIER_TABLE if c in out.columns]]
     else:
         out = df
     write_frame(out, args.format, args.output)
@@ -96,6 +106,18 @@ def run(args: argparse.Namespace) -> int:
         log.warning("%d input(s) could not be read; see the warnings above", len(problems))
         return EXIT_PARTIAL
     return EXIT_OK
+
+
+def _alerts(df, log):
+    """Drift and jump alerts of a table holding three nights or more (None otherwise)."""
+    days = df["day_obs"].dropna().unique() if "day_obs" in df.columns else []
+    if len(days) < 3:
+        return None
+    from ..metrics.drift import detect_changes
+
+    alerts = detect_changes(df, window=min(10, len(days)))
+    log.info("%d drift/jump alert(s) in %d nights folded into the outliers", len(alerts), len(days))
+    return alerts
 
 
 def _load(args: argparse.Namespace, log):
@@ -129,6 +151,16 @@ def _print_verdict(v: dict, stream) -> None:
     stream.write(f"cp_verify: {word(v.get('cp_verify_success'))}   re-evaluated: {word(v.get('success'))}   "
                  f"{v.get('n_failures', 0)} failing test(s) of {v.get('n_tests', 0)}"
                  + (f", agreement with cp_verify {agree:.1%}" if agree is not None else "") + "\n")
+    ptc = v.get("ptc")
+    stream.write("read noise and gain: " + (ptc if ptc else "no PTC in SOURCE: the camera's nominal values "
+                                             "(cp_verify used the PTC's; NOISE/READ_NOISE_CONSISTENT may differ)")
+                 + "\n")
+    for reason, n in (v.get("disagreements") or {}).items():
+        stream.write(f"  {n} verdict(s) differ from cp_verify's: {reason}\n")
+    if v.get("flat_exp_scatter"):
+        stream.write("  flat EXP SCATTER: cp_verify tests the absolute standard deviation of the detector means "
+                     "against 0.05, so real flats always fail it; the re-evaluation tests the relative scatter "
+                     "(std/mean <= 0.05) and keeps cp_verify's flag beside it (see 'note')\n")
     for e in v.get("exposures", []):
         if not e.get("success", True) or e.get("cp_verify_success") is False:
             fails = e.get("failures", [])

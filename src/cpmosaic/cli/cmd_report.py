@@ -42,6 +42,9 @@ def register(sub) -> None:
     p.add_argument("--title", help="report title")
     p.add_argument("--z", type=float, default=5.0, help="outlier threshold in robust sigmas (default 5)")
     p.add_argument("--window", type=int, default=10, metavar="N", help="nights in a drift's fit (default 10)")
+    p.add_argument("--color-range", choices=("focal_plane", "sensor_type"), default="focal_plane",
+                   help="heat-map colour range: one for the focal plane, or one per sensor type (E2V, ITL, "
+                        "ITL_G, ITL_WF) so a vendor step does not saturate half of it (default focal_plane)")
     p.add_argument("--no-interactive", action="store_true", help="PNGs and index only (no interactive pages)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         collections_b=args.collections_b, history=args.history, mosaics=args.mosaics, camera=args.camera,
         calib_types=args.calib_types, metrics=args.metrics,
         labels=(args.label_a or "A", args.label_b or "B"), title=args.title, interactive=not args.no_interactive,
-        z=args.z, history_window=args.window)
+        z=args.z, history_window=args.window, color_range=args.color_range)
     s = result.summary
     word = {True: "PASS", False: "FAIL", None: "no verdict"}
     w = sys.stdout.write

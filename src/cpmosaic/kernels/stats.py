@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..robust import MAD_TO_SIGMA
 from ._jit import check_image, check_int, check_mask_bits, mask_view, ngjit, ngjit_fast
 from ._radix import NBINS, NRANK, TRASH, hist_top, median_only, quartiles
 
@@ -46,8 +47,9 @@ __all__ = ["IQ_TO_STDEV", "STAT_KEYS", "DIFF_KEYS", "amp_difference_statistics",
 
 #: One Gaussian sigma in units of the interquartile range (afw's constant).
 IQ_TO_STDEV = 0.741301109252802
-#: MAD to Gaussian sigma.
-MAD_TO_STDEV = 1.4826
+#: MAD to Gaussian sigma: :data:`cpmosaic.robust.MAD_TO_SIGMA` (numba freezes a module
+#: global float into the compiled kernels as a constant).
+MAD_TO_STDEV = MAD_TO_SIGMA
 
 STAT_KEYS = ("mean", "median", "stdev", "clipped_mean", "clipped_stdev", "n_pixels", "n_clipped", "min", "max")
 DIFF_KEYS = ("mean", "median", "robust_sigma", "max_abs", "frac_differing", "n_pixels",
@@ -413,7 +415,7 @@ def amp_difference_statistics(
     Returns
     -------
     dict of str to numpy.ndarray
-        ``mean``, ``median``, ``robust_sigma`` (1.4826 * median(|d - median|),
+        ``mean``, ``median``, ``robust_sigma`` (MAD_TO_SIGMA * median(|d - median|),
         with ``|d - median|`` rounded to ``d``'s dtype), ``max_abs``,
         ``frac_differing`` (fraction of valid pixels with ``|d| > tolerance``),
         ``n_pixels``, and, clipped with ``nsigma``/``niter`` as

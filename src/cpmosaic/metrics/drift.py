@@ -6,8 +6,8 @@ that day's rows (several exposures per night collapse to one number).  All serie
 of 3,200 amps x 10 metrics is a few dozen numpy passes.
 
 * **Scatter**: per series, the standard deviation of its night-to-night changes within
-  4 robust sigmas (1.4826 MAD), raised towards its peers' typical scatter when its own
-  history is short (never lowered: a noisy amp stays noisy).
+  4 robust sigmas (``cpmosaic.robust.MAD_TO_SIGMA`` x MAD), raised towards its peers'
+  typical scatter when its own history is short (never lowered: a noisy amp stays noisy).
 * **Jump**: the median of (up to) three nights from night t on differs from the median of
   the three nights before, less the trend before them, by more than ``k`` standard errors,
   and night t's own change carries most of it.  A lone outlier night inside the history is
@@ -30,6 +30,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..robust import MAD_TO_SIGMA
+
 log = logging.getLogger(__name__)
 
 __all__ = ["ALERT_COLUMNS", "Daily", "daily_matrix", "detect_changes"]
@@ -40,7 +42,6 @@ ALERT_COLUMNS = (
     "significance", "before", "after", "window_start", "run", "run_change",
 )
 _SERIES = ("calib_type", "metric", "detector", "amp")
-_MAD_TO_SIGMA = 1.4826
 
 
 @dataclass
@@ -231,7 +232,7 @@ def _block(x: np.ndarray, runs: np.ndarray, t: np.ndarray, *, window: int, k: fl
         d = (x - val(xf, prev_f).reshape(n, n_t))
         med_d = _row_nanmedian(d)[:, None]
         dev = d - med_d
-        s_mad = _MAD_TO_SIGMA * _row_nanmedian(np.abs(dev))
+        s_mad = MAD_TO_SIGMA * _row_nanmedian(np.abs(dev))
         # The MAD only finds the outliers: with its 37% efficiency a month of nights gives a
         # sigma 20% low often enough to raise false alarms across 30,000 series, so the
         # scatter is the standard deviation of the changes within 4 MAD-sigmas (efficiency

@@ -9,10 +9,10 @@ type      tier   test                             passes when
 bias/dark amp    MEAN                             abs(MEAN) < NOISE
 bias/dark amp    NOISE                            (NOISE - rn) / rn <= 0.05
 bias/dark amp    CR_NOISE                         abs(NOISE - CR_NOISE) / CR_NOISE <= 0.05
-bias/dark amp    READ_NOISE_CONSISTENT            (rn_measured - rn_nominal) / rn_nominal <= 0.05
+bias/dark amp    READ_NOISE_CONSISTENT            (gain x READ_NOISE_ADU - rn) / rn <= 0.05
 flat      amp    NOISE                            NOISE <= sqrt(MEAN)
 flat      det    SCATTER                          SCATTER / MEAN <= 0.05
-flat      exp    SCATTER                          SCATTER <= 0.05
+flat      exp    SCATTER                          std / mean of the detector means <= 0.05 (*)
 defects   amp    OUTLIERS, STDEV, MIN, MAX        masked stats within the unmasked ones
 ptc       amp    PTC_GAIN, PTC_NOISE              within 5 % of AMP_GAIN / AMP_NOISE
 ptc       amp    PTC_TURNOFF                      PTC_TURNOFF * PTC_GAIN > 90000 e-
@@ -20,15 +20,27 @@ ptc       amp    PTC_BFE_A00                      inside the vendor's a00 range
 gain      amp    GAIN_FROM_FLAT_PAIR, ISR_NOISE   within 5 % of AMP_GAIN / AMP_NOISE
 ========= ====== ================================ ======================================
 
-**Read noise rn** (bias/dark NOISE; choice documented here): bias and dark values
-are in electrons.  With ``Thresholds.read_noise == "camera"`` (default) rn is the
-camera's nominal read noise of the amp (electrons), as cp_verify's ``verifyBias``
-uses ``detector[amp].getReadNoise()``; where the camera has none, the measured
-one below.  With ``"table"`` rn is what the data carry: a ``READ_NOISE`` metric
-of the amp (electrons), else ``READ_NOISE_ADU`` x gain (the gain a ``GAIN`` or
-``PTC_GAIN`` metric of the table, else the camera's nominal gain), else the
-nominal read noise.  READ_NOISE_CONSISTENT compares ``READ_NOISE_ADU`` x gain
-(the overscan read noise) with the nominal one, one-sided, as cp_verify does.
+**Read noise rn and gain** (bias/dark NOISE and READ_NOISE_CONSISTENT): cp_verify's
+``verifyBias``/``verifyDark`` use the PTC's read noise and gain
+(``getExposureReadNoises`` / ``getExposureGains``), which its outputs do not carry.
+With ``Thresholds.read_noise == "auto"`` (default) rn and gain are the PTC's where
+the table holds a PTC verification (:mod:`cpmosaic.metrics.ptc`) or one is passed,
+else the camera's nominal values; ``"camera"`` always takes the nominal ones.  Where
+neither has a value, rn is the measured one below.  With ``"table"`` rn is what the
+data carry: a ``READ_NOISE`` metric of the amp (electrons), else ``READ_NOISE_ADU`` x
+gain, else the reference one.  The ``reference`` column says which was used
+(``ptc``, ``nominal``, ``measured``).
+
+(*) **Flat EXP SCATTER is degenerate in cp_verify**: it is the *absolute* standard
+deviation of the detector means (in their units, thousands of e- for a flat) tested
+against 0.05, so real flats always fail it.  ``passed`` here is the meaningful test,
+the relative scatter of the same detector means (std / mean <= 0.05);
+``cp_verify_passed`` keeps cp_verify's flag and ``note`` shows both.
+
+**Disagreements** with cp_verify's flag carry a reason in ``disagreement``: ``nominal
+read noise`` (no PTC: cp_verify used the PTC's), ``threshold changed``, ``value
+missing``, ``relative scatter`` (the degenerate test above), ``not re-evaluated``,
+else ``unexplained``.
 
 A test whose inputs are present but whose comparison is undefined (0/0, sqrt of
 a negative mean) fails, as the comparison with NaN does in cp_verify.
@@ -50,7 +62,7 @@ log = logging.getLogger(__name__)
 __all__ = ["DEFAULT_THRESHOLDS", "RESULT_COLUMNS", "Thresholds", "evaluate", "summary"]
 
 RESULT_COLUMNS = ("calib_type", "run", "exposure", "day_obs", "detector", "detector_name", "amp", "tier",
-                  "test", "value", "threshold", "passed", "cp_verify_passed")
+                  "test", "value", "threshold", "passed", "cp_verify_passed", "reference", "disagreement", "note")
 _IDX = ["calib_type", "run", "exposure", "day_obs", "detector", "detector_name", "amp", "tier"]
 
 
@@ -61,7 +73,7 @@ class Thresholds:
     noise_tolerance: float = 0.05              #: bias/dark NOISE: (NOISE - rn)/rn <=
     cr_noise_tolerance: float = 0.05           #: bias/dark CR_NOISE relative difference <=
     read_noise_consistent_tolerance: float = 0.05
-    read_noise: str = "camera"                 #: "camera" or "table" (see module docstring)
+    read_noise: str = "auto"                   #: "auto", "camera" or "table" (see module docstring)
     flat_det_scatter: float = 0.05             #: flat DET SCATTER/MEAN <=
     flat_exp_scatter: float = 0.05             #: flat EXP SCATTER <=
     ptc_gain_percent: float = 5.0              #: |PTC_GAIN - AMP_GAIN|/AMP_GAIN * 100 <
@@ -134,7 +146,7 @@ def _have(*arrays) -> np.ndarray:
 
 
 def _result(w: pd.DataFrame, test: str, value, threshold, passed, flags: pd.DataFrame, flag_names,
-            present: np.ndarray | None = None) -> pd.DataFrame:
+            present: np.ndarray | None = None, reference=None, note=None) -> pd.DataFrame:
     value = np.asarray(value, dtype=float)
     threshold = np.broadcast_to(np.asarray(threshold, dtype=float), value.shape)
     ok = _have(value, threshold) if present is None else np.asarray(present, dtype=bool)
@@ -149,39 +161,66 @@ def _result(w: pd.DataFrame, test: str, value, threshold, passed, flags: pd.Data
     out["threshold"] = threshold
     out["passed"] = pd.arrays.BooleanArray(np.asarray(passed, dtype=bool) & ok, ~ok)
     out["cp_verify_passed"] = pd.arrays.BooleanArray(cpv == 1.0, np.isnan(cpv))
+    out["reference"] = "" if reference is None else np.broadcast_to(np.asarray(reference, dtype=object), value.shape)
+    out["note"] = "" if note is None else np.broadcast_to(np.asarray(note, dtype=object), value.shape)
     return out[ok]
 
 
-def _bias_dark(w, f, df, th: Thresholds, camera) -> list[pd.DataFrame]:
+def _ptc_lookup(keys: pd.MultiIndex, ptc: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """PTC gain and read noise for each (detector, amp) of *keys* (NaN where the PTC has none)."""
+    n = len(keys)
+    if ptc is None or not len(ptc) or n == 0:
+        return np.full(n, np.nan), np.full(n, np.nan)
+    ref = ptc.set_index(["detector", "amp"])
+    idx = pd.MultiIndex.from_arrays([keys.get_level_values("detector").astype("int64"),
+                                     keys.get_level_values("amp").astype(str)])
+    ref = ref[~ref.index.duplicated()].reindex(idx)
+    return ref["gain"].to_numpy(dtype=float), ref["read_noise"].to_numpy(dtype=float)
+
+
+def _bias_dark(w, f, df, th: Thresholds, camera, ptc=None) -> list[pd.DataFrame]:
     mean, noise, cr = _col(w, "MEAN"), _col(w, "NOISE"), _col(w, "CR_NOISE")
     nom_gain, nom_rn, _ = _camera_lookup(w.index, df, camera)
-    gain = _col(w, "GAIN")
-    gain = np.where(np.isnan(gain), _col(w, "PTC_GAIN"), gain)
+    nom_rn = np.where(nom_rn > 0, nom_rn, np.nan)
+    nom_gain = np.where(nom_gain > 0, nom_gain, np.nan)
+    if th.read_noise not in ("auto", "camera", "table"):
+        raise ValueError(f"Thresholds.read_noise must be 'auto', 'camera' or 'table', not {th.read_noise!r}")
+    ptc_gain, ptc_rn = _ptc_lookup(w.index, ptc if th.read_noise != "camera" else None)
+    # The reference read noise and gain: the PTC's (what cp_verify used), else nominal.
+    use_ptc = ~np.isnan(ptc_rn)
+    ref_rn = np.where(use_ptc, ptc_rn, nom_rn)
+    gain = np.where(~np.isnan(ptc_gain), ptc_gain, _col(w, "GAIN"))
     gain = np.where(np.isnan(gain), nom_gain, gain)
     measured = _col(w, "READ_NOISE_ADU") * gain
-    nom = np.where(nom_rn > 0, nom_rn, np.nan)
     table_rn = _col(w, "READ_NOISE")
     table_rn = np.where(np.isnan(table_rn), measured, table_rn)
-    if th.read_noise == "camera":
-        rn = np.where(np.isnan(nom), table_rn, nom)
-    elif th.read_noise == "table":
-        rn = np.where(np.isnan(table_rn), nom, table_rn)
+    if th.read_noise == "table":
+        rn = np.where(np.isnan(table_rn), ref_rn, table_rn)
+        ref = np.where(~np.isnan(table_rn), "measured", np.where(use_ptc, "ptc", "nominal"))
     else:
-        raise ValueError(f"Thresholds.read_noise must be 'camera' or 'table', not {th.read_noise!r}")
+        rn = np.where(np.isnan(ref_rn), table_rn, ref_rn)
+        ref = np.where(use_ptc, "ptc", np.where(np.isnan(ref_rn), "measured", "nominal"))
     with np.errstate(invalid="ignore", divide="ignore"):
         noise_rel = (noise - rn) / rn
         cr_rel = np.abs(noise - cr) / cr
-        rn_rel = (measured - nom) / nom
+        rn_rel = (measured - ref_rn) / ref_rn
+    rn_note = np.array([f"read noise {r:.4g} e- ({k})" if np.isfinite(r) else "" for r, k in zip(rn, ref)],
+                       dtype=object)
+    rnc_ref = np.where(use_ptc, "ptc", "nominal")
+    rnc_note = np.array([f"overscan {m:.4g} e- (gain {g:.4g}) against read noise {r:.4g} e- ({k})"
+                         if np.isfinite(m) and np.isfinite(r) else "" for m, g, r, k in
+                         zip(measured, gain, ref_rn, rnc_ref)], dtype=object)
     return [
         _result(w, "MEAN", np.abs(mean), noise, np.abs(mean) < noise, f, ["MEAN"], _have(mean, noise)),
         _result(w, "NOISE", noise_rel, th.noise_tolerance, noise_rel <= th.noise_tolerance, f, ["NOISE"],
-                _have(noise, rn)),
+                _have(noise, rn), reference=ref, note=rn_note),
         _result(w, "CR_NOISE", cr_rel, th.cr_noise_tolerance, cr_rel <= th.cr_noise_tolerance, f, ["CR_NOISE"],
                 _have(noise, cr)),
         # A zero overscan read noise (an unpowered amp) is not judged inconsistent, as in cp_verify.
         _result(w, "READ_NOISE_CONSISTENT", rn_rel, th.read_noise_consistent_tolerance,
                 (rn_rel <= th.read_noise_consistent_tolerance) | (measured == 0), f,
-                ["READ_NOISE_CONSISTENT", "READ_NOISE_ADU"], _have(measured, nom)),
+                ["READ_NOISE_CONSISTENT", "READ_NOISE_ADU"], _have(measured, ref_rn), reference=rnc_ref,
+                note=rnc_note),
     ]
 
 
@@ -200,9 +239,35 @@ def _flat_det(w, f, df, th, camera) -> list[pd.DataFrame]:
                     _have(scatter, mean))]
 
 
+def _detector_means(df: pd.DataFrame) -> dict[tuple, np.ndarray]:
+    """(run, exposure) -> the flat's detector means (detector-tier MEAN, else the mean of its amps)."""
+    flat = df[(df["calib_type"] == "flat") & (df["metric"] == "MEAN") & (df["detector"] >= 0)]
+    if not len(flat):
+        return {}
+    flat = flat.assign(exposure=flat["exposure"].astype("float64").fillna(-1))
+    det = flat[flat["tier"] == "detector"].groupby(["run", "exposure", "detector"])["value"].median()
+    amp = flat[flat["tier"] == "amp"].groupby(["run", "exposure", "detector"])["value"].mean()
+    means = det.combine_first(amp)
+    return {k: g.to_numpy(dtype=float) for k, g in means.groupby(level=[0, 1])}
+
+
 def _flat_exp(w, f, df, th, camera) -> list[pd.DataFrame]:
-    s = _col(w, "SCATTER")
-    return [_result(w, "SCATTER", s, th.flat_exp_scatter, s <= th.flat_exp_scatter, f, ["SCATTER"])]
+    """cp_verify's absolute EXP SCATTER (kept as its flag) beside the relative scatter (our verdict)."""
+    s_abs = _col(w, "SCATTER")
+    means = _detector_means(df)
+    runs = w.index.get_level_values("run")
+    exps = w.index.get_level_values("exposure").astype(float)
+    rel, notes = np.full(len(w), np.nan), []
+    for i, (run, exp) in enumerate(zip(runs, exps)):
+        m = means.get((run, exp))
+        m = m[np.isfinite(m)] if m is not None else np.empty(0)
+        if len(m) >= 2 and np.mean(m) != 0:
+            rel[i] = float(np.std(m) / np.mean(m))
+        notes.append(f"cp_verify tests the absolute scatter {s_abs[i]:.4g} (std of the detector means, in their "
+                     f"units: degenerate for real flats of thousands of e-) against {th.flat_exp_scatter:g}; "
+                     f"here the relative scatter, std/mean of {len(m)} detector means, is {rel[i]:.4g}")
+    return [_result(w, "SCATTER", rel, th.flat_exp_scatter, rel <= th.flat_exp_scatter, f, ["SCATTER"],
+                    present=_have(s_abs) | _have(rel), reference="relative scatter", note=np.array(notes, object))]
 
 
 def _defects(w, f, df, th, camera) -> list[pd.DataFrame]:
@@ -271,7 +336,7 @@ _SPECS = (
 
 
 def evaluate(df: pd.DataFrame, thresholds: Thresholds | None = None, *, camera=None,
-             failures_only: bool = False) -> pd.DataFrame:
+             failures_only: bool = False, ptc: pd.DataFrame | None = None) -> pd.DataFrame:
     """Re-evaluate the DMTN-101 tests on a tidy metrics table.
 
     Parameters
@@ -284,6 +349,9 @@ def evaluate(df: pd.DataFrame, thresholds: Thresholds | None = None, *, camera=N
         Camera for nominal gain / read noise / vendor (default: the table's instrument).
     failures_only
         Keep only rows that failed here or in cp_verify.
+    ptc
+        Per-amp PTC gain and read noise (``detector, amp, gain, read_noise``); default
+        the table's own PTC verification (:func:`cpmosaic.metrics.ptc.ptc_reference`).
 
     Returns
     -------
@@ -292,7 +360,10 @@ def evaluate(df: pd.DataFrame, thresholds: Thresholds | None = None, *, camera=N
         ``RESULT_COLUMNS``: ``value`` is the tested quantity, ``threshold`` its
         limit, ``passed`` this evaluation, ``cp_verify_passed`` cp_verify's flag
         (``<NA>`` where none).  Tests cp_verify flagged but cpmosaic does not
-        re-evaluate appear with ``passed`` ``<NA>``.
+        re-evaluate appear with ``passed`` ``<NA>``.  ``reference`` says which read
+        noise a test used (``ptc``, ``nominal``, ``measured``), ``disagreement`` why
+        the verdict differs from cp_verify's (empty where they agree), ``note``
+        explains a value (the read noise used, the two flat EXP SCATTER figures).
 
     Examples
     --------
@@ -300,13 +371,18 @@ def evaluate(df: pd.DataFrame, thresholds: Thresholds | None = None, *, camera=N
     >>> (res.passed == res.cp_verify_passed).all()              # doctest: +SKIP
     True
     """
+    from .ptc import ptc_reference
+
     th = thresholds or DEFAULT_THRESHOLDS
+    if ptc is None:
+        ptc = ptc_reference(df)
     parts: list[pd.DataFrame] = []
     for types, tier, fn in _SPECS:
         values, flags = _wide(df, types, tier)
         if values.empty:
             continue
-        parts.extend(part for part in fn(values, flags, df, th, camera) if len(part))
+        extra_args = (ptc,) if fn is _bias_dark else ()
+        parts.extend(part for part in fn(values, flags, df, th, camera, *extra_args) if len(part))
     # cp_verify verdicts that no re-evaluated row covers (tests cpmosaic does not
     # implement, or verdict-only rows from exposure/run Stats without statistics).
     flagged = df[df["passed"].notna() & (df["metric"] != "SUCCESS")]
@@ -319,6 +395,8 @@ def evaluate(df: pd.DataFrame, thresholds: Thresholds | None = None, *, camera=N
         extra["threshold"] = np.nan
         extra["passed"] = pd.array([pd.NA] * len(flagged), dtype="boolean")
         extra["cp_verify_passed"] = flagged["passed"].to_numpy()
+        extra["reference"] = ""
+        extra["note"] = ""
         if parts:
             keys = ["calib_type", "run", "exposure", "detector", "amp", "tier", "test"]
             done = pd.concat([p[keys] for p in parts], ignore_index=True)
@@ -332,10 +410,51 @@ def evaluate(df: pd.DataFrame, thresholds: Thresholds | None = None, *, camera=N
     for c in ("exposure", "day_obs"):
         out[c] = out[c].astype("Int64").mask(out[c] < 0)
     out["detector"] = out["detector"].astype(np.int64)
+    out["reference"] = out["reference"].fillna("").astype(object)
+    out["note"] = out["note"].fillna("").astype(object)
+    out["disagreement"] = _disagreement(out, th)
     out = out.sort_values(["calib_type", "run", "exposure", "detector", "amp", "test"], kind="stable")
     if failures_only:
         out = out[out["passed"].eq(False).fillna(False) | out["cp_verify_passed"].eq(False).fillna(False)]
     return out.reset_index(drop=True)[list(RESULT_COLUMNS)]
+
+
+#: (calib_type group, tier, test) -> the Thresholds fields behind it.
+_THRESHOLD_FIELDS = {
+    ("biasdark", "amp", "NOISE"): ("noise_tolerance",), ("biasdark", "amp", "CR_NOISE"): ("cr_noise_tolerance",),
+    ("biasdark", "amp", "READ_NOISE_CONSISTENT"): ("read_noise_consistent_tolerance",),
+    ("flat", "detector", "SCATTER"): ("flat_det_scatter",), ("flat", "exposure", "SCATTER"): ("flat_exp_scatter",),
+    ("ptc", "amp", "PTC_GAIN"): ("ptc_gain_percent",), ("ptc", "amp", "PTC_NOISE"): ("ptc_noise_percent",),
+    ("ptc", "amp", "PTC_TURNOFF"): ("ptc_turnoff_electrons",), ("ptc", "amp", "PTC_BFE_A00"): ("a00_itl", "a00_e2v"),
+    ("gain", "amp", "GAIN_FROM_FLAT_PAIR"): ("gain_percent",), ("gain", "amp", "ISR_NOISE"): ("gain_noise_percent",),
+}
+
+
+def _disagreement(res: pd.DataFrame, th: Thresholds) -> np.ndarray:
+    """Why each verdict differs from cp_verify's flag ("" where they agree or cp_verify has none)."""
+    changed = {f for f in Thresholds.__dataclass_fields__ if getattr(th, f) != getattr(DEFAULT_THRESHOLDS, f)}
+    passed, cpv = res["passed"], res["cp_verify_passed"]
+    differ = (passed.notna() & cpv.notna() & (passed != cpv)).fillna(False).to_numpy(dtype=bool)
+    missing = (passed.isna() & cpv.notna()).to_numpy(dtype=bool)
+    out = np.full(len(res), "", dtype=object)
+    for i in np.flatnonzero(differ | missing):
+        r = res.iloc[i]
+        group = "biasdark" if r["calib_type"] in ("bias", "dark") else r["calib_type"]
+        fields = [f for f in _THRESHOLD_FIELDS.get((group, r["tier"], r["test"]), ()) if f in changed]
+        if missing[i]:
+            out[i] = "value missing" if not np.isfinite(r["value"]) else "not re-evaluated"
+        elif fields:
+            out[i] = "threshold changed: " + ", ".join(
+                f"{f} {getattr(th, f)} (cp_verify {getattr(DEFAULT_THRESHOLDS, f)})" for f in fields)
+        elif r["reference"] == "relative scatter":
+            out[i] = "relative scatter: cp_verify's flat EXP SCATTER tests the absolute one"
+        elif r["reference"] == "nominal" and group == "biasdark":
+            out[i] = "nominal read noise: no PTC found, cp_verify used the PTC's"
+        elif r["reference"] == "measured":
+            out[i] = "measured read noise: no PTC or nominal value"
+        else:
+            out[i] = "unexplained"
+    return out
 
 
 def _dtype(col: str):
@@ -361,8 +480,9 @@ def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: T
         ``cp_verify_success`` (bool or None where cp_verify gave no verdicts),
         ``success`` (this re-evaluation, cp_verify's flag where a test is not
         re-evaluated), ``n_tests``, ``n_failures``, ``n_cp_verify_failures``,
-        ``agreement`` (fraction of tests with both verdicts that agree, or None)
-        and ``exposures``: a list of per (calib_type, run, exposure) dicts with
+        ``agreement`` (fraction of tests with both verdicts that agree, or None),
+        ``disagreements`` (reason -> count), ``flat_exp_scatter`` (True when the flat
+        EXP SCATTER was judged on the relative scatter) and ``exposures``: a list of per (calib_type, run, exposure) dicts with
         the same keys plus ``failures`` (``"R22_S11 C07 NOISE"`` labels).
 
     Examples
@@ -402,5 +522,9 @@ def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: T
         "n_failures": int(own.eq(False).fillna(False).sum()),
         "n_cp_verify_failures": int(res["cp_verify_passed"].eq(False).fillna(False).sum()),
         "agreement": (float((res["passed"][both] == res["cp_verify_passed"][both]).mean()) if both.any() else None),
+        "disagreements": ({str(k): int(v) for k, v in res.loc[res["disagreement"] != "", "disagreement"]
+                          .value_counts().items()} if "disagreement" in res.columns else {}),
+        "flat_exp_scatter": bool(((res["calib_type"] == "flat") & (res["tier"] == "exposure")
+                                  & (res["test"] == "SCATTER")).any()),
         "exposures": per,
     }

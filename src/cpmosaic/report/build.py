@@ -247,7 +247,8 @@ def _order(item) -> tuple:
     return (item.calib_type, 0 if item.tier == "amp" else 1, item.metric)
 
 
-def _calib_sections(w: _Writer, items, tests, df, results, diff, df_b, labels, camera) -> None:
+def _calib_sections(w: _Writer, items, tests, df, results, diff, df_b, labels, camera,
+                    color_range: str = "focal_plane") -> None:
     from .plots import (comparison_plots, metric_heatmap, metric_histogram_plot, select, test_histogram, test_info,
                         test_only_info)
 
@@ -258,7 +259,7 @@ def _calib_sections(w: _Writer, items, tests, df, results, diff, df_b, labels, c
         sec, page = f"calib:{item.calib_type}", item.calib_type
         meta = dict(calib_type=item.calib_type, tier=item.tier, metric=item.metric)
         title = f"{item.calib_type} calibration: every metric"
-        heat = metric_heatmap(rows, item, camera=camera)
+        heat = metric_heatmap(rows, item, camera=camera, color_range=color_range)
         w.png(heat, f"{item.slug}-heatmap", section=sec, kind="heatmap", title=f"{item.calib_type} {item.label}",
               page=page, tab=item.label, **meta)
         hist = metric_histogram_plot(rows, item, info, rows_b=rows_b if rows_b is not None and len(rows_b) else None,
@@ -283,7 +284,7 @@ def _calib_sections(w: _Writer, items, tests, df, results, diff, df_b, labels, c
     for item, rows in tests:  # tests of a quantity that is no metric: its heat map and histogram
         sec, page = f"calib:{item.calib_type}", item.calib_type
         meta = dict(calib_type=item.calib_type, tier=item.tier, metric=item.metric)
-        heat = metric_heatmap(rows, item, camera=camera)
+        heat = metric_heatmap(rows, item, camera=camera, color_range=color_range)
         w.png(heat, f"{item.slug}-heatmap", section=sec, kind="heatmap", title=f"{item.calib_type} {item.label} test",
               page=page, tab=item.label, **meta)
         th = test_histogram(item, test_only_info(rows))
@@ -299,7 +300,7 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
                  calib_types: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
                  camera=None, labels: tuple[str, str] | None = None, title: str | None = None,
                  interactive: bool = True, z: float = 5.0, history_window: int = 10, note: str | None = None,
-                 progress: bool | None = None) -> ReportResult:
+                 progress: bool | None = None, color_range: str = "focal_plane") -> ReportResult:
     """Write every plot of a calibration, the tables and the pass/fail summary under *out_dir*.
 
     Parameters
@@ -332,6 +333,10 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
         Outlier threshold in robust sigmas.
     note
         A line under the title (where the data came from, when the source is a table).
+    color_range
+        Heat-map colour ranges: ``"focal_plane"`` (one median +- 4 sigma_MAD for every amp)
+        or ``"sensor_type"`` (each sensor type its own, so a vendor step does not saturate
+        half the focal plane); see :func:`cpmosaic.viz.focal_plane_heatmap`.
 
     Returns
     -------
@@ -339,11 +344,14 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
     """
     from .. import progress as prog
     from ..metrics import compare_metrics, comparison_summary, evaluate, find_outliers, summary
+    from ..metrics.ptc import find_ptc
     from ..viz.heatmap import resolve_camera
     from . import page
     from .plots import (coupled_pairs, coupled_scatter, image_difference_heatmap, mosaic_plots, plot_items,
                         test_only_items, trend_plot)
 
+    if color_range not in ("focal_plane", "sensor_type"):
+        raise ValueError(f"color_range must be 'focal_plane' or 'sensor_type', not {color_range!r}")
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     out = Path(out_dir)
@@ -364,10 +372,19 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
     t = lap("load", t)
     # Tests, verdicts and tables cover the whole calibration; a choice of calib types or
     # metrics narrows the plots only (a test may need metrics that are not drawn).
-    results = evaluate(df, camera=cam)
+    ptc, ptc_where = find_ptc(None if isinstance(source, pd.DataFrame) else source, collections, df, camera=cam)
+    results = evaluate(df, camera=cam, ptc=ptc)
     summ = summary(df, results)
-    failures = results[results["passed"].eq(False).fillna(False) | results["cp_verify_passed"].eq(False).fillna(False)]
-    outliers = find_outliers(df, z=z)
+    summ["ptc"] = ptc_where
+    failures = results[results["passed"].eq(False).fillna(False) | results["cp_verify_passed"].eq(False).fillna(False)
+                       | results["disagreement"].ne("")]
+    hist = alerts = validity = None
+    recs: list[dict] = []
+    if history is not None:  # first: its drift and jump alerts are outlier findings too
+        t = lap("evaluate", t)
+        hist, alerts, validity, recs = _history(history, history_window)
+        t = lap("history", t)
+    outliers = find_outliers(df, z=z, camera=cam, alerts=alerts)
     df, df_b = _keep(df, calib_types, metrics), _keep(df_b, calib_types, metrics)
     if not len(df):
         from ..errors import InputError
@@ -377,11 +394,6 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
     diff = compare_metrics(df, df_b) if df_b is not None else None
     cmp_summary = comparison_summary(diff) if diff is not None else None
     t = lap("evaluate", t)
-    hist = alerts = validity = None
-    recs: list[dict] = []
-    if history is not None:
-        hist, alerts, validity, recs = _history(history, history_window)
-        t = lap("history", t)
     stores = []
     for s in mosaics:
         from ..viz.mosaic_view import open_store
@@ -402,7 +414,7 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
                + len(stores)) if interactive else 0
     with prog.bar(n_steps + n_pages, desc="report", progress=progress, unit="step") as bar:
         w = _Writer(out, interactive, bar)
-        _calib_sections(w, items, tests, df, results, diff, df_b, labels, cam)
+        _calib_sections(w, items, tests, df, results, diff, df_b, labels, cam, color_range)
         for ct, x, y, ref in pairs:
             sc = coupled_scatter(df, ct, x, y, ref, camera=cam)
             key = f"scatter-{ct}-{y}-{x}"

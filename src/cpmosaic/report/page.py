@@ -17,7 +17,18 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-__all__ = ["write_interactive", "write_tables", "write_index", "TAB_SCRIPT"]
+__all__ = ["FINDING_TABLE", "TOP_FINDINGS", "write_interactive", "write_tables", "write_index", "TAB_SCRIPT"]
+
+#: Columns of the outlier findings as the report shows them (the CSV has every column).
+FINDING_TABLE = ("rank", "finding", "detector_name", "amp", "n_amps", "sensor_type", "calib_type", "metric", "value",
+                 "z", "severity", "kind", "metrics", "reason")
+#: Findings shown on the index page; the rest are counted and linked.
+TOP_FINDINGS = 10
+#: Why the flat EXP SCATTER verdicts differ (shown wherever that test appears).
+EXP_SCATTER_NOTE = ("Flat EXP SCATTER: cp_verify tests the absolute standard deviation of the detector means "
+                    "(in their units: thousands of electrons for a flat) against 0.05, so real flats always fail "
+                    "it. The re-evaluation tests the relative scatter (standard deviation / mean of the same "
+                    "detector means) against 0.05, and keeps cp_verify's flag beside it.")
 
 #: Selects the tab named in the URL fragment (``bias.html#NOISE``) once BokehJS has
 #: built the document; tab titles are the labels the index links to.
@@ -87,7 +98,7 @@ def write_interactive(path: Path, tabs: Sequence[tuple[str, object]], title: str
 def write_tables(out: Path, *, failures: pd.DataFrame, outliers: pd.DataFrame, alerts: pd.DataFrame | None,
                  validity: pd.DataFrame | None) -> dict[str, dict]:
     """Failures, outliers, alerts (and validity ranges) as sortable HTML pages and CSV files."""
-    from ..viz import failures_table_html, html_document, outliers_table_html, table_html
+    from ..viz import failures_table_html, html_document, table_html
 
     made: dict[str, dict] = {}
 
@@ -98,7 +109,8 @@ def write_tables(out: Path, *, failures: pd.DataFrame, outliers: pd.DataFrame, a
         made[name] = {"html": f"{name}.html", "csv": f"{name}.csv", "n": int(len(frame)), "title": title}
 
     one("failures", failures, failures_table_html(failures, title=f"Failures ({len(failures)})"), "Failures")
-    one("outliers", outliers, outliers_table_html(outliers, title=f"Outliers ({len(outliers)})"), "Outliers")
+    one("outliers", outliers, _findings_intro() + table_html(
+        outliers, columns=FINDING_TABLE, title=f"Outlier findings ({len(outliers)}), by severity"), "Outliers")
     if alerts is not None:
         frag = table_html(alerts, title=f"Drift and jump alerts ({len(alerts)})")
         if validity is not None:
@@ -109,6 +121,29 @@ def write_tables(out: Path, *, failures: pd.DataFrame, outliers: pd.DataFrame, a
 
 def _e(v) -> str:
     return html.escape(str(v))
+
+
+def _findings_intro() -> str:
+    return ("<p>One finding per cause: each value is compared with its population (same calibration, "
+            "exposure, metric and sensor type: E2V, ITL, ITL guider, ITL wavefront) and with its amp's "
+            "own history; a detector with half its amps off is one entry, an amp one entry listing its "
+            "metrics; drift and jump alerts of the history join them. Severity is the largest |z| of a "
+            "finding's values; amps the camera already lists as noisy come last.</p>")
+
+
+def _verdict_notes(summ: dict) -> list[str]:
+    """Where the re-evaluation's verdicts come from, and why they differ from cp_verify's."""
+    ptc = summ.get("ptc")
+    out = ["<ul class='recs'>",
+           "<li>Read noise and gain for NOISE and READ_NOISE_CONSISTENT: " + (_e(ptc) if ptc else
+           "<b>no PTC in the source</b>: the camera's nominal values (cp_verify used the PTC's, which its "
+           "outputs do not carry, so some verdicts may differ).") + "</li>"]
+    for reason, n in (summ.get("disagreements") or {}).items():
+        out.append(f"<li>{n} verdict(s) differ from cp_verify's: {_e(reason)}</li>")
+    if summ.get("flat_exp_scatter"):
+        out.append(f"<li>{_e(EXP_SCATTER_NOTE)}</li>")
+    out.append("</ul>")
+    return out
 
 
 def _verdict(label: str, ok) -> str:
@@ -137,6 +172,7 @@ def _summary_html(summ: dict, n_outliers: int, tables: dict) -> list[str]:
                + (f", verdicts agree on {100 * agree:.1f}%" if agree is not None else "")
                + f"; <a href='{tables['failures']['html']}'>failures</a> ({tables['failures']['n']}), "
                f"<a href='{tables['outliers']['html']}'>outliers</a> ({n_outliers}).</p>")
+    out += _verdict_notes(summ)
     per = pd.DataFrame(summ.get("exposures", []))
     if len(per):
         per["failures"] = per["failures"].map(lambda f: ", ".join(f[:5]) + (f" (+{len(f) - 5})" if len(f) > 5 else ""))
@@ -148,7 +184,7 @@ def write_index(result, *, title: str, source, collections, against, labels: tup
                 failures: pd.DataFrame, outliers: pd.DataFrame, validity: pd.DataFrame | None, items,
                 camera: str, note: str | None = None) -> Path:
     """The report's front page: summary, alerts and recommendations, every figure, tables."""
-    from ..viz import failures_table_html, outliers_table_html, table_html
+    from ..viz import failures_table_html, table_html
 
     figs = result.figures
     calib_types = list(dict.fromkeys(i.calib_type for i in items))
@@ -175,6 +211,18 @@ def write_index(result, *, title: str, source, collections, against, labels: tup
          "<nav><a href='#summary'>Summary</a>" + "".join(f"<a href='#{k}'>{_e(n)}</a>" for k, n in sections) + "</nav>",
          "<h2 id='summary'>Summary</h2>"]
     p += _summary_html(result.summary, result.n_outliers, tables)
+    p.append("<h3 id='findings'>Outlier findings</h3>")
+    if len(outliers):
+        rest = len(outliers) - min(len(outliers), TOP_FINDINGS)
+        p.append(_findings_intro())
+        p.append(table_html(outliers.head(TOP_FINDINGS), columns=FINDING_TABLE,
+                            title=f"Top {min(len(outliers), TOP_FINDINGS)} of {len(outliers)} findings",
+                            include_assets=False))
+        if rest:
+            p.append(f"<p>and {rest} more: <a href='{tables['outliers']['html']}'>all findings</a> "
+                     f"(<a href='{tables['outliers']['csv']}'>csv</a>).</p>")
+    else:
+        p.append("<p>No outliers.</p>")
     if result.problems:
         p.append(f"<p class='fail verdict'>{len(result.problems)} input(s) could not be read</p>")
         p.append(table_html(pd.DataFrame(result.problems), max_rows=50, include_assets=False))
@@ -220,8 +268,8 @@ def write_index(result, *, title: str, source, collections, against, labels: tup
         p.append(f"<li><a href='{t['html']}'>{_e(t['title'])}</a> ({t['n']} rows, <a href='{t['csv']}'>csv</a>)</li>")
     p.append("<li><a href='summary.json'>summary.json</a> · <a href='figures.json'>figures.json</a></li></ul>")
     p.append(failures_table_html(failures, title=f"Failures (first 50 of {len(failures)})", max_rows=50))
-    p.append(outliers_table_html(outliers, title=f"Outliers (first 50 of {len(outliers)})", max_rows=50,
-                                 include_assets=False))
+    p.append(table_html(outliers, columns=FINDING_TABLE, title=f"Outlier findings (first 50 of {len(outliers)})",
+                        max_rows=50, include_assets=False))
     p.append("</body></html>\n")
     result.index.write_text("\n".join(p), encoding="utf-8")
     return result.index

@@ -169,12 +169,13 @@ def test_only_info(rows: pd.DataFrame) -> TestInfo:
                     int(rows["passed"].eq(False).fillna(False).sum()))
 
 
-def metric_heatmap(rows: pd.DataFrame, item: PlotItem, *, camera=None, width: int = 700):
+def metric_heatmap(rows: pd.DataFrame, item: PlotItem, *, camera=None, width: int = 700,
+                   color_range: str = "focal_plane"):
     """Focal-plane heat map of one item (failing amps outlined from the table's flags)."""
     from ..viz import focal_plane_heatmap
 
     return focal_plane_heatmap(rows, item.metric, camera=camera, calib_type=item.calib_type, width=width,
-                               title=f"{item.calib_type} {item.label}")
+                               title=f"{item.calib_type} {item.label}", color_range=color_range)
 
 
 def metric_histogram_plot(rows: pd.DataFrame, item: PlotItem, info: TestInfo | None, *,

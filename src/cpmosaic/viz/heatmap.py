@@ -27,7 +27,7 @@ from . import style
 
 log = logging.getLogger(__name__)
 
-__all__ = ["amp_geometry", "amp_values", "focal_plane_heatmap", "resolve_camera"]
+__all__ = ["amp_geometry", "amp_values", "focal_plane_heatmap", "resolve_camera", "sensor_type_z"]
 
 _GEOMETRY_CACHE: dict[int, tuple[object, pd.DataFrame]] = {}
 
@@ -188,12 +188,35 @@ def _amp_element(hv, table: pd.DataFrame, vdims: list, group: str):
     return hv.Polygons(polys, kdims=["x", "y"], vdims=vdims, group=group)
 
 
+def sensor_type_z(values, sensor_types, log: bool = False) -> np.ndarray:
+    """Robust z of each value within its sensor type (:func:`cpmosaic.robust.robust_z`).
+
+    The shade of a per-sensor-type colour range: median +- 4 sigma_MAD of each type maps
+    to -4 .. 4.  With ``log`` the z is of log10 of the positive values.
+
+    >>> sensor_type_z([1.0, 2.0, 3.0, 10.0, 20.0, 30.0], ["E2V"] * 3 + ["ITL"] * 3).round(3).tolist()
+    [-0.674, 0.0, 0.674, -0.674, 0.0, 0.674]
+    """
+    from ..robust import robust_z
+
+    v = np.asarray(values, dtype=float)
+    if log:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v = np.where(v > 0, np.log10(v), np.nan)
+    types = np.asarray(sensor_types, dtype=object)
+    out = np.full(v.shape, np.nan)
+    for t in pd.unique(types):
+        sel = types == t
+        out[sel] = robust_z(v[sel])
+    return out
+
+
 def focal_plane_heatmap(df: pd.DataFrame, metric: str, *, camera=None, calib_type: str | None = None,
                         exposure=None, log: bool = False, clim: tuple[float, float] | None = None,
                         failing=None, side_histogram: bool = False, title: str | None = None,
                         cmap: str | None = None, symmetric: bool = False, labels: str = "both",
                         width: int = 700, value_label: str | None = None, fill_alpha: float = 1.0,
-                        colorbar: bool = True):
+                        colorbar: bool = True, color_range: str = "focal_plane"):
     """Focal-plane heat map of one metric, every amp a polygon in focal-plane mm.
 
     Parameters
@@ -210,7 +233,13 @@ def focal_plane_heatmap(df: pd.DataFrame, metric: str, *, camera=None, calib_typ
     log
         Logarithmic colour scale (the default range is then computed in log10).
     clim
-        Colour range; default median +- 4 sigma_MAD (``symmetric=True``: centred on 0).
+        Colour range; default median +- 4 sigma_MAD (``symmetric=True``: centred on 0), the
+        statistics of :mod:`cpmosaic.robust`.
+    color_range
+        ``"focal_plane"``: one colour range for every amp; ``"sensor_type"``: each sensor
+        type (E2V, ITL, ITL_G, ITL_WF) scaled to its own median +- 4 sigma_MAD, so a vendor
+        step does not saturate half the focal plane; the colour is then the robust z within
+        the amp's sensor type (the hover still shows the value).
     failing
         ``None``: outline amps with ``passed == False``; a failures table (``detector``,
         ``amp``, optionally ``passed`` and ``metric``/``test``: rows of this metric when any,
@@ -237,17 +266,25 @@ def focal_plane_heatmap(df: pd.DataFrame, metric: str, *, camera=None, calib_typ
     table = amp_values(df, metric, camera=cam, calib_type=calib_type, exposure=exposure, failing=failing)
     have = table[table["value"].notna()]
     miss = table[table["value"].isna()]
+    if color_range not in ("focal_plane", "sensor_type"):
+        raise ValueError(f"color_range must be 'focal_plane' or 'sensor_type', not {color_range!r}")
+    label = value_label or metric
+    shade_by, clabel = "value", label
+    if color_range == "sensor_type":
+        have = have.assign(shade=sensor_type_z(have["value"], have["physical_type"], log=log))
+        shade_by, clabel, log = "shade", f"{label}: sigma from its sensor type's median", False
+        clim = clim if clim is not None else (-4.0, 4.0)
     if clim is None:
         clim = style.symmetric_range(have["value"]) if symmetric else style.robust_range(have["value"], log=log)
-    cmap = cmap or (style.DIVERGING_CMAP if symmetric else style.DEFAULT_CMAP)
-    label = value_label or metric
+    cmap = cmap or (style.DIVERGING_CMAP if symmetric or color_range == "sensor_type" else style.DEFAULT_CMAP)
     value_dim = hv.Dimension("value", label=label)
-    vdims = [value_dim, "detector_name", "amp", "detector", "physical_type", "n"]
+    vdims = [value_dim, "detector_name", "amp", "detector", "physical_type", "n"] + (
+        ["shade"] if shade_by == "shade" else [])
     tips = [("detector", "@detector_name (@detector)"), ("amp", "@amp"), (label, "@value{0.[0000]}"),
             ("vendor", "@physical_type"), ("rows", "@n")]
     amps = _amp_element(hv, have, vdims, "Amps").opts(
-        color="value", cmap=cmap, clim=tuple(map(float, clim)), logz=log, colorbar=colorbar,
-        clabel=label, line_color=None, fill_alpha=fill_alpha, tools=["hover"], hover_tooltips=tips)
+        color=shade_by, cmap=cmap, clim=tuple(map(float, clim)), logz=log, colorbar=colorbar,
+        clabel=clabel, line_color=None, fill_alpha=fill_alpha, tools=["hover"], hover_tooltips=tips)
     missing = _amp_element(hv, miss, ["detector_name", "amp", "detector"], "Missing").opts(
         color=style.MISSING_COLOR, line_color=None, fill_alpha=fill_alpha, tools=["hover"],
         hover_tooltips=[("detector", "@detector_name (@detector)"), ("amp", "@amp"), (label, "no data")])

@@ -15,6 +15,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .. import robust as _robust
+
 __all__ = [
     "MAD_TO_SIGMA",
     "DEFAULT_CMAP",
@@ -41,8 +43,9 @@ __all__ = [
     "draw_axes",
 ]
 
-#: sigma = 1.4826 * MAD for a normal distribution (what analysis_tools uses).
-MAD_TO_SIGMA = 1.4826
+#: sigma = MAD_TO_SIGMA * MAD for a normal distribution (what analysis_tools uses); one value,
+#: in :mod:`cpmosaic.robust`.
+MAD_TO_SIGMA = _robust.MAD_TO_SIGMA
 DEFAULT_CMAP = "viridis"
 #: Diverging, centred on 0 for differences (colorcet's perceptually uniform coolwarm).
 DIVERGING_CMAP = "coolwarm"
@@ -76,14 +79,8 @@ def holoviews():
     return hv
 
 
-def _finite(values, positive: bool = False) -> np.ndarray:
-    a = np.asarray(values, dtype=float).ravel()
-    keep = np.isfinite(a) & (a > 0 if positive else True)
-    return a[keep]
-
-
 def robust_range(values, nsigma: float = 4.0, log: bool = False) -> tuple[float, float]:
-    """Colour range median +- *nsigma* sigma_MAD (sigma_MAD = 1.4826 MAD).
+    """Colour range median +- *nsigma* sigma_MAD, clipped to the data (:func:`cpmosaic.robust.color_range`).
 
     With ``log=True`` the range is computed on log10 of the positive values and
     returned in data units.  A constant or empty input still gives a non-empty range.
@@ -91,39 +88,16 @@ def robust_range(values, nsigma: float = 4.0, log: bool = False) -> tuple[float,
     >>> robust_range([1.0, 1.0, 1.0])
     (0.99, 1.01)
     """
-    a = _finite(values, positive=log)
-    if a.size == 0:
-        return (1.0, 10.0) if log else (0.0, 1.0)
-    if log:
-        a = np.log10(a)
-    med = np.median(a)
-    sigma = MAD_TO_SIGMA * np.median(np.abs(a - med))
-    lo, hi = med - nsigma * sigma, med + nsigma * sigma
-    # Clip to the data so a tight distribution does not waste colours beyond it.
-    lo, hi = max(lo, a.min()), min(hi, a.max())
-    if not hi > lo:
-        half = 0.01 * abs(med) if med != 0 else 1.0
-        lo, hi = med - half, med + half
-    if log:
-        return float(10.0**lo), float(10.0**hi)
-    return float(lo), float(hi)
+    return _robust.color_range(values, nsigma=nsigma, log=log)
 
 
 def symmetric_range(values, nsigma: float = 4.0) -> tuple[float, float]:
-    """A range centred on 0 that holds median +- *nsigma* sigma_MAD (for differences).
+    """A range centred on 0 that holds median +- *nsigma* sigma_MAD (:func:`cpmosaic.robust.symmetric_range`).
 
     >>> symmetric_range([0.0, 0.0])
     (-1.0, 1.0)
     """
-    a = _finite(values)
-    if a.size == 0:
-        return (-1.0, 1.0)
-    med = np.median(a)
-    sigma = MAD_TO_SIGMA * np.median(np.abs(a - med))
-    half = abs(med) + nsigma * sigma
-    if not half > 0:
-        half = float(np.abs(a).max()) or 1.0
-    return (-float(half), float(half))
+    return _robust.symmetric_range(values, nsigma=nsigma)
 
 
 def category_colors(categories: Iterable) -> dict:
