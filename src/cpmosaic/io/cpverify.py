@@ -4,19 +4,42 @@ cp_verify writes, per calibration type ``X`` and tier, a Stats dictionary
 (``verifyXDetStats``, ``verifyXExpStats``, ``verifyXStats``) and a Results table
 (``verifyXDetResults``, ...).  This module turns one product into a *chunk*: a
 dict of equal-length numpy arrays in the long form of the tidy metrics table,
-plus the scalars that hold for the whole product.  ``cpmosaic.io.butler`` finds
-the products (in a directory tree laid out as a Butler datastore, or in a Butler
-repository); ``cpmosaic.metrics.table`` resolves detectors with the camera,
+plus the scalars that hold for the whole product.  ``cpmosaic.io.cpverify_tree``
+finds the products in a directory tree, ``cpmosaic.io.butler`` in a Butler
+repository; ``cpmosaic.metrics.table`` resolves detectors with the camera,
 merges chunks and removes duplicates.
 
-Chunk arrays: ``exposure`` (int64, -1 = none), ``detector`` (int64: the id,
--1 = exposure-wide row, -2 = given by name only), ``detector_name`` (object,
-``None`` when unknown), ``amp``, ``tier``, ``metric`` (object), ``value``,
-``passed`` (float64: 1, 0 or NaN) and ``mjd`` (float64).
+Chunk arrays: ``exposure`` (int64, :data:`NO_EXPOSURE` = none), ``detector``
+(int64: the id, :data:`EXPOSURE_WIDE` = a row about the whole exposure,
+:data:`BY_NAME` = given by name only), ``detector_name`` (object, ``None`` when
+unknown), ``amp``, ``tier``, ``metric`` (object), ``value``, ``passed``
+(float64: 1, 0 or NaN) and ``mjd`` (float64).
+
+How cp_verify's code writes these products (docs/CPVERIFY.md has the sources):
+
+* columns ``{STAGE}_{stat}`` hold values, ``{STAGE}_[DET_]VERIFY_{test}``
+  verdicts (never values); the stage prefix is the task's ``stageName``, in
+  upper case for the per-detector tasks and ``flat`` for the flat exposure merge;
+* the flat exposure merge appends ONE row (``flat_SCATTER``,
+  ``flat_VERIFY_SCATTER``, no amplifier, ``detector`` = the first input
+  detector): the exposure-level SCATTER, read here as an ``exposure``-tier row;
+* linearity (``verifyLinearizer*``) writes its verdicts as boolean
+  ``LINEARITY_{test}`` columns without ``VERIFY``: a boolean column is a verdict.
+
+Values of the wrong type are never turned into NaN silently: a file whose
+identifying columns have the wrong type raises :class:`InputError`; a value
+column or YAML entry of the wrong type is skipped with a warning naming the
+file and the column (key), and added to the caller's *problems* list.  A NaN
+value is "not measured": it is kept, and its cp_verify verdict is never read
+as a pass.
 
 >>> info = parse_dataset_type("verifyFlatDetResults")
 >>> info.calib_type, info.tier, info.kind
 ('flat', 'detector', 'Results')
+>>> parse_dataset_type("verifyLinearizerResults").calib_type
+'linearity'
+>>> parse_dataset_type("verifyDefectsIndividualExpStats").calib_type
+'defects'
 """
 
 from __future__ import annotations
@@ -35,8 +58,9 @@ from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CALIB_TYPES", "CHUNK_KEYS", "DatasetTypeInfo", "parse_dataset_type", "read_results_table",
-           "read_stats_yaml", "results_to_chunk", "stats_to_chunk"]
+__all__ = ["BY_NAME", "CALIB_TYPES", "CHUNK_KEYS", "EXPOSURE_WIDE", "NO_EXPOSURE", "DatasetTypeInfo",
+           "day_obs_of_exposure", "parse_dataset_type", "read_results_table", "read_stats_yaml", "results_to_chunk",
+           "stats_to_chunk"]
 
 #: cp_verify's calibration names (as in dataset type names) -> tidy calib_type.
 CALIB_TYPES: dict[str, str] = {
@@ -44,8 +68,19 @@ CALIB_TYPES: dict[str, str] = {
     "Crosstalk": "crosstalk", "Linearity": "linearity", "Ptc": "ptc", "Gain": "gain", "Bfk": "bfk",
     "Cti": "cti",
 }
+#: Dataset-type stems that name a calibration type other than their own lower case
+#: (cp_verify's pipelines: verifyLinearizer.yaml, verifyDefectsIndividual.yaml).
+_CALIB_STEMS = (("DefectsIndividual", "defects"), ("DefectsPostsFlat", "defects"), ("Linearizer", "linearity"),
+                ("GainFromFlatPairs", "gain"))
 CHUNK_KEYS = ("exposure", "detector", "detector_name", "amp", "tier", "metric", "value", "passed", "mjd")
-NO_EXPOSURE, EXPOSURE_WIDE, BY_NAME = -1, -1, -2
+#: ``exposure`` of rows with no exposure (run- or calibration-level products).
+NO_EXPOSURE = -1
+#: ``detector`` of rows that describe a whole exposure (flat EXP SCATTER, SUCCESS).
+EXPOSURE_WIDE = -1
+#: ``detector`` of rows that name their detector only (resolved with the camera later).
+BY_NAME = -2
+#: The smallest exposure id of the ``{day_obs}{seq_num:05d}`` form (day_obs >= 1e7).
+DAYOBS_EXPOSURE_MIN = 10**12
 
 _DATASET_RE = re.compile(r"^verify(?P<type>[A-Z][A-Za-z]*?)(?P<tier>Det|Exp)?(?P<kind>Stats|Results|Matrix)$")
 _DET_NAME_RE = re.compile(r"R[0-9X]{2}_S(?:\d\d|[GW]\d)")
@@ -88,10 +123,44 @@ def parse_dataset_type(name: str) -> DatasetTypeInfo | None:
     if not m:
         return None
     raw = m["type"]
-    calib = CALIB_TYPES.get(raw, raw.lower())
     if raw.endswith("Isr") or "Residual" in raw:
         return None
+    calib = CALIB_TYPES.get(raw) or next((c for stem, c in _CALIB_STEMS if raw.startswith(stem)), raw.lower())
     return DatasetTypeInfo(name, calib, _TIERS[m["tier"]], m["kind"])
+
+
+def day_obs_of_exposure(exposure: int) -> int | None:
+    """The day_obs an obs_lsst exposure id encodes; None for ids of another form.
+
+    obs_lsst (``translators/lsst.py``) builds ids as ``{day_obs}{seq:05d}`` with
+    1000 added to the year per controller code after "O" (C, H, P, Q, S).
+
+    >>> day_obs_of_exposure(2025061800123), day_obs_of_exposure(3019031900001)
+    (20250618, 20190319)
+    >>> day_obs_of_exposure(42) is None
+    True
+    """
+    if exposure < DAYOBS_EXPOSURE_MIN:
+        return None
+    day = int(exposure) // 100000
+    year = day // 10000
+    year -= 1000 * max(0, (year - 2000) // 1000)
+    return year * 10000 + day % 10000
+
+
+def _problem(problems: list | None, source: str | None, text: str) -> None:
+    """Warn about one bad column or key (the rest of the input is still read) and record it."""
+    log.warning("%s: %s", source or "cp_verify output", text)
+    if problems is not None:
+        problems.append({"source": source or "cp_verify output", "problem": text})
+
+
+#: Keys and columns that legitimately hold text (e.g. LINEARITY_LINEARITY_TYPE).
+_TEXT_SUFFIXES = ("TYPE", "NAME", "UNIT", "UNITS", "FILTER", "BAND")
+
+
+def _is_text_name(name: str) -> bool:
+    return str(name).upper().endswith(_TEXT_SUFFIXES)
 
 
 # -- Stats YAML --------------------------------------------------------------------------
@@ -140,6 +209,29 @@ def _scalar(v: Any) -> float | None:
     return None
 
 
+class _Checker:
+    """Type checks of Stats values: numbers pass, text where numbers belong is a problem."""
+
+    def __init__(self, source: str | None, problems: list | None) -> None:
+        self.source, self.problems = source, problems
+
+    def number(self, v: Any, key: str) -> float | None:
+        """A statistic as float; NaN for null ("not measured"); None to skip it."""
+        if v is None:
+            return math.nan
+        if (x := _scalar(v)) is not None:
+            return x
+        if isinstance(v, str) and not _is_text_name(key.rsplit(".", 1)[-1]):
+            _problem(self.problems, self.source, f"key {key} holds {v!r}, not a number")
+        return None  # lists (profiles), dicts, text such as LINEARITY_TYPE
+
+    def verdict(self, v: Any, key: str) -> bool | None:
+        if isinstance(v, (bool, np.bool_)):
+            return bool(v)
+        _problem(self.problems, self.source, f"key {key} holds {v!r}, not a verdict (true/false)")
+        return None
+
+
 class _Rows:
     """Row accumulator for the (small) Stats dictionaries."""
 
@@ -155,6 +247,8 @@ class _Rows:
         c["tier"].append(tier)
         c["metric"].append(str(metric).replace(" ", "_"))
         c["value"].append(math.nan if value is None else value)
+        if value is not None and math.isnan(value) and passed:
+            passed = None  # a value not measured never passes
         c["passed"].append(math.nan if passed is None else float(bool(passed)))
         c["mjd"].append(math.nan if mjd is None else float(mjd))
 
@@ -188,7 +282,8 @@ def _parse_failure(text: str) -> tuple[str | None, str, str]:
 
 
 def stats_to_chunk(doc: dict, info: DatasetTypeInfo, *, exposure: int | None = None,
-                   detector: int | str | None = None) -> dict[str, np.ndarray]:
+                   detector: int | str | None = None, source: str | None = None,
+                   problems: list | None = None) -> dict[str, np.ndarray]:
     """Long-form rows of one Stats dictionary (any tier).
 
     Detector tier: ``AMP`` {amp: {stat: v}} and ``METADATA`` {stat: {amp: v}} give
@@ -196,23 +291,30 @@ def stats_to_chunk(doc: dict, info: DatasetTypeInfo, *, exposure: int | None = N
     Exposure and run tiers hold verdicts: per detector (or exposure) ``SUCCESS``
     rows (value 1/0) and one row per entry of ``FAILURES`` (value NaN, passed
     False); statistics under ``EXP`` become exposure-wide rows (detector -1).
+    A value that is text where a number belongs, or a verdict that is not a
+    boolean, is skipped with a warning naming *source* and the key, and added
+    to *problems*.
     """
     rows = _Rows()
+    check = _Checker(source, problems)
     mjd = _scalar((doc.get("ISR") or {}).get("MJD")) if isinstance(doc.get("ISR"), dict) else None
     if info.tier == "detector":
-        _detector_stats(doc, rows, exposure, detector, mjd)
+        _detector_stats(doc, rows, exposure, detector, mjd, check)
     else:
-        _verdict_stats(doc, rows, info, exposure, detector, mjd)
+        _verdict_stats(doc, rows, info, exposure, detector, mjd, check)
     return rows.chunk()
 
 
-def _detector_stats(doc: dict, rows: _Rows, exposure, detector, mjd) -> None:
+def _detector_stats(doc: dict, rows: _Rows, exposure, detector, mjd, check: _Checker) -> None:
     det_id, det_name = _det_fields(detector)
     verify = doc.get("VERIFY") if isinstance(doc.get("VERIFY"), dict) else {}
     amp_verify = verify.get("AMP") if isinstance(verify.get("AMP"), dict) else {}
     det_verify = {k: v for k, v in (verify.get("DET") or {}).items()} if isinstance(verify.get("DET"), dict) else {}
     # Some tasks (ptc, gain) put detector-level verdicts at the top of VERIFY.
     det_verify.update({k: v for k, v in verify.items() if k not in ("AMP", "DET", "EXP") and isinstance(v, bool)})
+    det_verify = {k: f for k, v in det_verify.items() if (f := check.verdict(v, f"VERIFY.DET.{k}")) is not None}
+    amp_verify = {str(amp): {t: f for t, v in tests.items() if (f := check.verdict(v, f"VERIFY.AMP.{amp}.{t}")) is not None}
+                  for amp, tests in amp_verify.items() if isinstance(tests, dict)}
     seen_amp: dict[str, set] = {}
     seen_det: set = set()
     amp_values: dict[tuple[str, str], float] = {}
@@ -224,13 +326,13 @@ def _detector_stats(doc: dict, rows: _Rows, exposure, detector, mjd) -> None:
             if isinstance(val, dict):
                 if section == "AMP":  # {amp: {stat: v}}
                     for stat, v in val.items():
-                        if (x := _scalar(v)) is not None:
+                        if (x := check.number(v, f"AMP.{key}.{stat}")) is not None:
                             amp_values[(str(key), str(stat))] = x
                 else:  # METADATA / CATALOG: {stat: {amp: v}}
                     for amp, v in val.items():
-                        if (x := _scalar(v)) is not None:
+                        if (x := check.number(v, f"{section}.{key}.{amp}")) is not None:
                             amp_values.setdefault((str(amp), str(key)), x)
-            elif (x := _scalar(val)) is not None:
+            elif (x := check.number(val, f"{section}.{key}")) is not None:
                 det_values.setdefault(str(key), x)
     names = {m for _, m in amp_values}
     for (amp, metric), x in amp_values.items():
@@ -254,13 +356,13 @@ def _detector_stats(doc: dict, rows: _Rows, exposure, detector, mjd) -> None:
             rows.add(exposure, det_id, det_name, "", "detector", test, None, flag, mjd)
 
 
-def _verdict_stats(doc: dict, rows: _Rows, info: DatasetTypeInfo, exposure, detector, mjd) -> None:
+def _verdict_stats(doc: dict, rows: _Rows, info: DatasetTypeInfo, exposure, detector, mjd, check: _Checker) -> None:
     verify = doc.get("VERIFY") if isinstance(doc.get("VERIFY"), dict) else {}
     exp_verify = verify.get("EXP") if isinstance(verify.get("EXP"), dict) else {}
 
     def add_exposure_level(exp, body: dict) -> None:
         for stat, v in (body.get("EXP") or {}).items() if isinstance(body.get("EXP"), dict) else ():
-            if (x := _scalar(v)) is not None:
+            if (x := check.number(v, f"EXP.{stat}")) is not None:
                 rows.add(exp, EXPOSURE_WIDE, None, "", "exposure", stat, x, exp_verify.get(stat), mjd)
         if isinstance(body.get("SUCCESS"), bool):
             s = body["SUCCESS"]
@@ -310,10 +412,11 @@ def _verdict_stats(doc: dict, rows: _Rows, info: DatasetTypeInfo, exposure, dete
 # -- Results tables ----------------------------------------------------------------------
 
 def read_results_table(path: str | os.PathLike, *, scalars_only: bool = True):
-    """Read a Results parquet file into a pyarrow Table (InputError when corrupt).
+    """Read a Results parquet file (``.parq`` or ``.parquet``) into a pyarrow Table.
 
-    With *scalars_only* the list columns (NaN-padded profiles, most of the
-    bytes) are not read at all: the tidy table keeps scalars only.
+    InputError when the file is corrupt.  With *scalars_only* the list columns
+    (NaN-padded profiles, most of the bytes) are not read at all: the tidy
+    table keeps scalars only.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -338,19 +441,45 @@ def _columns(table) -> Iterator[tuple[str, Any]]:
         yield str(name), table[name]
 
 
-def _to_float(col) -> np.ndarray | None:
-    """A scalar numeric/bool column as float64 with NaN for nulls; None otherwise."""
+def _kind(col) -> str:
+    """``bool``, ``int``, ``float``, ``str``, ``null`` or ``other`` (lists, 2-D columns, objects)."""
     import pyarrow as pa
 
     if isinstance(col, (pa.ChunkedArray, pa.Array)):
         t = col.type
-        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
-            return col.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        return None
+        return ("bool" if pa.types.is_boolean(t) else "int" if pa.types.is_integer(t)
+                else "float" if pa.types.is_floating(t) else "null" if pa.types.is_null(t)
+                else "str" if (pa.types.is_string(t) or pa.types.is_large_string(t)) else "other")
     arr = np.ma.asarray(getattr(col, "values", col))
-    if arr.ndim != 1 or arr.dtype.kind not in "biuf":
-        return None
-    return np.ma.filled(arr.astype(np.float64), np.nan)
+    if arr.ndim != 1:
+        return "other"
+    k = arr.dtype.kind
+    if k == "O":  # pandas object columns: judge by the non-null cells
+        cells = [v for v in np.ma.compressed(arr) if v is not None]
+        if not cells:
+            return "null"
+        if all(isinstance(v, str) for v in cells):
+            return "str"
+        if all(isinstance(v, (bool, np.bool_)) for v in cells):
+            return "bool"
+        return "float" if all(isinstance(v, (int, float, np.integer, np.floating)) for v in cells) else "other"
+    return {"b": "bool", "i": "int", "u": "int", "f": "float", "U": "str", "S": "str"}.get(k, "other")
+
+
+def _to_float(col) -> tuple[np.ndarray, np.ndarray]:
+    """A scalar column as float64 (NaN for nulls) and its null mask (a NaN cell is not null)."""
+    import pyarrow as pa
+
+    if isinstance(col, (pa.ChunkedArray, pa.Array)):
+        null = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        return col.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64), null
+    arr = np.ma.asarray(getattr(col, "values", col))
+    null = np.ma.getmaskarray(arr)
+    if arr.dtype.kind == "O":
+        null = null | np.array([v is None for v in arr.data], dtype=bool)
+        data = np.array([np.nan if n else float(v) for v, n in zip(arr.data, null)], dtype=np.float64)
+        return data, null
+    return np.where(null, np.nan, arr.data.astype(np.float64)), null
 
 
 def _to_str(col, n: int) -> np.ndarray:
@@ -366,22 +495,109 @@ def _to_str(col, n: int) -> np.ndarray:
     return out
 
 
+def _examples(col, n: int, k: int = 3) -> str:
+    vals = [v for v in _to_str(col, n) if v][:k]
+    return ", ".join(repr(v) for v in vals)
+
+
+_VERIFY_RE = re.compile(r"^(?:(DET|EXP)_)?VERIFY_(.+)$")
+
+
+@dataclass
+class _Column:
+    """One value or verdict column, its stage prefix removed."""
+
+    base: str  # e.g. MEAN, DET_MEAN, SCATTER
+    verdict: bool
+    merge: bool  # written by an exposure merge (lower-case stage prefix: flat_SCATTER)
+    values: np.ndarray
+    null: np.ndarray
+
+
+def _split_name(name: str, stage: str) -> tuple[str, bool]:
+    """(name without the stage prefix, written by a merge task); the prefix is matched case-insensitively.
+
+    >>> _split_name("flat_VERIFY_SCATTER", "FLAT"), _split_name("FLAT_DET_MEAN", "FLAT")
+    (('VERIFY_SCATTER', True), ('DET_MEAN', False))
+    """
+    head = name[: len(stage) + 1]
+    if head.upper() == stage + "_" and len(name) > len(head):
+        return name[len(head):], head != stage + "_"
+    return name, False
+
+
+def _verdict_of(base: str) -> str | None:
+    """The test a ``[DET_|EXP_]VERIFY_{test}`` name (or one with a further prefix) judges."""
+    m = _VERIFY_RE.match(base)
+    if m is None and "_VERIFY_" in base:  # another task's prefix left on: X_VERIFY_TEST
+        m = _VERIFY_RE.match(base[base.index("_VERIFY_") + 1:])
+    if m is None:
+        return None
+    return (f"{m.group(1)}_" if m.group(1) else "") + m.group(2)
+
+
+def _check_ids(cols: dict, n: int, source: str) -> None:
+    """The columns that place rows: wrong types there make the whole table unusable."""
+    amp = cols.get("amplifier", cols.get("amp"))
+    name = "amplifier" if "amplifier" in cols else "amp"
+    if amp is not None and _kind(amp) not in ("str", "null"):
+        raise InputError(source, f"column {name!r} holds {_kind(amp)} values ({_examples(amp, n)}), "
+                                 "not amp names such as 'C10'")
+    if "exposure" in cols:
+        k = _kind(cols["exposure"])
+        if k in ("str", "other", "bool"):
+            raise InputError(source, f"column 'exposure' holds {k} values ({_examples(cols['exposure'], n)}), "
+                                     "not integer exposure ids")
+        if k == "float":
+            v, null = _to_float(cols["exposure"])
+            if np.any(~null & (v != np.round(v))):
+                raise InputError(source, f"column 'exposure' holds fractional values "
+                                         f"({', '.join(map(str, v[~null & (v != np.round(v))][:3]))})")
+    if "detector" in cols:
+        k = _kind(cols["detector"])
+        if k == "float":
+            v, null = _to_float(cols["detector"])
+            bad = ~null & (v != np.round(v))
+            if bad.any():
+                raise InputError(source, f"column 'detector' holds fractional values "
+                                         f"({', '.join(map(str, v[bad][:3]))}), not detector ids")
+        elif k == "str":
+            names = [x for x in _to_str(cols["detector"], n) if x]
+            odd = [x for x in names if not (x.isdigit() or _DET_NAME_RE.fullmatch(x))]
+            if odd:
+                raise InputError(source, f"column 'detector' holds {odd[:3]}, not detector ids or names")
+        elif k in ("bool", "other"):
+            raise InputError(source, f"column 'detector' holds {k} values, not detector ids")
+
+
 def results_to_chunk(table, info: DatasetTypeInfo, *, exposure: int | None = None,
-                     detector: int | str | None = None,
-                     source: str | None = None) -> tuple[dict[str, np.ndarray], str | None]:
+                     detector: int | str | None = None, source: str | None = None,
+                     problems: list | None = None) -> tuple[dict[str, np.ndarray], str | None]:
     """Long-form rows of one Results table, built column by column (no per-row loop).
 
-    Scalar ``{TYPE}_{stat}`` columns become metrics (prefix removed; a further
-    ``DET_``/``EXP_`` is removed on detector/exposure rows); ``{TYPE}_[DET_]VERIFY_{test}``
-    columns give ``passed``; list columns (profiles) and strings are skipped.
-    Rows without an amplifier are detector rows (exposure-wide in Exp products).
-    Cells whose value is null/NaN and carry no verdict are dropped.
+    Rows with an amplifier are amp rows; rows without one are detector rows
+    (``FLAT_DET_*``, ``DEFECTS_N_BAD_COLUMNS``) unless they carry a value of an
+    exposure merge (``flat_SCATTER``): then they are the exposure-level row
+    (``tier`` "exposure", ``detector`` :data:`EXPOSURE_WIDE`), whatever
+    detector cp_verify wrote there.  ``{STAGE}_{stat}`` columns become metrics
+    (prefix removed case-insensitively, ``DET_`` folded on detector rows);
+    ``*VERIFY_{test}`` and boolean columns give ``passed`` and are never values.
+    Null cells are "not applicable" and dropped; NaN cells are "not measured"
+    and kept (never passing).
 
-    Returns the chunk and the instrument named in the table (or None).  A table
-    without the columns that identify its rows (``amplifier``, and ``detector`` /
-    ``exposure`` where the data id does not give them) raises InputError naming
-    *source*: read silently, its rows would land on the wrong amps.
+    Returns the chunk and the instrument named in the table (or None).
+
+    Raises
+    ------
+    InputError
+        The table has no rows, or lacks or mistypes the columns that place
+        its rows (``amplifier`` as text; ``detector``/``exposure`` as integers
+        where the data id does not give them): read anyway, its rows would
+        land on the wrong amps.  A value column of the wrong type (text where
+        numbers belong, a verdict that is not boolean) is skipped instead,
+        with a warning naming *source* and the column, and added to *problems*.
     """
+    source = source or info.name
     names = [n for n, _ in _columns(table)]
     cols = dict(_columns(table))
     n = len(table)
@@ -392,100 +608,136 @@ def results_to_chunk(table, info: DatasetTypeInfo, *, exposure: int | None = Non
         required.append("exposure")
     absent = [c for c in required if c not in cols]
     if absent:
-        raise InputError(source or info.name, f"Results table lacks column(s) {', '.join(absent)} "
+        raise InputError(source, f"Results table lacks column(s) {', '.join(absent)} "
                          f"(has {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
     if n == 0:
-        return _empty_chunk(), None
-    prefix = info.calib_type.upper() + "_"
+        raise InputError(source, "empty Results table (no rows)")
+    _check_ids(cols, n, source)
+    stage = info.calib_type.upper()
     instrument = None
     if "instrument" in cols:
         vals = [v for v in _to_str(cols["instrument"], n)[:1] if v]
         instrument = vals[0] if vals else None
-    exp = _to_float(cols["exposure"]) if "exposure" in cols else None
-    exp = (np.where(np.isnan(exp), NO_EXPOSURE, exp).astype(np.int64) if exp is not None
-           else np.full(n, NO_EXPOSURE if exposure is None else exposure, np.int64))
+    if "exposure" in cols and _kind(cols["exposure"]) != "null":
+        e, null = _to_float(cols["exposure"])
+        exp = np.where(null, NO_EXPOSURE if exposure is None else exposure, e).astype(np.int64)
+    else:
+        exp = np.full(n, NO_EXPOSURE if exposure is None else exposure, np.int64)
     det_ids = np.full(n, BY_NAME, np.int64)
     det_names = np.full(n, None, dtype=object)
-    if "detector" in cols:
-        d = _to_float(cols["detector"])
-        if d is not None:
-            det_ids = np.where(np.isnan(d), BY_NAME, d).astype(np.int64)
-        else:
-            det_names = _to_str(cols["detector"], n)
+    if "detector" in cols and _kind(cols["detector"]) in ("int", "float"):
+        d, null = _to_float(cols["detector"])
+        det_ids = np.where(null, BY_NAME, d).astype(np.int64)
+    elif "detector" in cols and _kind(cols["detector"]) == "str":
+        strs = _to_str(cols["detector"], n)
+        digits = np.array([s.isdigit() for s in strs], dtype=bool)
+        det_ids[digits] = [int(s) for s in strs[digits]]
+        det_names[~digits] = strs[~digits]
     elif detector is not None:
         did, dname = _det_fields(detector)
         det_ids[:], det_names[:] = did, dname
     amp_col = cols.get("amplifier", cols.get("amp"))
     amps = _to_str(amp_col, n) if amp_col is not None else np.full(n, "", dtype=object)
-    mjd = _to_float(cols["mjd"]) if "mjd" in cols else None
-    mjd = mjd if mjd is not None else np.full(n, np.nan)
+    mjd = _to_float(cols["mjd"])[0] if "mjd" in cols and _kind(cols["mjd"]) in ("int", "float") else np.full(n, np.nan)
 
-    has_amp = amps != ""
-    no_amp_tier = "exposure" if info.tier == "exposure" else "detector"
-    groups = [(np.flatnonzero(has_amp), "amp"), (np.flatnonzero(~has_amp), no_amp_tier)]
-    verify_re = re.compile(r"^(?:(DET|EXP)_)?VERIFY_(.+)$")
-    metrics: dict[str, np.ndarray] = {}
-    verdicts: dict[tuple[str | None, str], np.ndarray] = {}
+    columns: list[_Column] = []
     for name in names:
         if name in _ID_COLUMNS:
             continue
-        base = name[len(prefix):] if name.startswith(prefix) else name
-        vals = _to_float(cols[name])
-        if vals is None:
-            log.debug("%s: skipping non-scalar column %s", info.name, name)
+        base, merge = _split_name(name, stage)
+        kind = _kind(cols[name])
+        test = _verdict_of(base)
+        if kind in ("other", "null"):
+            log.debug("%s: skipping non-scalar column %s", source, name)
             continue
-        m = verify_re.match(base)
-        if m:
-            if m.group(2) != "SUCCESS":
-                verdicts[(m.group(1), m.group(2))] = vals
+        if kind == "str":
+            if test is not None or not _is_text_name(base):
+                _problem(problems, source, f"column {name!r} holds text ({_examples(cols[name], n)}) where "
+                                           f"{'verdicts' if test else 'numbers'} belong; skipped")
+            continue
+        vals, null = _to_float(cols[name])
+        if test is not None or kind == "bool":
+            if kind != "bool" and np.any(~null & ~np.isin(vals, (0.0, 1.0))):
+                _problem(problems, source, f"column {name!r} is a verdict but holds values other than "
+                                           f"true/false ({', '.join(map(str, vals[~null][:3]))}); skipped")
+                continue
+            base = test if test is not None else base
+            if base.rsplit("_", 1)[-1] == "SUCCESS" and base in ("SUCCESS", "DET_SUCCESS", "EXP_SUCCESS"):
+                continue
+            columns.append(_Column(base, True, merge, vals, null))
         else:
-            metrics[base] = vals
+            columns.append(_Column(base, False, merge, vals, null))
+
+    has_amp = amps != ""
+    merge_cols = [c for c in columns if c.merge or c.base.startswith("EXP_")]
+    exp_row = ~has_amp & np.any([~c.null for c in merge_cols], axis=0) if merge_cols else np.zeros(n, bool)
+    groups = (("amp", np.flatnonzero(has_amp)), ("detector", np.flatnonzero(~has_amp & ~exp_row)),
+              ("exposure", np.flatnonzero(exp_row)))
     parts: list[dict[str, np.ndarray]] = []
-    for idx, tier in groups:
+    for tier, idx in groups:
         if idx.size == 0:
             continue
-        scope = {"detector": "DET", "exposure": "EXP"}.get(tier)
-        # Detector rows carry FLAT_DET_MEAN where amp rows carry FLAT_MEAN: both
-        # become metric MEAN, the scoped column winning where it has a value.
-        group_metrics = _merge_scoped(metrics, scope, idx)
-        group_verdicts = _merge_scoped({(f"{s}_" if s else "") + t: v for (s, t), v in verdicts.items()}, scope, idx)
+        values, flags = _group_columns(columns, tier, idx)
         used: set[str] = set()
-        for metric, vals in group_metrics.items():
-            flag = group_verdicts.get(metric)
+        for metric, (vals, null) in values.items():
+            flag = flags.get(metric)
             if flag is None:
-                alias = next((t for t, m in _TEST_ALIASES.items() if m == metric and t in group_verdicts), None)
+                alias = next((t for t, m in _TEST_ALIASES.items() if m == metric and t in flags), None)
                 if alias:
-                    flag = group_verdicts[alias]
+                    flag = flags[alias]
                     used.add(alias)
             used.add(metric)
-            flag = flag if flag is not None else np.full(idx.size, np.nan)
-            parts.append(_part(idx, tier, metric, vals, flag, exp, det_ids, det_names, amps, mjd))
-        for test, flag in group_verdicts.items():
+            fvals, fnull = flag if flag is not None else (np.full(idx.size, np.nan), np.ones(idx.size, bool))
+            passed = np.where(fnull, np.nan, fvals)
+            passed = np.where(np.isnan(vals) & (passed == 1.0), np.nan, passed)  # not measured: never a pass
+            keep = ~null | ~fnull
+            parts.append(_part(idx[keep], tier, metric, vals[keep], passed[keep], exp, det_ids, det_names, amps, mjd))
+        for test, (fvals, fnull) in flags.items():
             if test not in used:
-                parts.append(_part(idx, tier, test, np.full(idx.size, np.nan), flag, exp, det_ids, det_names, amps, mjd))
+                keep = ~fnull
+                parts.append(_part(idx[keep], tier, test, np.full(int(keep.sum()), np.nan), fvals[keep],
+                                   exp, det_ids, det_names, amps, mjd))
     if not parts:
         return _empty_chunk(), instrument
     chunk = {k: np.concatenate([p[k] for p in parts]) for k in CHUNK_KEYS}
-    keep = ~(np.isnan(chunk["value"]) & np.isnan(chunk["passed"]))
-    return {k: v[keep] for k, v in chunk.items()}, instrument
+    return chunk, instrument
 
 
-def _merge_scoped(columns: dict[str, np.ndarray], scope: str | None, idx: np.ndarray) -> dict[str, np.ndarray]:
-    """Columns for one row group, ``{scope}_X`` folded into ``X`` (its values first)."""
-    out: dict[str, np.ndarray] = {}
-    scoped: dict[str, np.ndarray] = {}
-    for name, vals in columns.items():
-        head, _, tail = name.partition("_")
-        if head in ("DET", "EXP") and tail:
-            if head == scope:
-                scoped[tail] = vals[idx]
-            elif scope is None:
-                out[name] = vals[idx]  # amp rows: keep e.g. DET_MEAN only if it has values there
+def _group_columns(columns: list[_Column], tier: str, idx: np.ndarray):
+    """Values and verdicts ``{metric: (values, null)}`` of one row group.
+
+    Amp rows use unscoped columns; detector rows fold ``DET_X`` into ``X``
+    (the scoped column wins where it has a value); the exposure row uses the
+    merge task's columns and ``EXP_X``.
+    """
+    values: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    flags: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    scoped: list[tuple[str, _Column]] = []
+    for c in columns:
+        head, _, tail = c.base.partition("_")
+        is_scoped = head in ("DET", "EXP") and bool(tail)
+        if tier == "exposure":
+            if c.merge and not is_scoped:
+                scoped.append((c.base, c))
+            elif is_scoped and head == "EXP":
+                scoped.append((tail, c))
             continue
-        out[name] = vals[idx]
-    for name, vals in scoped.items():
-        out[name] = np.where(np.isnan(vals), out[name], vals) if name in out else vals
-    return out
+        if c.merge:
+            continue
+        if is_scoped:
+            if tier == "detector" and head == "DET":
+                scoped.append((tail, c))
+            continue
+        (flags if c.verdict else values)[c.base] = (c.values[idx], c.null[idx])
+    for name, c in scoped:
+        target = flags if c.verdict else values
+        v, null = c.values[idx], c.null[idx]
+        if name in target:
+            ov, onull = target[name]
+            target[name] = (np.where(null, ov, v), null & onull)
+        else:
+            target[name] = (v, null)
+    return values, flags
 
 
 def _part(idx, tier, metric, vals, flag, exp, det_ids, det_names, amps, mjd) -> dict[str, np.ndarray]:
@@ -497,7 +749,7 @@ def _part(idx, tier, metric, vals, flag, exp, det_ids, det_names, amps, mjd) -> 
         "exposure": exp[idx], "detector": det,
         "detector_name": det_names[idx] if tier != "exposure" else np.full(k, None, object),
         "amp": amps[idx], "tier": np.full(k, tier, object), "metric": np.full(k, metric, object),
-        "value": vals, "passed": flag, "mjd": mjd[idx],
+        "value": np.asarray(vals, np.float64), "passed": np.asarray(flag, np.float64), "mjd": mjd[idx],
     }
 
 
