@@ -30,6 +30,8 @@ def _data_id(m, f) -> dict:
         d["exposure"] = f["exposure"]
     if f["tier"] == "det":
         d["detector"] = f["detector"]
+    if f.get("physical_filter") and f["exposure"] is None:  # run-level flats (CpVerifyRunMergeByFilter)
+        d["physical_filter"] = f["physical_filter"]
     return d
 
 
@@ -59,6 +61,14 @@ def test_every_verify_file_is_in_the_butler(synth):
         assert set(dt.dimensions.required) == {"instrument", "exposure", "detector"}
         assert dt.storageClass.name == "StructuredDataDict"
         assert reg.getDatasetType("verifyBiasResults").storageClass.name == "ArrowAstropy"
+        # FACTS.md: run-level flats carry physical_filter, exposure-level flats exposure + physical_filter
+        assert set(reg.getDatasetType("verifyFlatResults").dimensions.required) == {"instrument", "physical_filter"}
+        assert set(reg.getDatasetType("verifyFlatExpResults").dimensions.names) >= {"instrument", "exposure",
+                                                                                    "physical_filter"}
+        # the real datastore (butler.put) names parquet files .parq and Stats .yaml
+        stored = [p for p in synth.butler_root.rglob("verify*") if p.is_file()]
+        assert stored and {p.suffix for p in stored} == {".parq", ".yaml"}
+        assert all(p.suffix == ".parq" for p in stored if "Results" in p.name)
         det = next(iter(reg.queryDimensionRecords("detector", where="detector = 94", instrument="LSSTCam")))
         assert (det.full_name, det.raft, det.name_in_raft, det.purpose) == ("R22_S11", "R22", "S11", "SCIENCE")
         exp = next(iter(reg.queryDimensionRecords("exposure", instrument="LSSTCam",
@@ -96,7 +106,7 @@ def test_repo_from_a_bare_verify_tree_by_ingest(synth, tmp_path):
     try:
         for f in synth.verify_files:
             if f["tier"] == "run":
-                got = butler.get(f["dataset_type"], instrument="LSSTCam", collections=f["run"])
+                got = butler.get(f["dataset_type"], _data_id(synth, f), collections=f["run"])
                 if f["path"].suffix == ".yaml":
                     assert got == yaml.safe_load(Path(f["path"]).read_text())
                 else:
