@@ -500,6 +500,9 @@ def _examples(col, n: int, k: int = 3) -> str:
     return ", ".join(repr(v) for v in vals)
 
 
+#: Calibration types verified per exposure (their Results rows need an exposure);
+#: the others (linearity, crosstalk, ptc, ...) verify a calibration per detector.
+_EXPOSURE_TYPES = frozenset({"bias", "dark", "flat", "defects", "bfk"})
 _VERIFY_RE = re.compile(r"^(?:(DET|EXP)_)?VERIFY_(.+)$")
 
 
@@ -604,7 +607,7 @@ def results_to_chunk(table, info: DatasetTypeInfo, *, exposure: int | None = Non
     required = ["amplifier" if "amp" not in cols else "amp"]
     if detector is None:
         required.append("detector")
-    if exposure is None:
+    if exposure is None and info.calib_type in _EXPOSURE_TYPES:
         required.append("exposure")
     absent = [c for c in required if c not in cols]
     if absent:
