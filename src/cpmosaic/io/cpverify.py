@@ -214,6 +214,7 @@ class _Checker:
 
     def __init__(self, source: str | None, problems: list | None) -> None:
         self.source, self.problems = source, problems
+        self.rejected: set[str] = set()  # keys of values of the wrong type (their verdicts are dropped too)
 
     def number(self, v: Any, key: str) -> float | None:
         """A statistic as float; NaN for null ("not measured"); None to skip it."""
@@ -223,6 +224,7 @@ class _Checker:
             return x
         if isinstance(v, str) and not _is_text_name(key.rsplit(".", 1)[-1]):
             _problem(self.problems, self.source, f"key {key} holds {v!r}, not a number")
+            self.rejected.add(key)
         return None  # lists (profiles), dicts, text such as LINEARITY_TYPE
 
     def verdict(self, v: Any, key: str) -> bool | None:
@@ -344,6 +346,8 @@ def _detector_stats(doc: dict, rows: _Rows, exposure, detector, mjd, check: _Che
         seen_amp.setdefault(amp, set()).add(metric)
     for amp, tests in amp_verify.items():
         for test, flag in (tests or {}).items():
+            if f"AMP.{amp}.{test}" in check.rejected or f"METADATA.{_TEST_ALIASES.get(test)}.{amp}" in check.rejected:
+                continue
             if test == "SUCCESS" or test in seen_amp.get(amp, ()) or (
                     _TEST_ALIASES.get(test) in names and _TEST_ALIASES.get(test) in seen_amp.get(amp, ())):
                 continue
@@ -644,6 +648,7 @@ def results_to_chunk(table, info: DatasetTypeInfo, *, exposure: int | None = Non
     mjd = _to_float(cols["mjd"])[0] if "mjd" in cols and _kind(cols["mjd"]) in ("int", "float") else np.full(n, np.nan)
 
     columns: list[_Column] = []
+    rejected: set[str] = set()  # value columns of the wrong type: their verdicts go too (no silent NaN)
     for name in names:
         if name in _ID_COLUMNS:
             continue
@@ -657,6 +662,7 @@ def results_to_chunk(table, info: DatasetTypeInfo, *, exposure: int | None = Non
             if test is not None or not _is_text_name(base):
                 _problem(problems, source, f"column {name!r} holds text ({_examples(cols[name], n)}) where "
                                            f"{'verdicts' if test else 'numbers'} belong; skipped")
+                rejected.add(test or base)
             continue
         vals, null = _to_float(cols[name])
         if test is not None or kind == "bool":
@@ -671,6 +677,8 @@ def results_to_chunk(table, info: DatasetTypeInfo, *, exposure: int | None = Non
         else:
             columns.append(_Column(base, False, merge, vals, null))
 
+    if rejected:
+        columns = [c for c in columns if not (c.verdict and (c.base in rejected or _TEST_ALIASES.get(c.base) in rejected))]
     has_amp = amps != ""
     merge_cols = [c for c in columns if c.merge or c.base.startswith("EXP_")]
     exp_row = ~has_amp & np.any([~c.null for c in merge_cols], axis=0) if merge_cols else np.zeros(n, bool)
