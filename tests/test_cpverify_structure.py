@@ -312,3 +312,24 @@ def test_reference_stats_files_read(reference_dir, tmp_path):
             assert amp[(amp["amp"] == a) & (amp["metric"] == stat)]["value"].item() == v
     fails = df[df["passed"].eq(False)]
     assert ("R22_S11", "C07", "NOISE") in set(zip(fails["detector_name"], fails["amp"], fails["metric"]))
+
+
+def test_exposure_scatter_is_not_on_the_heat_map(synth, caplog):
+    """The merge row is no detector's value: the SCATTER heat map shows FLAT_DET_SCATTER per detector only."""
+    import logging
+
+    from cpmosaic.report.plots import plot_items
+    from cpmosaic.viz.heatmap import amp_values
+
+    tidy = load_metrics(synth.verify_root, calib_types=["flat"])
+    items = {(i.tier, i.metric) for i in plot_items(tidy)}
+    assert ("detector", "SCATTER") in items and not any(t == "exposure" for t, _ in items)
+    with caplog.at_level(logging.WARNING):
+        vals = amp_values(tidy, "SCATTER", camera=synth.load_camera(), calib_type="flat")
+    assert "not in camera" not in caplog.text
+    want = {}
+    for f in _files(synth, "flat", "det", "Results"):
+        df = _table(f["path"])
+        want[int(df["detector"].iloc[0])] = float(df["FLAT_DET_SCATTER"].dropna().median())
+    got = vals.groupby("detector")["value"].first()
+    assert {int(d): float(v) for d, v in got.items()} == pytest.approx(want, rel=1e-12)

@@ -116,3 +116,22 @@ def test_repo_from_a_bare_verify_tree_by_ingest(synth, tmp_path):
         assert n == len(synth.verify_files)
     finally:
         butler.close()
+
+
+def test_butler_and_tree_read_alike(synth):
+    """The same tidy table from the Butler repository and from the tree, flat merge row included."""
+    from cpmosaic.metrics import load_metrics
+
+    tree = load_metrics(synth.verify_root, progress=False)
+    repo = load_metrics(synth.butler_root, collections="u/cpv/verify", progress=False)
+    assert tree.attrs["problems"] == [] and repo.attrs["problems"] == []
+    keys = ["calib_type", "run", "exposure", "detector", "amp", "tier", "metric"]
+    a = tree.set_index(keys).sort_index()
+    b = repo.set_index(keys).sort_index()
+    assert a.index.equals(b.index)
+    np.testing.assert_array_equal(a["value"].to_numpy(), b["value"].to_numpy())
+    assert a["passed"].astype("object").equals(b["passed"].astype("object"))
+    scat = repo[(repo.tier == "exposure") & (repo.metric == "SCATTER")]
+    assert len(scat) == len({f["exposure"] for f in synth.verify_files if f["calib_type"] == "flat"
+                             and f["exposure"] is not None})
+    assert (scat.detector == -1).all() and scat.passed.eq(False).all()
