@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import InputError
-from .cpverify import NO_EXPOSURE, parse_dataset_type, results_to_chunk, stats_to_chunk
+from .cpverify import NO_EXPOSURE, has_verdicts, parse_dataset_type, results_to_chunk, stats_to_chunk
 from .cpverify_tree import Product, find_products, parse_product_path, read_product
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,9 @@ def read_butler(root: str | os.PathLike, collections: str | Iterable[str], *,
                 if info.kind == "Results":
                     chunk, instrument = results_to_chunk(obj, info, exposure=exposure, detector=detector,
                                                         source=source, problems=problems)
-                    covered.setdefault(key, set()).update(zip(chunk["exposure"].tolist(),
-                                                              chunk["detector"].tolist()))
+                    if has_verdicts(chunk):  # defects Results carry no verdicts: read their Stats too
+                        covered.setdefault(key, set()).update(zip(chunk["exposure"].tolist(),
+                                                                  chunk["detector"].tolist()))
                     if info.tier == "run":
                         done.add(key)
                 else:

@@ -59,7 +59,7 @@ from ..errors import InputError
 log = logging.getLogger(__name__)
 
 __all__ = ["BY_NAME", "CALIB_TYPES", "CHUNK_KEYS", "EXPOSURE_WIDE", "NO_EXPOSURE", "DatasetTypeInfo",
-           "day_obs_of_exposure", "parse_dataset_type", "read_results_table", "read_stats_yaml", "results_to_chunk",
+           "day_obs_of_exposure", "has_verdicts", "parse_dataset_type", "read_results_table", "read_stats_yaml", "results_to_chunk",
            "stats_to_chunk"]
 
 #: cp_verify's calibration names (as in dataset type names) -> tidy calib_type.
@@ -762,6 +762,11 @@ def _part(idx, tier, metric, vals, flag, exp, det_ids, det_names, amps, mjd) -> 
         "amp": amps[idx], "tier": np.full(k, tier, object), "metric": np.full(k, metric, object),
         "value": np.asarray(vals, np.float64), "passed": np.asarray(flag, np.float64), "mjd": mjd[idx],
     }
+
+
+def has_verdicts(chunk: dict[str, np.ndarray]) -> bool:
+    """True when a chunk holds any verdict (defects Results hold none: their tests are in the Stats)."""
+    return bool(np.isfinite(chunk["passed"]).any())
 
 
 def _empty_chunk() -> dict[str, np.ndarray]:

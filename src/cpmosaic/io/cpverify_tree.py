@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, UnknownDetectorError
-from .cpverify import (_DET_NAME_RE, NO_EXPOSURE, DatasetTypeInfo, day_obs_of_exposure, parse_dataset_type, read_results_table,
+from .cpverify import (_DET_NAME_RE, NO_EXPOSURE, has_verdicts, DatasetTypeInfo, day_obs_of_exposure, parse_dataset_type, read_results_table,
                        read_stats_yaml, results_to_chunk, stats_to_chunk)
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,8 @@ def read_tree(root: str | os.PathLike, wanted: set[str] | None = None, progress:
                 chunks.append(got)
                 if p.info.kind == "Results":
                     key = (p.run, p.info.calib_type)
-                    covered[key].update(zip(got[0]["exposure"].tolist(), got[0]["detector"].tolist()))
+                    if has_verdicts(got[0]):  # defects Results carry no verdicts: their Stats still count
+                        covered[key].update(zip(got[0]["exposure"].tolist(), got[0]["detector"].tolist()))
                     if p.info.tier == "run":
                         done_groups.add(key)
 

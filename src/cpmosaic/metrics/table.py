@@ -126,7 +126,14 @@ def build_table(chunks: Iterable[tuple[dict, dict]], camera, problems: list[dict
         known = df[df["mjd"].notna() & (df["exposure"] >= 0)].groupby("exposure")["mjd"].first()
         fill = df["exposure"].map(known)
         df["mjd"] = df["mjd"].fillna(fill)
-    df = df.sort_values("_priority", kind="stable").drop_duplicates(_KEY, keep="first")
+    df = df.sort_values("_priority", kind="stable")
+    # A value from a Results table keeps the verdict a Stats dictionary gave for it (defects
+    # Results carry no verdict columns): the first non-null passed of each key, by priority.
+    dup = df.duplicated(_KEY, keep=False).to_numpy()
+    if dup.any() and df["passed"].isna().to_numpy()[dup].any():
+        sub = df[dup]
+        df.loc[dup, "passed"] = sub.groupby(_KEY, sort=False, dropna=False)["passed"].transform("first")
+    df = df.drop_duplicates(_KEY, keep="first")
     df = df.sort_values(["calib_type", "run", "exposure", "detector", "tier", "amp", "metric"], kind="stable")
     df = df.reset_index(drop=True)
     # String columns are already pandas str; only the nullable columns need building.
