@@ -135,3 +135,19 @@ def test_butler_and_tree_read_alike(synth):
     assert len(scat) == len({f["exposure"] for f in synth.verify_files if f["calib_type"] == "flat"
                              and f["exposure"] is not None})
     assert (scat.detector == -1).all() and scat.passed.eq(False).all()
+
+
+def test_datastore_files_read_as_a_tree(synth):
+    """The real datastore's own layout (filter folders, obs_id names, .parq) read as a plain tree."""
+    from cpmosaic.metrics import load_metrics
+
+    repo = load_metrics(synth.butler_root, collections="u/cpv/verify", progress=False)
+    tree = load_metrics(synth.butler_root / "u", progress=False)  # below butler.yaml: plain files
+    assert tree.attrs["problems"] == []
+    tree = tree.assign(run="u/" + tree["run"].astype(str))
+    keys = ["calib_type", "run", "exposure", "detector", "amp", "tier", "metric"]
+    a = repo.set_index(keys).sort_index()
+    b = tree.set_index(keys).sort_index()
+    assert a.index.equals(b.index)
+    np.testing.assert_array_equal(a["value"].to_numpy(), b["value"].to_numpy())
+    assert set(tree["day_obs"].dropna()) == set(synth.days)
