@@ -363,3 +363,20 @@ def test_defects_individual_named_and_evaluated(tmp_path):
     d = res[(res.calib_type == "defects") & (res.test == "OUTLIERS")].set_index("amp")
     assert len(d) == 16 and d.loc["C03", "passed"] == False and d.drop("C03").passed.all()  # noqa: E712
     assert d.cp_verify_passed.astype(bool).equals(d.passed.astype(bool))
+
+
+def test_stage_prefix_case_insensitive_and_verify_never_a_value(tmp_path):
+    """``Bias_MEAN`` / ``bias_VERIFY_MEAN`` read as BIAS_MEAN and its verdict; no VERIFY column is a value."""
+    cols = {"instrument": ["LSSTCam"] * 2, "exposure": [EXPOSURES[0]] * 2, "detector": [94, 94],
+            "amplifier": ["C10", "C11"], "Bias_MEAN": [0.1, 0.2], "bias_VERIFY_MEAN": [True, False],
+            "BIAS_VERIFY_NOISE": [1, 0]}  # an integer verdict column is still only a verdict
+    pq.write_table(pa.table(cols), layout_path(tmp_path, RUN, "verifyBiasDetResults", exposure=EXPOSURES[0],
+                                               detector="R22_S11", ext="parq"))
+    df = load_metrics(tmp_path)
+    assert df.attrs["problems"] == []
+    mean = df[df.metric == "MEAN"].set_index("amp")
+    assert mean.value.to_dict() == {"C10": 0.1, "C11": 0.2}
+    assert mean.passed.tolist() == [True, False]
+    noise = df[df.metric == "NOISE"]
+    assert noise.value.isna().all() and noise.passed.tolist() == [True, False]
+    assert not df.metric.str.contains("VERIFY").any()

@@ -718,8 +718,8 @@ def _group_columns(columns: list[_Column], tier: str, idx: np.ndarray):
     """Values and verdicts ``{metric: (values, null)}`` of one row group.
 
     Amp rows use unscoped columns; detector rows fold ``DET_X`` into ``X``
-    (the scoped column wins where it has a value); the exposure row uses the
-    merge task's columns and ``EXP_X``.
+    (the scoped column wins where it has a value); the exposure row uses only
+    the merge task's columns and ``EXP_X``.
     """
     values: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     flags: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -733,8 +733,8 @@ def _group_columns(columns: list[_Column], tier: str, idx: np.ndarray):
             elif is_scoped and head == "EXP":
                 scoped.append((tail, c))
             continue
-        if c.merge:
-            continue
+        # a merge column (``flat_X``) only ever has values on the merge row; elsewhere a prefix
+        # in another case (``Bias_MEAN``) is still the table's own statistic
         if is_scoped:
             if tier == "detector" and head == "DET":
                 scoped.append((tail, c))
