@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from cpmosaic.io.cpverify import EXPOSURE_WIDE, parse_dataset_type, results_to_chunk
+from cpmosaic.io.cpverify import EXPOSURE_WIDE, parse_dataset_type
+from cpmosaic.io.cpverify_results import results_to_chunk
 from cpmosaic.metrics import load_metrics
 from cpmosaic.synth import synthesize
 

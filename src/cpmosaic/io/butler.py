@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import InputError
-from .cpverify import NO_EXPOSURE, has_verdicts, parse_dataset_type, results_to_chunk, stats_to_chunk
+from .cpverify import NO_EXPOSURE, parse_dataset_type, stats_to_chunk
+from .cpverify_results import has_verdicts, results_to_chunk
 from .cpverify_tree import Product, find_products, parse_product_path, read_product
 
 log = logging.getLogger(__name__)

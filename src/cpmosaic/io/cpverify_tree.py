@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, UnknownDetectorError
-from .cpverify import (_DET_NAME_RE, NO_EXPOSURE, has_verdicts, DatasetTypeInfo, day_obs_of_exposure, parse_dataset_type, read_results_table,
-                       read_stats_yaml, results_to_chunk, stats_to_chunk)
+from .cpverify import (_DET_NAME_RE, NO_EXPOSURE, DatasetTypeInfo, day_obs_of_exposure, parse_dataset_type,
+                       read_stats_yaml, stats_to_chunk)
+from .cpverify_results import has_verdicts, read_results_table, results_to_chunk
 
 log = logging.getLogger(__name__)
 
