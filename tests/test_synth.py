@@ -229,8 +229,8 @@ def test_layout_follows_engineering_md(synth):
     # Results are .parq, as the Butler's POSIX datastore names them; run-level flats carry a filter
     det_exp = re.compile(r"^(?P<run>.+)/(?P<dt>verify\w+)/(?P<day>\d{8})/(?P=dt)_LSSTCam_(?P<exp>\d{13})"
                          r"(_(?P<det>R\d\d_S\w\w))?_(?P<ru>[^/]+)\.(yaml|parq)$")
-    run_tier = re.compile(r"^(?P<run>.+)/(?P<dt>verify\w+)/((?P<pf>\w+_\d+)/)?(?P=dt)_LSSTCam_((?P=pf)_)?"
-                          r"(?P<ru>[^/]+)\.(yaml|parq)$")
+    run_tier = re.compile(r"^(?P<run>.+)/(?P<dt>verify\w+)/((?P<band>[a-z]+)/(?P<pf>(?P=band)_\d+)/)?(?P=dt)_LSSTCam_"
+                          r"((?P=band)_(?P=pf)_)?(?P<ru>[^/]+)\.(yaml|parq)$")
     runs = {r for v in synth.runs.values() for r in v.values()}
     on_disk = {p for p in vroot.rglob("*") if p.is_file()}
     assert on_disk == {Path(f["path"]) for f in synth.verify_files}

@@ -111,11 +111,14 @@ def _parse_in_dir(name: str, rel_dir: tuple[str, ...], source: str, *, has_root:
         run = "/".join(rel_dir[:idx]) if has_root else (rel_dir[idx - 1] if idx else "")
     stem = re.sub(r"\.(yaml|yml|parquet|parq|json)$", "", name)
     rest = stem[len(dtype) + 1:] if stem.startswith(dtype + "_") else ""
-    run_token = run.replace("/", "_")
-    if run_token and rest.endswith("_" + run_token):
-        rest = rest[: -len(run_token) - 1]
-    elif run_token and rest == run_token:
-        rest = ""
+    # the Butler's file template writes the run with "/" (and other non-word characters) as "_"
+    for run_token in dict.fromkeys((run.replace("/", "_"), re.sub(r"\W", "_", run))):
+        if run_token and rest.endswith("_" + run_token):
+            rest = rest[: -len(run_token) - 1]
+            break
+        if run_token and rest == run_token:
+            rest = ""
+            break
     tokens = [t for t in rest.split("_") if t]
     instrument = tokens[0] if tokens and not tokens[0].isdigit() and not _DET_NAME_RE.match(rest) else None
     exposure = detector = None

@@ -107,21 +107,22 @@ def verify_path(root: str | os.PathLike, run: str, dstype: str, *, instrument: s
                 physical_filter: str | None = None) -> Path:
     """Where ENGINEERING.md's "cp_verify outputs on disk" puts a dataset.
 
-    A run-level dataset with a ``physical_filter`` (flats) gets a filter folder
-    and token, as the Butler's file template writes them.
+    A run-level dataset with a ``physical_filter`` (flats) gets ``<band>/<filter>``
+    folders and name tokens, as the Butler's default file template writes them.
 
     >>> verify_path("v", "u/r", "verifyFlatResults", instrument="LSSTCam", ext="parq", physical_filter="r_57")
-    PosixPath('v/u/r/verifyFlatResults/r_57/verifyFlatResults_LSSTCam_r_57_u_r.parq')
+    PosixPath('v/u/r/verifyFlatResults/r/r_57/verifyFlatResults_LSSTCam_r_r_57_u_r.parq')
     """
     parts = [dstype, instrument] + ([str(exposure)] if exposure is not None else [])
     parts += [detector_name] if detector_name else []
+    band = physical_filter.split("_")[0] if physical_filter else None
     if physical_filter and exposure is None:
-        parts.append(physical_filter)
+        parts += [band, physical_filter]
     name = "_".join(parts + [run.replace("/", "_")]) + f".{ext}"
     folder = Path(root, *run.split("/"), dstype)
     if exposure is not None:
         return folder / str(day_obs) / name
-    return (folder / physical_filter if physical_filter else folder) / name
+    return (folder / band / physical_filter if physical_filter else folder) / name
 
 
 def _nominal_read_noise(model: DetectorModel) -> np.ndarray:

@@ -8,7 +8,7 @@ Directory layout under ``root``::
     processed/<calib_type>/<day_obs>/<exposure>/postISRCCD_<instrument>_<exposure>_<det>.fits
     calibs/<run>/<calib_type>/<calib_type>_<instrument>_<det>_<run with / as _>.fits
     verify/<run>/<datasetType>/<day_obs>/<datasetType>_<instrument>_<exposure>[_<det>]_<run_>.<yaml|parq>
-    verify/<run>/<datasetType>/[<physical_filter>/]<datasetType>_<instrument>_[<filter>_]<run_>.<yaml|parq>  (run)
+    verify/<run>/<datasetType>/[<band>/<filter>/]<datasetType>_<instrument>_[<band>_<filter>_]<run_>.<yaml|parq> (run)
 
 Results are ``.parq`` files, as the Butler's POSIX datastore names parquet.
     butler/                        a Butler repository holding the verify datasets (optional)
