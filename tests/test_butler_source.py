@@ -35,7 +35,7 @@ def _register(butler):
         reg.insertDimensionData("group", {"instrument": "LSSTCam", "name": str(exp)})
         reg.insertDimensionData("exposure", {"instrument": "LSSTCam", "id": exp, "day_obs": 20250618,
                                              "group": str(exp), "physical_filter": "empty",
-                                             "obs_id": f"MC_C_20250618_{exp % 100000:06d}", "seq_num": exp % 100000,
+                                             "obs_id": f"MC_O_20250618_{exp % 100000:06d}", "seq_num": exp % 100000,
                                              "observation_type": "bias"})
     dims = {"verifyBiasDetStats": ("instrument", "exposure", "detector"), "verifyBiasExpStats": ("instrument", "exposure"),
             "verifyBiasStats": ("instrument",)}

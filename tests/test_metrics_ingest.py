@@ -317,3 +317,66 @@ def test_run_results_missing_identifying_column_is_a_problem(tmp_path, column):
     # the per-detector products still give every amp of every exposure
     amps = df[(df.tier == "amp") & (df.metric == "NOISE")]
     assert len(amps) == len(EXPOSURES) * len(DETS) * 16
+
+
+def test_defects_individual_named_and_evaluated(tmp_path):
+    """verifyDefectsIndividual* products (CpVerifyDefectsTask) read as calib_type defects, with their tests."""
+    from cpmosaic.metrics import evaluate
+
+    rng = np.random.default_rng(9)
+    exp, det = EXPOSURES[0], "R22_S11"
+    cols: dict[str, list] = {}
+    verify = {}
+    for amp in CAM[det].amp_names:
+        st = {"DEFECT_PIXELS": float(rng.integers(10, 50)), "OUTLIERS": float(rng.integers(0, 5)),
+              "MEDIAN": 0.0, "STDEV": float(rng.uniform(4, 6)), "MIN": float(rng.uniform(-40, -30)),
+              "MAX": float(rng.uniform(30, 40))}
+        un = {"UNMASKED_OUTLIERS": st["OUTLIERS"] + (-1 if amp == "C03" else 3),  # C03 fails OUTLIERS
+              "UNMASKED_STDEV": st["STDEV"] * 1.5, "UNMASKED_MIN": st["MIN"] - 100, "UNMASKED_MAX": st["MAX"] + 100}
+        st.update(un)
+        v = {"OUTLIERS": un["UNMASKED_OUTLIERS"] >= st["OUTLIERS"], "STDEV": un["UNMASKED_STDEV"] >= st["STDEV"],
+             "MIN": un["UNMASKED_MIN"] <= st["MIN"], "MAX": un["UNMASKED_MAX"] >= st["MAX"]}
+        v["SUCCESS"] = all(v.values())
+        verify[amp] = {k: bool(x) for k, x in v.items()}
+        row = {"instrument": "LSSTCam", "exposure": exp, "detector": CAM[det].id, "mjd": MJD, "amplifier": amp}
+        row.update({f"DEFECTS_{k}": x for k, x in st.items()})
+        row.update({"DEFECTS_N_HOT": 3.0, "DEFECTS_N_COLD": 1.0, "DEFECTS_N_BAD_COLUMNS": None})
+        for k, x in row.items():
+            cols.setdefault(k, []).append(x)
+    det_row = {"instrument": "LSSTCam", "exposure": exp, "detector": CAM[det].id, "mjd": MJD, "amplifier": None,
+               "DEFECTS_N_BAD_COLUMNS": 7.0}  # the detector row of repackStats
+    for k in cols:
+        cols[k].append(det_row.get(k))
+    run = "u/test/verifyDefects"
+    pq.write_table(pa.table(cols), layout_path(tmp_path, run, "verifyDefectsIndividualDetResults", exposure=exp,
+                                               detector=det, ext="parq"))
+    write_yaml(layout_path(tmp_path, run, "verifyDefectsIndividualDetStats", exposure=exp, detector=det),
+               {"AMP": {}, "VERIFY": {"AMP": verify}, "SUCCESS": False})
+    df = load_metrics(tmp_path)
+    assert set(df.calib_type) == {"defects"} and df.attrs["problems"] == []
+    nbc = df[(df.tier == "detector") & (df.metric == "N_BAD_COLUMNS")]
+    assert nbc.value.tolist() == [7.0]
+    outl = df[(df.tier == "amp") & (df.metric == "OUTLIERS")].set_index("amp")
+    assert outl.loc["C03", "passed"] == False and outl.drop("C03").passed.all()  # noqa: E712
+    assert outl.loc["C10", "value"] == cols["DEFECTS_OUTLIERS"][0]
+    res = evaluate(df)
+    d = res[(res.calib_type == "defects") & (res.test == "OUTLIERS")].set_index("amp")
+    assert len(d) == 16 and d.loc["C03", "passed"] == False and d.drop("C03").passed.all()  # noqa: E712
+    assert d.cp_verify_passed.astype(bool).equals(d.passed.astype(bool))
+
+
+def test_stage_prefix_case_insensitive_and_verify_never_a_value(tmp_path):
+    """``Bias_MEAN`` / ``bias_VERIFY_MEAN`` read as BIAS_MEAN and its verdict; no VERIFY column is a value."""
+    cols = {"instrument": ["LSSTCam"] * 2, "exposure": [EXPOSURES[0]] * 2, "detector": [94, 94],
+            "amplifier": ["C10", "C11"], "Bias_MEAN": [0.1, 0.2], "bias_VERIFY_MEAN": [True, False],
+            "BIAS_VERIFY_NOISE": [1, 0]}  # an integer verdict column is still only a verdict
+    pq.write_table(pa.table(cols), layout_path(tmp_path, RUN, "verifyBiasDetResults", exposure=EXPOSURES[0],
+                                               detector="R22_S11", ext="parq"))
+    df = load_metrics(tmp_path)
+    assert df.attrs["problems"] == []
+    mean = df[df.metric == "MEAN"].set_index("amp")
+    assert mean.value.to_dict() == {"C10": 0.1, "C11": 0.2}
+    assert mean.passed.tolist() == [True, False]
+    noise = df[df.metric == "NOISE"]
+    assert noise.value.isna().all() and noise.passed.tolist() == [True, False]
+    assert not df.metric.str.contains("VERIFY").any()

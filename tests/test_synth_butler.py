@@ -30,6 +30,8 @@ def _data_id(m, f) -> dict:
         d["exposure"] = f["exposure"]
     if f["tier"] == "det":
         d["detector"] = f["detector"]
+    if f.get("physical_filter") and f["exposure"] is None:  # run-level flats (CpVerifyRunMergeByFilter)
+        d["physical_filter"] = f["physical_filter"]
     return d
 
 
@@ -59,6 +61,14 @@ def test_every_verify_file_is_in_the_butler(synth):
         assert set(dt.dimensions.required) == {"instrument", "exposure", "detector"}
         assert dt.storageClass.name == "StructuredDataDict"
         assert reg.getDatasetType("verifyBiasResults").storageClass.name == "ArrowAstropy"
+        # FACTS.md: run-level flats carry physical_filter, exposure-level flats exposure + physical_filter
+        assert set(reg.getDatasetType("verifyFlatResults").dimensions.required) == {"instrument", "physical_filter"}
+        assert set(reg.getDatasetType("verifyFlatExpResults").dimensions.names) >= {"instrument", "exposure",
+                                                                                    "physical_filter"}
+        # the real datastore (butler.put) names parquet files .parq and Stats .yaml
+        stored = [p for p in synth.butler_root.rglob("verify*") if p.is_file()]
+        assert stored and {p.suffix for p in stored} == {".parq", ".yaml"}
+        assert all(p.suffix == ".parq" for p in stored if "Results" in p.name)
         det = next(iter(reg.queryDimensionRecords("detector", where="detector = 94", instrument="LSSTCam")))
         assert (det.full_name, det.raft, det.name_in_raft, det.purpose) == ("R22_S11", "R22", "S11", "SCIENCE")
         exp = next(iter(reg.queryDimensionRecords("exposure", instrument="LSSTCam",
@@ -96,7 +106,7 @@ def test_repo_from_a_bare_verify_tree_by_ingest(synth, tmp_path):
     try:
         for f in synth.verify_files:
             if f["tier"] == "run":
-                got = butler.get(f["dataset_type"], instrument="LSSTCam", collections=f["run"])
+                got = butler.get(f["dataset_type"], _data_id(synth, f), collections=f["run"])
                 if f["path"].suffix == ".yaml":
                     assert got == yaml.safe_load(Path(f["path"]).read_text())
                 else:
@@ -106,3 +116,38 @@ def test_repo_from_a_bare_verify_tree_by_ingest(synth, tmp_path):
         assert n == len(synth.verify_files)
     finally:
         butler.close()
+
+
+def test_butler_and_tree_read_alike(synth):
+    """The same tidy table from the Butler repository and from the tree, flat merge row included."""
+    from cpmosaic.metrics import load_metrics
+
+    tree = load_metrics(synth.verify_root, progress=False)
+    repo = load_metrics(synth.butler_root, collections="u/cpv/verify", progress=False)
+    assert tree.attrs["problems"] == [] and repo.attrs["problems"] == []
+    keys = ["calib_type", "run", "exposure", "detector", "amp", "tier", "metric"]
+    a = tree.set_index(keys).sort_index()
+    b = repo.set_index(keys).sort_index()
+    assert a.index.equals(b.index)
+    np.testing.assert_array_equal(a["value"].to_numpy(), b["value"].to_numpy())
+    assert a["passed"].astype("object").equals(b["passed"].astype("object"))
+    scat = repo[(repo.tier == "exposure") & (repo.metric == "SCATTER")]
+    assert len(scat) == len({f["exposure"] for f in synth.verify_files if f["calib_type"] == "flat"
+                             and f["exposure"] is not None})
+    assert (scat.detector == -1).all() and scat.passed.eq(False).all()
+
+
+def test_datastore_files_read_as_a_tree(synth):
+    """The real datastore's own layout (filter folders, obs_id names, .parq) read as a plain tree."""
+    from cpmosaic.metrics import load_metrics
+
+    repo = load_metrics(synth.butler_root, collections="u/cpv/verify", progress=False)
+    tree = load_metrics(synth.butler_root / "u", progress=False)  # below butler.yaml: plain files
+    assert tree.attrs["problems"] == []
+    tree = tree.assign(run="u/" + tree["run"].astype(str))
+    keys = ["calib_type", "run", "exposure", "detector", "amp", "tier", "metric"]
+    a = repo.set_index(keys).sort_index()
+    b = tree.set_index(keys).sort_index()
+    assert a.index.equals(b.index)
+    np.testing.assert_array_equal(a["value"].to_numpy(), b["value"].to_numpy())
+    assert set(tree["day_obs"].dropna()) == set(synth.days)

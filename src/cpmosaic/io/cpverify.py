@@ -1,22 +1,46 @@
-"""Readers of cp_verify outputs: Stats YAML dictionaries and Results tables.
+"""cp_verify outputs: dataset-type names, the chunk format, and Stats YAML dictionaries.
 
 cp_verify writes, per calibration type ``X`` and tier, a Stats dictionary
 (``verifyXDetStats``, ``verifyXExpStats``, ``verifyXStats``) and a Results table
 (``verifyXDetResults``, ...).  This module turns one product into a *chunk*: a
 dict of equal-length numpy arrays in the long form of the tidy metrics table,
-plus the scalars that hold for the whole product.  ``cpmosaic.io.butler`` finds
-the products (in a directory tree laid out as a Butler datastore, or in a Butler
-repository); ``cpmosaic.metrics.table`` resolves detectors with the camera,
+plus the scalars that hold for the whole product (Results tables:
+``cpmosaic.io.cpverify_results``).  ``cpmosaic.io.cpverify_tree``
+finds the products in a directory tree, ``cpmosaic.io.butler`` in a Butler
+repository; ``cpmosaic.metrics.table`` resolves detectors with the camera,
 merges chunks and removes duplicates.
 
-Chunk arrays: ``exposure`` (int64, -1 = none), ``detector`` (int64: the id,
--1 = exposure-wide row, -2 = given by name only), ``detector_name`` (object,
-``None`` when unknown), ``amp``, ``tier``, ``metric`` (object), ``value``,
-``passed`` (float64: 1, 0 or NaN) and ``mjd`` (float64).
+Chunk arrays: ``exposure`` (int64, :data:`NO_EXPOSURE` = none), ``detector``
+(int64: the id, :data:`EXPOSURE_WIDE` = a row about the whole exposure,
+:data:`BY_NAME` = given by name only), ``detector_name`` (object, ``None`` when
+unknown), ``amp``, ``tier``, ``metric`` (object), ``value``, ``passed``
+(float64: 1, 0 or NaN) and ``mjd`` (float64).
+
+How cp_verify's code writes these products (docs/CPVERIFY.md has the sources):
+
+* columns ``{STAGE}_{stat}`` hold values, ``{STAGE}_[DET_]VERIFY_{test}``
+  verdicts (never values); the stage prefix is the task's ``stageName``, in
+  upper case for the per-detector tasks and ``flat`` for the flat exposure merge;
+* the flat exposure merge appends ONE row (``flat_SCATTER``,
+  ``flat_VERIFY_SCATTER``, no amplifier, ``detector`` = the first input
+  detector): the exposure-level SCATTER, read here as an ``exposure``-tier row;
+* linearity (``verifyLinearizer*``) writes its verdicts as boolean
+  ``LINEARITY_{test}`` columns without ``VERIFY``: a boolean column is a verdict.
+
+Values of the wrong type are never turned into NaN silently: a file whose
+identifying columns have the wrong type raises :class:`InputError`; a value
+column or YAML entry of the wrong type is skipped with a warning naming the
+file and the column (key), and added to the caller's *problems* list.  A NaN
+value is "not measured": it is kept, and its cp_verify verdict is never read
+as a pass.
 
 >>> info = parse_dataset_type("verifyFlatDetResults")
 >>> info.calib_type, info.tier, info.kind
 ('flat', 'detector', 'Results')
+>>> parse_dataset_type("verifyLinearizerResults").calib_type
+'linearity'
+>>> parse_dataset_type("verifyDefectsIndividualExpStats").calib_type
+'defects'
 """
 
 from __future__ import annotations
@@ -27,7 +51,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +59,8 @@ from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CALIB_TYPES", "CHUNK_KEYS", "DatasetTypeInfo", "parse_dataset_type", "read_results_table",
-           "read_stats_yaml", "results_to_chunk", "stats_to_chunk"]
+__all__ = ["BY_NAME", "CALIB_TYPES", "CHUNK_KEYS", "EXPOSURE_WIDE", "NO_EXPOSURE", "DatasetTypeInfo",
+           "day_obs_of_exposure", "parse_dataset_type", "read_stats_yaml", "stats_to_chunk"]
 
 #: cp_verify's calibration names (as in dataset type names) -> tidy calib_type.
 CALIB_TYPES: dict[str, str] = {
@@ -44,8 +68,19 @@ CALIB_TYPES: dict[str, str] = {
     "Crosstalk": "crosstalk", "Linearity": "linearity", "Ptc": "ptc", "Gain": "gain", "Bfk": "bfk",
     "Cti": "cti",
 }
+#: Dataset-type stems that name a calibration type other than their own lower case
+#: (cp_verify's pipelines: verifyLinearizer.yaml, verifyDefectsIndividual.yaml).
+_CALIB_STEMS = (("DefectsIndividual", "defects"), ("DefectsPostsFlat", "defects"), ("Linearizer", "linearity"),
+                ("GainFromFlatPairs", "gain"))
 CHUNK_KEYS = ("exposure", "detector", "detector_name", "amp", "tier", "metric", "value", "passed", "mjd")
-NO_EXPOSURE, EXPOSURE_WIDE, BY_NAME = -1, -1, -2
+#: ``exposure`` of rows with no exposure (run- or calibration-level products).
+NO_EXPOSURE = -1
+#: ``detector`` of rows that describe a whole exposure (flat EXP SCATTER, SUCCESS).
+EXPOSURE_WIDE = -1
+#: ``detector`` of rows that name their detector only (resolved with the camera later).
+BY_NAME = -2
+#: The smallest exposure id of the ``{day_obs}{seq_num:05d}`` form (day_obs >= 1e7).
+DAYOBS_EXPOSURE_MIN = 10**12
 
 _DATASET_RE = re.compile(r"^verify(?P<type>[A-Z][A-Za-z]*?)(?P<tier>Det|Exp)?(?P<kind>Stats|Results|Matrix)$")
 _DET_NAME_RE = re.compile(r"R[0-9X]{2}_S(?:\d\d|[GW]\d)")
@@ -88,10 +123,44 @@ def parse_dataset_type(name: str) -> DatasetTypeInfo | None:
     if not m:
         return None
     raw = m["type"]
-    calib = CALIB_TYPES.get(raw, raw.lower())
     if raw.endswith("Isr") or "Residual" in raw:
         return None
+    calib = CALIB_TYPES.get(raw) or next((c for stem, c in _CALIB_STEMS if raw.startswith(stem)), raw.lower())
     return DatasetTypeInfo(name, calib, _TIERS[m["tier"]], m["kind"])
+
+
+def day_obs_of_exposure(exposure: int) -> int | None:
+    """The day_obs an obs_lsst exposure id encodes; None for ids of another form.
+
+    obs_lsst (``translators/lsst.py``) builds ids as ``{day_obs}{seq:05d}`` with
+    1000 added to the year per controller code after "O" (C, H, P, Q, S).
+
+    >>> day_obs_of_exposure(2025061800123), day_obs_of_exposure(3019031900001)
+    (20250618, 20190319)
+    >>> day_obs_of_exposure(42) is None
+    True
+    """
+    if exposure < DAYOBS_EXPOSURE_MIN:
+        return None
+    day = int(exposure) // 100000
+    year = day // 10000
+    year -= 1000 * max(0, (year - 2000) // 1000)
+    return year * 10000 + day % 10000
+
+
+def _problem(problems: list | None, source: str | None, text: str) -> None:
+    """Warn about one bad column or key (the rest of the input is still read) and record it."""
+    log.warning("%s: %s", source or "cp_verify output", text)
+    if problems is not None:
+        problems.append({"source": source or "cp_verify output", "problem": text})
+
+
+#: Keys and columns that legitimately hold text (e.g. LINEARITY_LINEARITY_TYPE).
+_TEXT_SUFFIXES = ("TYPE", "NAME", "UNIT", "UNITS", "FILTER", "BAND")
+
+
+def _is_text_name(name: str) -> bool:
+    return str(name).upper().endswith(_TEXT_SUFFIXES)
 
 
 # -- Stats YAML --------------------------------------------------------------------------
@@ -140,6 +209,31 @@ def _scalar(v: Any) -> float | None:
     return None
 
 
+class _Checker:
+    """Type checks of Stats values: numbers pass, text where numbers belong is a problem."""
+
+    def __init__(self, source: str | None, problems: list | None) -> None:
+        self.source, self.problems = source, problems
+        self.rejected: set[str] = set()  # keys of values of the wrong type (their verdicts are dropped too)
+
+    def number(self, v: Any, key: str) -> float | None:
+        """A statistic as float; NaN for null ("not measured"); None to skip it."""
+        if v is None:
+            return math.nan
+        if (x := _scalar(v)) is not None:
+            return x
+        if isinstance(v, str) and not _is_text_name(key.rsplit(".", 1)[-1]):
+            _problem(self.problems, self.source, f"key {key} holds {v!r}, not a number")
+            self.rejected.add(key)
+        return None  # lists (profiles), dicts, text such as LINEARITY_TYPE
+
+    def verdict(self, v: Any, key: str) -> bool | None:
+        if isinstance(v, (bool, np.bool_)):
+            return bool(v)
+        _problem(self.problems, self.source, f"key {key} holds {v!r}, not a verdict (true/false)")
+        return None
+
+
 class _Rows:
     """Row accumulator for the (small) Stats dictionaries."""
 
@@ -155,6 +249,8 @@ class _Rows:
         c["tier"].append(tier)
         c["metric"].append(str(metric).replace(" ", "_"))
         c["value"].append(math.nan if value is None else value)
+        if value is not None and math.isnan(value) and passed:
+            passed = None  # a value not measured never passes
         c["passed"].append(math.nan if passed is None else float(bool(passed)))
         c["mjd"].append(math.nan if mjd is None else float(mjd))
 
@@ -188,7 +284,8 @@ def _parse_failure(text: str) -> tuple[str | None, str, str]:
 
 
 def stats_to_chunk(doc: dict, info: DatasetTypeInfo, *, exposure: int | None = None,
-                   detector: int | str | None = None) -> dict[str, np.ndarray]:
+                   detector: int | str | None = None, source: str | None = None,
+                   problems: list | None = None) -> dict[str, np.ndarray]:
     """Long-form rows of one Stats dictionary (any tier).
 
     Detector tier: ``AMP`` {amp: {stat: v}} and ``METADATA`` {stat: {amp: v}} give
@@ -196,23 +293,30 @@ def stats_to_chunk(doc: dict, info: DatasetTypeInfo, *, exposure: int | None = N
     Exposure and run tiers hold verdicts: per detector (or exposure) ``SUCCESS``
     rows (value 1/0) and one row per entry of ``FAILURES`` (value NaN, passed
     False); statistics under ``EXP`` become exposure-wide rows (detector -1).
+    A value that is text where a number belongs, or a verdict that is not a
+    boolean, is skipped with a warning naming *source* and the key, and added
+    to *problems*.
     """
     rows = _Rows()
+    check = _Checker(source, problems)
     mjd = _scalar((doc.get("ISR") or {}).get("MJD")) if isinstance(doc.get("ISR"), dict) else None
     if info.tier == "detector":
-        _detector_stats(doc, rows, exposure, detector, mjd)
+        _detector_stats(doc, rows, exposure, detector, mjd, check)
     else:
-        _verdict_stats(doc, rows, info, exposure, detector, mjd)
+        _verdict_stats(doc, rows, info, exposure, detector, mjd, check)
     return rows.chunk()
 
 
-def _detector_stats(doc: dict, rows: _Rows, exposure, detector, mjd) -> None:
+def _detector_stats(doc: dict, rows: _Rows, exposure, detector, mjd, check: _Checker) -> None:
     det_id, det_name = _det_fields(detector)
     verify = doc.get("VERIFY") if isinstance(doc.get("VERIFY"), dict) else {}
     amp_verify = verify.get("AMP") if isinstance(verify.get("AMP"), dict) else {}
     det_verify = {k: v for k, v in (verify.get("DET") or {}).items()} if isinstance(verify.get("DET"), dict) else {}
     # Some tasks (ptc, gain) put detector-level verdicts at the top of VERIFY.
     det_verify.update({k: v for k, v in verify.items() if k not in ("AMP", "DET", "EXP") and isinstance(v, bool)})
+    det_verify = {k: f for k, v in det_verify.items() if (f := check.verdict(v, f"VERIFY.DET.{k}")) is not None}
+    amp_verify = {str(amp): {t: f for t, v in tests.items() if (f := check.verdict(v, f"VERIFY.AMP.{amp}.{t}")) is not None}
+                  for amp, tests in amp_verify.items() if isinstance(tests, dict)}
     seen_amp: dict[str, set] = {}
     seen_det: set = set()
     amp_values: dict[tuple[str, str], float] = {}
@@ -224,13 +328,13 @@ def _detector_stats(doc: dict, rows: _Rows, exposure, detector, mjd) -> None:
             if isinstance(val, dict):
                 if section == "AMP":  # {amp: {stat: v}}
                     for stat, v in val.items():
-                        if (x := _scalar(v)) is not None:
+                        if (x := check.number(v, f"AMP.{key}.{stat}")) is not None:
                             amp_values[(str(key), str(stat))] = x
                 else:  # METADATA / CATALOG: {stat: {amp: v}}
                     for amp, v in val.items():
-                        if (x := _scalar(v)) is not None:
+                        if (x := check.number(v, f"{section}.{key}.{amp}")) is not None:
                             amp_values.setdefault((str(amp), str(key)), x)
-            elif (x := _scalar(val)) is not None:
+            elif (x := check.number(val, f"{section}.{key}")) is not None:
                 det_values.setdefault(str(key), x)
     names = {m for _, m in amp_values}
     for (amp, metric), x in amp_values.items():
@@ -242,6 +346,8 @@ def _detector_stats(doc: dict, rows: _Rows, exposure, detector, mjd) -> None:
         seen_amp.setdefault(amp, set()).add(metric)
     for amp, tests in amp_verify.items():
         for test, flag in (tests or {}).items():
+            if f"AMP.{amp}.{test}" in check.rejected or f"METADATA.{_TEST_ALIASES.get(test)}.{amp}" in check.rejected:
+                continue
             if test == "SUCCESS" or test in seen_amp.get(amp, ()) or (
                     _TEST_ALIASES.get(test) in names and _TEST_ALIASES.get(test) in seen_amp.get(amp, ())):
                 continue
@@ -254,13 +360,13 @@ def _detector_stats(doc: dict, rows: _Rows, exposure, detector, mjd) -> None:
             rows.add(exposure, det_id, det_name, "", "detector", test, None, flag, mjd)
 
 
-def _verdict_stats(doc: dict, rows: _Rows, info: DatasetTypeInfo, exposure, detector, mjd) -> None:
+def _verdict_stats(doc: dict, rows: _Rows, info: DatasetTypeInfo, exposure, detector, mjd, check: _Checker) -> None:
     verify = doc.get("VERIFY") if isinstance(doc.get("VERIFY"), dict) else {}
     exp_verify = verify.get("EXP") if isinstance(verify.get("EXP"), dict) else {}
 
     def add_exposure_level(exp, body: dict) -> None:
         for stat, v in (body.get("EXP") or {}).items() if isinstance(body.get("EXP"), dict) else ():
-            if (x := _scalar(v)) is not None:
+            if (x := check.number(v, f"EXP.{stat}")) is not None:
                 rows.add(exp, EXPOSURE_WIDE, None, "", "exposure", stat, x, exp_verify.get(stat), mjd)
         if isinstance(body.get("SUCCESS"), bool):
             s = body["SUCCESS"]
@@ -305,204 +411,3 @@ def _verdict_stats(doc: dict, rows: _Rows, info: DatasetTypeInfo, exposure, dete
                 rows.add(exp, fid, fname, amp, tier, test, None, False, mjd)
         else:
             add_detector_verdict(None, key, body)
-
-
-# -- Results tables ----------------------------------------------------------------------
-
-def read_results_table(path: str | os.PathLike, *, scalars_only: bool = True):
-    """Read a Results parquet file into a pyarrow Table (InputError when corrupt).
-
-    With *scalars_only* the list columns (NaN-padded profiles, most of the
-    bytes) are not read at all: the tidy table keeps scalars only.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-        columns = None
-        if scalars_only:
-            schema = pf.schema_arrow
-            columns = [f.name for f in schema if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type)
-                                                      or pa.types.is_fixed_size_list(f.type)
-                                                      or pa.types.is_struct(f.type))]
-        return pf.read(columns=columns)
-    except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
-        raise InputError(path, f"corrupt parquet: {str(exc).splitlines()[0]}") from None
-
-
-def _columns(table) -> Iterator[tuple[str, Any]]:
-    """(name, column) pairs of a pyarrow Table, astropy Table or pandas DataFrame."""
-    names = table.column_names if hasattr(table, "column_names") else list(table.columns)
-    for name in names:
-        yield str(name), table[name]
-
-
-def _to_float(col) -> np.ndarray | None:
-    """A scalar numeric/bool column as float64 with NaN for nulls; None otherwise."""
-    import pyarrow as pa
-
-    if isinstance(col, (pa.ChunkedArray, pa.Array)):
-        t = col.type
-        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
-            return col.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        return None
-    arr = np.ma.asarray(getattr(col, "values", col))
-    if arr.ndim != 1 or arr.dtype.kind not in "biuf":
-        return None
-    return np.ma.filled(arr.astype(np.float64), np.nan)
-
-
-def _to_str(col, n: int) -> np.ndarray:
-    import pyarrow as pa
-
-    if isinstance(col, (pa.ChunkedArray, pa.Array)):
-        out = col.cast(pa.string()).fill_null("").to_numpy(zero_copy_only=False)
-    else:
-        arr = np.ma.asarray(getattr(col, "values", col))
-        out = np.ma.filled(arr.astype(str).astype(object), "") if arr.dtype.kind in "USO" else np.full(n, "", object)
-    out = np.asarray(out, dtype=object)
-    out[(out == "None") | (out == "nan") | (out == "--")] = ""
-    return out
-
-
-def results_to_chunk(table, info: DatasetTypeInfo, *, exposure: int | None = None,
-                     detector: int | str | None = None,
-                     source: str | None = None) -> tuple[dict[str, np.ndarray], str | None]:
-    """Long-form rows of one Results table, built column by column (no per-row loop).
-
-    Scalar ``{TYPE}_{stat}`` columns become metrics (prefix removed; a further
-    ``DET_``/``EXP_`` is removed on detector/exposure rows); ``{TYPE}_[DET_]VERIFY_{test}``
-    columns give ``passed``; list columns (profiles) and strings are skipped.
-    Rows without an amplifier are detector rows (exposure-wide in Exp products).
-    Cells whose value is null/NaN and carry no verdict are dropped.
-
-    Returns the chunk and the instrument named in the table (or None).  A table
-    without the columns that identify its rows (``amplifier``, and ``detector`` /
-    ``exposure`` where the data id does not give them) raises InputError naming
-    *source*: read silently, its rows would land on the wrong amps.
-    """
-    names = [n for n, _ in _columns(table)]
-    cols = dict(_columns(table))
-    n = len(table)
-    required = ["amplifier" if "amp" not in cols else "amp"]
-    if detector is None:
-        required.append("detector")
-    if exposure is None:
-        required.append("exposure")
-    absent = [c for c in required if c not in cols]
-    if absent:
-        raise InputError(source or info.name, f"Results table lacks column(s) {', '.join(absent)} "
-                         f"(has {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
-    if n == 0:
-        return _empty_chunk(), None
-    prefix = info.calib_type.upper() + "_"
-    instrument = None
-    if "instrument" in cols:
-        vals = [v for v in _to_str(cols["instrument"], n)[:1] if v]
-        instrument = vals[0] if vals else None
-    exp = _to_float(cols["exposure"]) if "exposure" in cols else None
-    exp = (np.where(np.isnan(exp), NO_EXPOSURE, exp).astype(np.int64) if exp is not None
-           else np.full(n, NO_EXPOSURE if exposure is None else exposure, np.int64))
-    det_ids = np.full(n, BY_NAME, np.int64)
-    det_names = np.full(n, None, dtype=object)
-    if "detector" in cols:
-        d = _to_float(cols["detector"])
-        if d is not None:
-            det_ids = np.where(np.isnan(d), BY_NAME, d).astype(np.int64)
-        else:
-            det_names = _to_str(cols["detector"], n)
-    elif detector is not None:
-        did, dname = _det_fields(detector)
-        det_ids[:], det_names[:] = did, dname
-    amp_col = cols.get("amplifier", cols.get("amp"))
-    amps = _to_str(amp_col, n) if amp_col is not None else np.full(n, "", dtype=object)
-    mjd = _to_float(cols["mjd"]) if "mjd" in cols else None
-    mjd = mjd if mjd is not None else np.full(n, np.nan)
-
-    has_amp = amps != ""
-    no_amp_tier = "exposure" if info.tier == "exposure" else "detector"
-    groups = [(np.flatnonzero(has_amp), "amp"), (np.flatnonzero(~has_amp), no_amp_tier)]
-    verify_re = re.compile(r"^(?:(DET|EXP)_)?VERIFY_(.+)$")
-    metrics: dict[str, np.ndarray] = {}
-    verdicts: dict[tuple[str | None, str], np.ndarray] = {}
-    for name in names:
-        if name in _ID_COLUMNS:
-            continue
-        base = name[len(prefix):] if name.startswith(prefix) else name
-        vals = _to_float(cols[name])
-        if vals is None:
-            log.debug("%s: skipping non-scalar column %s", info.name, name)
-            continue
-        m = verify_re.match(base)
-        if m:
-            if m.group(2) != "SUCCESS":
-                verdicts[(m.group(1), m.group(2))] = vals
-        else:
-            metrics[base] = vals
-    parts: list[dict[str, np.ndarray]] = []
-    for idx, tier in groups:
-        if idx.size == 0:
-            continue
-        scope = {"detector": "DET", "exposure": "EXP"}.get(tier)
-        # Detector rows carry FLAT_DET_MEAN where amp rows carry FLAT_MEAN: both
-        # become metric MEAN, the scoped column winning where it has a value.
-        group_metrics = _merge_scoped(metrics, scope, idx)
-        group_verdicts = _merge_scoped({(f"{s}_" if s else "") + t: v for (s, t), v in verdicts.items()}, scope, idx)
-        used: set[str] = set()
-        for metric, vals in group_metrics.items():
-            flag = group_verdicts.get(metric)
-            if flag is None:
-                alias = next((t for t, m in _TEST_ALIASES.items() if m == metric and t in group_verdicts), None)
-                if alias:
-                    flag = group_verdicts[alias]
-                    used.add(alias)
-            used.add(metric)
-            flag = flag if flag is not None else np.full(idx.size, np.nan)
-            parts.append(_part(idx, tier, metric, vals, flag, exp, det_ids, det_names, amps, mjd))
-        for test, flag in group_verdicts.items():
-            if test not in used:
-                parts.append(_part(idx, tier, test, np.full(idx.size, np.nan), flag, exp, det_ids, det_names, amps, mjd))
-    if not parts:
-        return _empty_chunk(), instrument
-    chunk = {k: np.concatenate([p[k] for p in parts]) for k in CHUNK_KEYS}
-    keep = ~(np.isnan(chunk["value"]) & np.isnan(chunk["passed"]))
-    return {k: v[keep] for k, v in chunk.items()}, instrument
-
-
-def _merge_scoped(columns: dict[str, np.ndarray], scope: str | None, idx: np.ndarray) -> dict[str, np.ndarray]:
-    """Columns for one row group, ``{scope}_X`` folded into ``X`` (its values first)."""
-    out: dict[str, np.ndarray] = {}
-    scoped: dict[str, np.ndarray] = {}
-    for name, vals in columns.items():
-        head, _, tail = name.partition("_")
-        if head in ("DET", "EXP") and tail:
-            if head == scope:
-                scoped[tail] = vals[idx]
-            elif scope is None:
-                out[name] = vals[idx]  # amp rows: keep e.g. DET_MEAN only if it has values there
-            continue
-        out[name] = vals[idx]
-    for name, vals in scoped.items():
-        out[name] = np.where(np.isnan(vals), out[name], vals) if name in out else vals
-    return out
-
-
-def _part(idx, tier, metric, vals, flag, exp, det_ids, det_names, amps, mjd) -> dict[str, np.ndarray]:
-    k = idx.size
-    det = det_ids[idx]
-    if tier == "exposure":
-        det = np.full(k, EXPOSURE_WIDE, np.int64)
-    return {
-        "exposure": exp[idx], "detector": det,
-        "detector_name": det_names[idx] if tier != "exposure" else np.full(k, None, object),
-        "amp": amps[idx], "tier": np.full(k, tier, object), "metric": np.full(k, metric, object),
-        "value": vals, "passed": flag, "mjd": mjd[idx],
-    }
-
-
-def _empty_chunk() -> dict[str, np.ndarray]:
-    out = {k: np.empty(0, dtype=object) for k in ("detector_name", "amp", "tier", "metric")}
-    out.update(exposure=np.empty(0, np.int64), detector=np.empty(0, np.int64),
-               value=np.empty(0), passed=np.empty(0), mjd=np.empty(0))
-    return out

@@ -59,8 +59,10 @@ def image_metrics(image: np.ndarray, detector, *, calib_type: str = "bias", run:
     boxes = np.array([a.bbox.as_tuple() for a in detector.amplifiers], dtype=np.int64)
     st = amp_statistics(image, boxes, nsigma=nsigma, niter=niter, mask=mask, n_threads=n_threads)
     namp, nmet = len(boxes), len(IMAGE_METRICS)
-    if day_obs is None and exposure is not None and exposure >= 10**12:
-        day_obs = exposure // 100000
+    if day_obs is None and exposure is not None:
+        from ..io.cpverify import day_obs_of_exposure
+
+        day_obs = day_obs_of_exposure(exposure)
     cols = {
         "instrument": np.full(namp * nmet, instrument, object),
         "calib_type": np.full(namp * nmet, calib_type, object),

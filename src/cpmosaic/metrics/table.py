@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError, UnknownDetectorError
+from ..errors import InputError
+from ..io.cpverify import BY_NAME, EXPOSURE_WIDE, day_obs_of_exposure
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,6 @@ __all__ = ["COLUMNS", "EXPOSURE_WIDE", "empty_table", "load_metrics", "build_tab
 #: Column order of the tidy table (ENGINEERING.md).
 COLUMNS = ("instrument", "calib_type", "run", "exposure", "day_obs", "mjd", "detector", "detector_name",
            "amp", "tier", "metric", "value", "passed")
-#: ``detector`` of rows that describe a whole exposure.
-EXPOSURE_WIDE = -1
 _KEY = ["calib_type", "run", "exposure", "detector", "amp", "tier", "metric"]
 
 
@@ -104,8 +102,10 @@ def build_table(chunks: Iterable[tuple[dict, dict]], camera, problems: list[dict
             msg = f"unknown detector(s) {', '.join(bad[:5])} for camera {cam.name}"
             problems.append({"source": meta["source"], "problem": msg})
             log.warning("%s: %s; their rows are skipped", meta["source"], msg)
+        ok &= _known_amps(det_id, chunk["amp"], ok, cam, meta["source"], problems)
         exposure = chunk["exposure"][ok]
-        day = np.where(exposure >= 10**12, exposure // 100000, -1)
+        uniq, inverse = np.unique(exposure, return_inverse=True)  # a few exposures, many rows
+        day = np.array([day_obs_of_exposure(int(e)) or -1 for e in uniq], np.int64)[inverse.ravel()]
         if meta.get("day_obs"):
             day = np.where(day < 0, int(meta["day_obs"]), day)
         k = int(ok.sum())
@@ -126,7 +126,14 @@ def build_table(chunks: Iterable[tuple[dict, dict]], camera, problems: list[dict
         known = df[df["mjd"].notna() & (df["exposure"] >= 0)].groupby("exposure")["mjd"].first()
         fill = df["exposure"].map(known)
         df["mjd"] = df["mjd"].fillna(fill)
-    df = df.sort_values("_priority", kind="stable").drop_duplicates(_KEY, keep="first")
+    df = df.sort_values("_priority", kind="stable")
+    # A value from a Results table keeps the verdict a Stats dictionary gave for it (defects
+    # Results carry no verdict columns): the first non-null passed of each key, by priority.
+    dup = df.duplicated(_KEY, keep=False).to_numpy()
+    if dup.any() and df["passed"].isna().to_numpy()[dup].any():
+        sub = df[dup]
+        df.loc[dup, "passed"] = sub.groupby(_KEY, sort=False, dropna=False)["passed"].transform("first")
+    df = df.drop_duplicates(_KEY, keep="first")
     df = df.sort_values(["calib_type", "run", "exposure", "detector", "tier", "amp", "metric"], kind="stable")
     df = df.reset_index(drop=True)
     # String columns are already pandas str; only the nullable columns need building.
@@ -136,6 +143,30 @@ def build_table(chunks: Iterable[tuple[dict, dict]], camera, problems: list[dict
     df = df[list(COLUMNS)]
     df.attrs["problems"] = list(problems)
     return df
+
+
+def _known_amps(det_id: np.ndarray, amps: np.ndarray, ok: np.ndarray, camera, source: str,
+                problems: list[dict]) -> np.ndarray:
+    """Mask of rows whose amp the camera's detector has (or that have no amp); the others are problems."""
+    keep = np.ones(det_id.size, dtype=bool)
+    has_amp = ok & (amps != "")
+    if not has_amp.any():
+        return keep
+    pairs = {(int(d), str(a)) for d, a in zip(det_id[has_amp].tolist(), amps[has_amp].tolist())}
+    bad: dict[int, list[str]] = {}
+    for d, a in pairs:
+        det = camera.get(d)
+        if det is not None and a not in det.amp_names:
+            bad.setdefault(d, []).append(a)
+    for d, names in sorted(bad.items()):
+        det = camera.get(d)
+        sel = has_amp & (det_id == d) & np.isin(amps, names)
+        keep &= ~sel
+        msg = (f"column 'amplifier': amp name(s) {', '.join(sorted(names)[:5])} are not amps of {det.name} "
+               f"in camera {camera.name} (it has {', '.join(det.amp_names[:3])}, ...); {int(sel.sum())} rows skipped")
+        problems.append({"source": source, "problem": msg})
+        log.warning("%s: %s", source, msg)
+    return keep
 
 
 def _resolve_detectors(ids: np.ndarray, names: np.ndarray, camera):
@@ -151,7 +182,7 @@ def _resolve_detectors(ids: np.ndarray, names: np.ndarray, camera):
             ok &= ~sel
         else:
             out_names[sel] = det.name
-    by_name = ids == -2
+    by_name = ids == BY_NAME
     if by_name.any():
         for uname in set(names[by_name].tolist()):
             sel = by_name & (names == uname)
@@ -163,10 +194,6 @@ def _resolve_detectors(ids: np.ndarray, names: np.ndarray, camera):
                 out_names[sel] = det.name
     out_names[exposure_wide] = ""
     return ids, out_names, ok
-
-
-def _is_butler_repo(path: Path) -> bool:
-    return path.is_dir() and (path / "butler.yaml").is_file()
 
 
 def load_metrics(source: str | os.PathLike, *, collections: str | list[str] | None = None, camera=None,
@@ -207,20 +234,22 @@ def load_metrics(source: str | os.PathLike, *, collections: str | list[str] | No
     []
     """
     from ..camera import get_camera
+    from ..io.butler import is_butler_repo
+    from ..io.cpverify_tree import read_tree
 
     path = Path(source)
     if not path.exists():
         raise InputError(source, "no such file or directory")
     cam = get_camera(camera) if camera is not None else None
     wanted = {c.lower() for c in calib_types} if calib_types else None
-    if _is_butler_repo(path):
+    if is_butler_repo(path):
         from ..io.butler import read_butler
 
         if not collections:
             raise InputError(source, "is a Butler repository: give the collection(s) to read")
         chunks, problems = read_butler(path, collections, calib_types=wanted, progress=progress)
     else:
-        chunks, problems = _read_tree(path, wanted, progress, cam)
+        chunks, problems = read_tree(path, wanted, progress, cam)
     df = build_table(chunks, cam, problems, wanted)
     if df.empty:
         detail = "; ".join(f"{p['source']}: {p['problem']}" for p in problems[:3])
@@ -228,78 +257,3 @@ def load_metrics(source: str | os.PathLike, *, collections: str | list[str] | No
     return df
 
 
-def _read_tree(root: Path, wanted: set[str] | None, progress: bool | None, camera=None):
-    """Read a directory tree; Results first, Stats only for data no Results cover.
-
-    Three passes, each over a thread pool (pyarrow and file I/O release the GIL):
-    run-level Results; then detector/exposure Results of the (run, calib_type)
-    groups whose run-level table is missing or unreadable; then the Stats files
-    whose (exposure, detector) no Results table gave.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .. import progress as prog
-    from ..camera import get_camera
-    from ..errors import CpmosaicError
-    from ..io.butler import find_products, read_product
-
-    products = [p for p in find_products(root) if wanted is None or p.info.calib_type in wanted]
-    chunks: list[tuple[dict, dict]] = []
-    problems: list[dict] = []
-
-    def read(p):
-        try:
-            chunk, instrument = read_product(p)
-        except (CpmosaicError, UnknownDetectorError, KeyError, TypeError, ValueError) as exc:
-            problem = exc.problem if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
-            return p, None, {"source": p.source, "problem": problem}
-        meta = {"source": p.source, "calib_type": p.info.calib_type, "run": p.run,
-                "instrument": instrument or p.instrument, "priority": p.info.priority, "day_obs": p.day_obs}
-        return p, (chunk, meta), None
-
-    def det_id(p) -> int | None:
-        """The detector id a file name gives (names through the camera), for coverage checks."""
-        if p.detector is None or isinstance(p.detector, int):
-            return p.detector
-        try:
-            det = (camera or get_camera(p.instrument or "LSSTCam")).get(p.detector)
-        except Exception:  # an instrument without a built-in camera: no shortcut
-            return None
-        return None if det is None else det.id
-
-    covered: dict[tuple[str, str], set] = defaultdict(set)
-    done_groups: set[tuple[str, str]] = set()
-    workers = max(1, min(4, os.cpu_count() or 1))
-    with prog.bar(len(products), desc="cp_verify outputs", progress=progress, unit="file") as bar, \
-            ThreadPoolExecutor(workers) as pool:
-
-        def run_pass(todo: list) -> None:
-            for p, got, problem in pool.map(read, sorted(todo, key=lambda p: p.source)):
-                bar.update(1)
-                if problem is not None:
-                    problems.append(problem)
-                    log.warning("%s: %s", problem["source"], problem["problem"])
-                    continue
-                chunks.append(got)
-                if p.info.kind == "Results":
-                    key = (p.run, p.info.calib_type)
-                    covered[key].update(zip(got[0]["exposure"].tolist(), got[0]["detector"].tolist()))
-                    if p.info.tier == "run":
-                        done_groups.add(key)
-
-        results = [p for p in products if p.info.kind == "Results"]
-        run_pass([p for p in results if p.info.tier == "run"])
-        rest = [p for p in results if p.info.tier != "run" and (p.run, p.info.calib_type) not in done_groups]
-        bar.update(sum(1 for p in results if p.info.tier != "run") - len(rest))
-        run_pass(rest)
-        stats = []
-        for p in products:
-            if p.info.kind == "Results":
-                continue
-            cov = covered.get((p.run, p.info.calib_type))
-            if p.info.tier == "detector" and cov and (-1 if p.exposure is None else p.exposure, det_id(p)) in cov:
-                bar.update(1)
-                continue
-            stats.append(p)
-        run_pass(stats)
-    return chunks, problems

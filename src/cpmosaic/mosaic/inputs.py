@@ -99,7 +99,7 @@ def butler_paths(url: str | None = None, *, root: str | None = None, collection:
                  dataset_type: str | None = None, where: str = "") -> list[str]:
     """Files of Butler datasets: ``butler://ROOT?collection=C&dataset=T`` or keywords.
 
-    Needs ``lsst.daf.butler``; each dataset's file comes from ``butler.getURI(ref)``.
+    Needs ``lsst.daf.butler``; the query is ``cpmosaic.io.butler.dataset_files``.
     """
     if url is not None:
         u = urlparse(url)
@@ -110,23 +110,9 @@ def butler_paths(url: str | None = None, *, root: str | None = None, collection:
         where = q.get("where", where)
     if not (root and collection and dataset_type):
         raise InputError(url or root, "a Butler input needs a repository root, a collection and a dataset type")
-    try:
-        from lsst.daf.butler import Butler
-    except ImportError:
-        raise InputError(url or root,
-                         "reading from a Butler needs lsst-daf-butler (pip install cpmosaic[butler])") from None
-    try:
-        butler = Butler.from_config(root, collections=[collection]) if hasattr(Butler, "from_config") \
-            else Butler(root, collections=[collection])
-        refs = butler.query_datasets(dataset_type, collections=[collection], where=where, explain=False) \
-            if hasattr(butler, "query_datasets") else \
-            list(butler.registry.queryDatasets(dataset_type, collections=[collection], where=where))
-    except Exception as exc:  # the Butler raises many types; all mean "cannot use this input"
-        raise InputError(url or root, f"Butler query failed ({type(exc).__name__}: {exc})") from None
-    paths = []
-    for ref in refs:
-        uri = butler.getURI(ref)
-        paths.append(uri.ospath if getattr(uri, "scheme", "file") in ("file", "") else str(uri))
+    from ..io.butler import dataset_files
+
+    paths = [path for _, path in dataset_files(root, collection, dataset_type, where=where)]
     if not paths:
         raise InputError(url or root, f"no {dataset_type} datasets in collection {collection}")
     return sorted(paths)

@@ -124,7 +124,9 @@ def load_source(source, *, collections: str | Sequence[str] | None = None, camer
     if isinstance(source, pd.DataFrame):
         df = source
     else:
-        is_butler = (Path(source) / "butler.yaml").is_file()
+        from ..io.butler import is_butler_repo
+
+        is_butler = is_butler_repo(source)
         df = load_metrics(source, collections=list(collections) if collections and is_butler else None,
                           camera=camera, progress=progress)
         if collections and not is_butler:

@@ -5,8 +5,9 @@ dimension records (instrument, detector from the camera, physical_filter,
 day_obs, group, exposure), registers the verify dataset types
 
 * detector tier ``verify<T>Det{Stats,Results}``: instrument + exposure + detector,
-* exposure tier ``verify<T>Exp{Stats,Results}``: instrument + exposure,
-* run tier ``verify<T>{Stats,Results}``: instrument,
+* exposure tier ``verify<T>Exp{Stats,Results}``: instrument + exposure (flats:
+  + physical_filter),
+* run tier ``verify<T>{Stats,Results}``: instrument (flats: + physical_filter),
 
 with storage classes StructuredDataDict (Stats) and ArrowAstropy (Results),
 and stores EVERY verify file of the tree in its RUN collection (``butler.put``,
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -39,14 +39,13 @@ if TYPE_CHECKING:
     from ..camera import Camera
     from .manifest import Manifest
 
-__all__ = ["make_butler_repo", "scan_verify_tree", "FitsImageFormatter"]
+__all__ = ["make_butler_repo", "scan_verify_tree", "dataset_dimensions", "FitsImageFormatter"]
 
 log = logging.getLogger(__name__)
 
 _PURPOSE = {"science": "SCIENCE", "guider": "GUIDER", "wavefront": "WAVEFRONT", "focus": "FOCUS"}
 _CLASS = {"LSSTCam": "lsst.obs.lsst.LsstCam", "LSSTComCam": "lsst.obs.lsst.LsstComCam",
           "LATISS": "lsst.obs.lsst.Latiss"}
-_DSTYPE = re.compile(r"^verify([A-Z][a-z]+)(Det|Exp)?(Stats|Results)$")
 
 
 def _formatter_class():
@@ -93,32 +92,47 @@ def __getattr__(name: str):
 def scan_verify_tree(vroot: str | os.PathLike, instrument: str) -> Iterator[dict]:
     """Every verify dataset of a tree laid out as ENGINEERING.md says.
 
-    Yields ``{path, dataset_type, calib_type, tier, run, exposure, detector_name}``.
-    The dataset-type folder is found by name; the run is the path above it.
+    Yields ``{path, dataset_type, calib_type, tier, run, exposure, detector_name,
+    physical_filter}``; paths are parsed by ``cpmosaic.io.cpverify_tree`` (the
+    one reader of tree layouts).  ``physical_filter`` is the folder between
+    the dataset-type folder and a run-level file (flats), else None.
     """
+    from ..io.cpverify_tree import find_products
+
     vroot = Path(vroot)
-    for path in sorted(vroot.rglob("verify*")):
-        if not path.is_file() or path.suffix not in (".yaml", ".parquet"):
+    tiers = {"detector": "det", "exposure": "exp", "run": "run"}
+    for prod in find_products(vroot):
+        path = Path(prod.source)
+        if not prod.run:
+            log.warning("%s: not below a <run>/<datasetType>/ folder; skipped", path)
             continue
-        parts = path.relative_to(vroot).parts
-        idx = next((i for i, p in enumerate(parts[:-1]) if _DSTYPE.match(p) and path.name.startswith(p + "_")), None)
-        if idx is None or idx == 0:
+        dstype = prod.info.name
+        pf = path.parent.name if prod.info.tier == "run" and path.parent.name != dstype else None
+        detector = prod.detector if isinstance(prod.detector, str) else None
+        if prod.info.tier == "detector" and detector is None:
+            log.warning("%s: no detector name in the file name; skipped", path)
             continue
-        dstype, run = parts[idx], "/".join(parts[:idx])
-        m = _DSTYPE.match(dstype)
-        stem = path.stem
-        head, tail = f"{dstype}_{instrument}", "_" + run.replace("/", "_")
-        if not (stem.startswith(head) and stem.endswith(tail)):
-            log.warning("%s: file name does not match %s_..._%s; skipped", path, head, tail)
-            continue
-        middle = stem[len(head):len(stem) - len(tail)].strip("_")
-        tier = {"Det": "det", "Exp": "exp", None: "run"}[m.group(2)]
-        exposure = detector = None
-        if tier != "run":
-            first, _, rest = middle.partition("_")
-            exposure, detector = int(first), (rest or None)
-        yield {"path": path, "dataset_type": dstype, "calib_type": m.group(1).lower(), "tier": tier, "run": run,
-               "exposure": exposure, "detector_name": detector}
+        yield {"path": path, "dataset_type": dstype, "calib_type": prod.info.calib_type,
+               "tier": tiers[prod.info.tier], "run": prod.run, "exposure": prod.exposure, "detector_name": detector,
+               "physical_filter": pf}
+
+
+def dataset_dimensions(calib_type: str, tier: str) -> list[str]:
+    """The dimensions of a verify dataset type as cp_verify's connections declare them.
+
+    Detector products: instrument, exposure, detector (CpVerifyStatsConnections);
+    flat exposure products add physical_filter (CpVerifyExpMergeByFilterConnections)
+    and flat run products are instrument + physical_filter
+    (CpVerifyRunMergeByFilterConnections); other exposure products are
+    instrument + exposure, other run products instrument only.
+
+    >>> dataset_dimensions("flat", "run"), dataset_dimensions("bias", "exp")
+    (['instrument', 'physical_filter'], ['instrument', 'exposure'])
+    """
+    by_filter = calib_type == "flat"
+    return {"det": ["instrument", "exposure", "detector"],
+            "exp": ["instrument", "exposure"] + (["physical_filter"] if by_filter else []),
+            "run": ["instrument"] + (["physical_filter"] if by_filter else [])}[tier]
 
 
 def _exposure_record(instrument: str, exposure: int, meta: dict | None, calib_type: str) -> dict:
@@ -243,7 +257,6 @@ def make_butler_repo(root: str | os.PathLike, source: "Manifest | str | os.PathL
     try:
         reg = butler.registry
         _insert_dimensions(reg, cam, inst, exposures, kinds)
-        dims = {"det": ["instrument", "exposure", "detector"], "exp": ["instrument", "exposure"], "run": ["instrument"]}
         dstypes: dict[str, Any] = {}
         by_run: dict[str, list[tuple[dict, Any, dict]]] = {}
         by_name = {d.name: d.id for d in cam}
@@ -251,11 +264,14 @@ def make_butler_repo(root: str | os.PathLike, source: "Manifest | str | os.PathL
             name = e["dataset_type"]
             if name not in dstypes:
                 sc = "StructuredDataDict" if name.endswith("Stats") else "ArrowAstropy"
-                dstypes[name] = DatasetType(name, dims[e["tier"]], sc, universe=butler.dimensions)
+                dstypes[name] = DatasetType(name, dataset_dimensions(e["calib_type"], e["tier"]), sc,
+                                            universe=butler.dimensions)
                 reg.registerDatasetType(dstypes[name])
             data_id: dict[str, Any] = {"instrument": inst}
             if e["exposure"] is not None:
                 data_id["exposure"] = e["exposure"]
+            if "physical_filter" in dstypes[name].dimensions.required:
+                data_id["physical_filter"] = e["physical_filter"] or _filter_of(e, metas, entries)
             if e["detector_name"]:
                 data_id["detector"] = by_name[e["detector_name"]]
             by_run.setdefault(e["run"], []).append((e, dstypes[name], data_id))
@@ -281,6 +297,16 @@ def make_butler_repo(root: str | os.PathLike, source: "Manifest | str | os.PathL
     return root
 
 
+def _filter_of(entry: dict, metas: dict, entries: list[dict]) -> str:
+    """The physical_filter of a flat dataset: its exposure's, else that of the run's first exposure."""
+    exposures = [entry["exposure"]] if entry["exposure"] is not None else sorted(
+        e["exposure"] for e in entries if e["run"] == entry["run"] and e["exposure"] is not None)
+    for exp in exposures:
+        if (metas.get(exp) or {}).get("physical_filter"):
+            return metas[exp]["physical_filter"]
+    return "r_57"
+
+
 def _ingest_verify(butler, run: str, items: list) -> None:
     """Ingest verify files unchanged (YAML copied; parquet copied to ``.parq`` and moved in)."""
     import tempfile
@@ -293,6 +319,8 @@ def _ingest_verify(butler, run: str, items: list) -> None:
             ref = DatasetRef(dst, data_id, run=run)
             if e["path"].suffix == ".yaml":
                 yamls.append(FileDataset(path=str(e["path"]), refs=[ref]))
+            elif e["path"].suffix == ".parq":
+                yamls.append(FileDataset(path=str(e["path"]), refs=[ref]))  # copied as it is
             else:
                 # the ParquetFormatter accepts only ".parq" names
                 target = Path(tmp) / f"{i}_{e['path'].stem}.parq"

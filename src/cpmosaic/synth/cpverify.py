@@ -9,14 +9,20 @@ Structures follow cp_verify (see FACTS.md and the reference files):
   ``verify<T>DetResults``: one row per amp (flat: plus one detector row with no
   amplifier holding FLAT_DET_*), profile columns as real list columns;
 * exposure tier ``verify<T>ExpStats`` ``{detector name: {SUCCESS, FAILURES}}``
-  (flat adds ``EXP {SCATTER}`` and ``VERIFY {EXP}``), ``verify<T>ExpResults``;
+  (flat adds ``EXP {SCATTER}`` and ``VERIFY {EXP: {SCATTER}}``, no SUCCESS
+  there), ``verify<T>ExpResults``: the detector tables stacked, plus for flats
+  the merge row (``flat_SCATTER``, ``flat_VERIFY_SCATTER``, no amplifier,
+  ``detector`` = the first detector);
 * run tier ``verify<T>Stats`` ``{exposure id (int): {SUCCESS, FAILURES}, "SUCCESS"}``
-  and ``verify<T>Results`` (every row of the run).
+  (flat FAILURES list only the exposure tests: ``["SCATTER"]``) and
+  ``verify<T>Results`` (every row of the run, merge rows included).
 
-Values are drawn, not measured, but obey DMTN-101: the VERIFY flags written are
-exactly what re-evaluating the thresholds on the written values gives
-(:func:`evaluate`).  The flat EXP SCATTER is the *relative* scatter of detector
-means (an absolute one in e- could never pass 0.05).
+Values are drawn, not measured, but obey DMTN-101 as cp_verify's code
+evaluates it: the VERIFY flags written are exactly what re-evaluating the
+thresholds on the written values gives (:func:`evaluate`).  The flat EXP
+SCATTER is, as in cp_verify (``CpVerifyFlatExpMergeTask``), the *absolute*
+standard deviation of the detector means tested against 0.05, so synthetic
+flats fail it as real ones do.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ __all__ = [
     "exposure_stats",
     "run_stats",
     "results_schema",
+    "merge_row",
     "write_yaml",
     "write_parquet",
     "pick_trends",
@@ -49,6 +56,8 @@ __all__ = [
 ]
 
 STAGE = {"bias": "BIAS", "dark": "DARK", "flat": "FLAT"}
+#: The flat exposure merge's stageName (pipelines/_ingredients/verifyFlat.yaml).
+MERGE_STAGE = {"flat": "flat"}
 DIST_LEVELS = ("0.0", "5.0", "16.0", "50.0", "84.0", "95.0", "100.0")
 # normal quantiles of the percentile levels (0 and 100: a few sigma out)
 _Z = np.array([-4.2, -1.645, -0.994, 0.0, 0.994, 1.645, 4.2])
@@ -94,13 +103,26 @@ def dataset_type(calib_type: str, tier: str, product: str) -> str:
 
 
 def verify_path(root: str | os.PathLike, run: str, dstype: str, *, instrument: str, day_obs: int | None = None,
-                exposure: int | None = None, detector_name: str | None = None, ext: str = "yaml") -> Path:
-    """Where ENGINEERING.md's "cp_verify outputs on disk" puts a dataset."""
+                exposure: int | None = None, detector_name: str | None = None, ext: str = "yaml",
+                physical_filter: str | None = None) -> Path:
+    """Where ENGINEERING.md's "cp_verify outputs on disk" puts a dataset.
+
+    A run-level dataset with a ``physical_filter`` (flats) gets ``<band>/<filter>``
+    folders and name tokens, as the Butler's default file template writes them.
+
+    >>> verify_path("v", "u/r", "verifyFlatResults", instrument="LSSTCam", ext="parq", physical_filter="r_57")
+    PosixPath('v/u/r/verifyFlatResults/r/r_57/verifyFlatResults_LSSTCam_r_r_57_u_r.parq')
+    """
     parts = [dstype, instrument] + ([str(exposure)] if exposure is not None else [])
     parts += [detector_name] if detector_name else []
+    band = physical_filter.split("_")[0] if physical_filter else None
+    if physical_filter and exposure is None:
+        parts += [band, physical_filter]
     name = "_".join(parts + [run.replace("/", "_")]) + f".{ext}"
     folder = Path(root, *run.split("/"), dstype)
-    return (folder / str(day_obs) if exposure is not None else folder) / name
+    if exposure is not None:
+        return folder / str(day_obs) / name
+    return (folder / band / physical_filter if physical_filter else folder) / name
 
 
 def _nominal_read_noise(model: DetectorModel) -> np.ndarray:
@@ -188,12 +210,14 @@ def evaluate_det(det: Mapping[str, float]) -> dict[str, bool]:
     return {"SCATTER": ok, "SUCCESS": ok}
 
 
-def results_schema(calib_type: str, prof_len: tuple[int, int] | None = None):
-    """The pyarrow schema of a Results table (the reference row's columns and types).
+def results_schema(calib_type: str, prof_len: tuple[int, int] | None = None, tier: str = "det"):
+    """The pyarrow schema of a Results table (the columns cp_verify's repackStats writes).
 
-    Bias and dark profiles are ``fixed_size_list<double>[n]`` columns, as the
-    Butler's ArrowAstropy storage writes 2-D table columns; ``prof_len`` gives
-    (serial, parallel) lengths, ``None`` leaves the profile columns out.
+    Bias profiles are ``fixed_size_list<double>[n]`` columns, as the Butler's
+    ArrowAstropy storage writes 2-D table columns; ``prof_len`` gives (serial,
+    parallel) lengths, ``None`` leaves the profile columns out.  Dark tables
+    carry ``DARK_READ_NOISE_ADU`` and ``DARK_DARK_DIST_*`` only (verifyDark.py);
+    flat exposure and run tables (``tier`` exp/run) add the merge columns.
     """
     import pyarrow as pa
 
@@ -205,16 +229,38 @@ def results_schema(calib_type: str, prof_len: tuple[int, int] | None = None):
     fields += [("mjd", f64), ("amplifier", pa.string())]
     fields += [(f"{s}_{k}", f64) for k in AMP_STATS[calib_type]]
     fields += [(f"{s}_VERIFY_{k}", b) for k in AMP_TESTS[calib_type] + ("SUCCESS",)]
-    if calib_type in ("bias", "dark"):
+    if calib_type == "bias":
         fields += [(f"{s}_VERIFY_READ_NOISE_CONSISTENT", b), (f"{s}_READ_NOISE_ADU", f64),
                    (f"{s}_BIAS_SHIFT_COUNT", pa.int64()), (f"{s}_BIAS_SHIFT_NOISE", f64)]
         fields += [(f"{s}_BIAS_DIST_{lv}_PCT", f64) for lv in DIST_LEVELS]
         if prof_len is not None:
             fields += [(f"{s}_SERIAL_PROF", pa.list_(f64, prof_len[0])), (f"{s}_PARALLEL_PROF", pa.list_(f64, prof_len[1]))]
+    elif calib_type == "dark":
+        fields += [(f"{s}_VERIFY_READ_NOISE_CONSISTENT", b), (f"{s}_READ_NOISE_ADU", f64)]
+        fields += [(f"{s}_DARK_DIST_{lv}_PCT", f64) for lv in DIST_LEVELS]
     else:
         fields += [(f"{s}_FLAT_DIST_{lv}_PCT", f64) for lv in DIST_LEVELS]
         fields += [(f"{s}_DET_MEAN", f64), (f"{s}_DET_SCATTER", f64), (f"{s}_DET_VERIFY_SCATTER", b)]
+        if tier in ("exp", "run"):
+            ms = MERGE_STAGE[calib_type]
+            fields += [(f"{ms}_SCATTER", f64), (f"{ms}_VERIFY_SCATTER", b)]
     return pa.schema(fields)
+
+
+def merge_row(calib_type: str, meta: ExposureMeta, first_detector: int, exp_doc: Mapping) -> dict | None:
+    """The row the flat exposure merge appends (CpVerifyFlatExpMergeTask.pack); None for other types.
+
+    Only instrument, exposure, the first input detector and the merge's own
+    columns are set: the stacked table leaves the rest null.
+    """
+    if calib_type not in MERGE_STAGE:
+        return None
+    ms = MERGE_STAGE[calib_type]
+    row: dict = {"instrument": meta.instrument, "exposure": meta.exposure, "detector": int(first_detector)}
+    for test, value in exp_doc["EXP"].items():
+        row[f"{ms}_{test}"] = value
+        row[f"{ms}_VERIFY_{test}"] = exp_doc["VERIFY"]["EXP"][test]
+    return row
 
 
 def _pad(a: np.ndarray, n: int) -> list[float]:
@@ -254,10 +300,13 @@ def detector_products(calib_type: str, model: DetectorModel, meta: ExposureMeta,
         if has_rn:
             meta_doc.setdefault("READ_NOISE_ADU", {})[name] = rn_adu
             shift_noise = float(m["extra"]["SHIFT_NOISE"][i])
-            isr.setdefault("BIASSHIFT", {})[name] = {"BIAS_SHIFTS": [], "LOCAL_NOISE": shift_noise}
-            row.update({f"{s}_READ_NOISE_ADU": rn_adu, f"{s}_BIAS_SHIFT_COUNT": 0, f"{s}_BIAS_SHIFT_NOISE": shift_noise})
-            row.update({f"{s}_BIAS_DIST_{lv}_PCT": d for lv, d in zip(DIST_LEVELS, dist)})
-            if prof_len is not None:
+            if calib_type == "bias":
+                isr.setdefault("BIASSHIFT", {})[name] = {"BIAS_SHIFTS": [], "LOCAL_NOISE": shift_noise}
+            row[f"{s}_READ_NOISE_ADU"] = rn_adu
+            if calib_type == "bias":
+                row.update({f"{s}_BIAS_SHIFT_COUNT": 0, f"{s}_BIAS_SHIFT_NOISE": shift_noise})
+            row.update({f"{s}_{s}_DIST_{lv}_PCT": d for lv, d in zip(DIST_LEVELS, dist)})
+            if prof_len is not None and calib_type == "bias":
                 row[f"{s}_SERIAL_PROF"] = _pad(m["extra"]["SERIAL_PROF"][i], prof_len[0])
                 row[f"{s}_PARALLEL_PROF"] = _pad(m["extra"]["PARALLEL_PROF"][i], prof_len[1])
         else:
@@ -316,19 +365,25 @@ def exposure_stats(calib_type: str, det_docs: Mapping[str, Mapping]) -> dict:
             out[name] = {"FAILURES": failures(d), "SUCCESS": False}
             success = False
     if calib_type == "flat":
+        # cp_verify: the absolute standard deviation of the detector means against 0.05
         means = np.array([d["DET"]["MEAN"] for d in det_docs.values()], float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scatter = float(np.std(means) / np.mean(means)) if len(means) else float("nan")
+        scatter = float(np.std(means)) if len(means) else float("nan")
         ok = bool(scatter <= 0.05)
         out["EXP"] = {"SCATTER": scatter}
-        out["VERIFY"] = {"EXP": {"SCATTER": ok, "SUCCESS": ok}}
+        out["VERIFY"] = {"EXP": {"SCATTER": ok}}
         success = success and ok
     out["SUCCESS"] = bool(success)
     return out
 
 
 def run_stats(exp_docs: Mapping[int, Mapping]) -> dict:
-    """The run-tier Stats document: int exposure keys, then ``"SUCCESS"``."""
+    """The run-tier Stats document: int exposure keys, then ``"SUCCESS"``.
+
+    As CpVerifyRunMergeTask merges: an exposure document with a ``VERIFY``
+    section (flats) contributes only its failed exposure tests (``"SCATTER"``;
+    amp and detector failures are not propagated); one without (bias, dark)
+    contributes ``"{detector} {failure}"`` for each failed detector.
+    """
     out: dict = {}
     for exposure in sorted(exp_docs):
         d = exp_docs[exposure]
@@ -336,14 +391,21 @@ def run_stats(exp_docs: Mapping[int, Mapping]) -> dict:
             out[int(exposure)] = {"SUCCESS": True}
             continue
         fails = []
-        for name, sub in d.items():
-            if isinstance(sub, dict) and "FAILURES" in sub:
-                fails += [f"{name} {f}" for f in sub["FAILURES"]]
-        if "VERIFY" in d and not d["VERIFY"]["EXP"]["SUCCESS"]:
-            fails.append("EXP SCATTER")
+        if "VERIFY" in d:
+            exp_tests = d["VERIFY"].get("EXP", {})
+            if not exp_tests.get("SUCCESS", False):
+                fails += [t for t, ok in exp_tests.items() if ok is False]
+        else:
+            for name, sub in d.items():
+                if isinstance(sub, dict) and "SUCCESS" in sub and not sub["SUCCESS"]:
+                    fails += [f"{name} {f}" for f in sub["FAILURES"]]
         out[int(exposure)] = {"FAILURES": fails, "SUCCESS": False}
     out["SUCCESS"] = all(v["SUCCESS"] for v in out.values())
     return out
+
+
+def _nrows(columns: Mapping[str, list]) -> int:
+    return max((len(v) for v in columns.values()), default=0)
 
 
 def write_yaml(path: str | os.PathLike, doc: Mapping) -> Path:
@@ -358,13 +420,14 @@ def write_yaml(path: str | os.PathLike, doc: Mapping) -> Path:
 
 
 def write_parquet(path: str | os.PathLike, calib_type: str, columns: Sequence[Mapping[str, list]],
-                  prof_len: tuple[int, int] | None = None) -> Path:
-    """Write Results columns (one or more dicts of lists, concatenated) with the fixed schema."""
+                  prof_len: tuple[int, int] | None = None, tier: str = "det") -> Path:
+    """Write Results columns (dicts of lists, concatenated; absent columns are null) with the fixed schema."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = results_schema(calib_type, prof_len)
-    merged = {f.name: [v for c in columns for v in c[f.name]] for f in schema}
+    schema = results_schema(calib_type, prof_len, tier)
+    merged = {f.name: [v for c in columns for v in (c[f.name] if f.name in c else [None] * _nrows(c))]
+              for f in schema}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pydict(merged, schema=schema), path)

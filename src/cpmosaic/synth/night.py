@@ -7,8 +7,10 @@ Directory layout under ``root``::
     raw/<day_obs>/<exposure>/<exposure>-<RAFT>-<SENSOR>-det<id:03d>.fits
     processed/<calib_type>/<day_obs>/<exposure>/postISRCCD_<instrument>_<exposure>_<det>.fits
     calibs/<run>/<calib_type>/<calib_type>_<instrument>_<det>_<run with / as _>.fits
-    verify/<run>/<datasetType>/<day_obs>/<datasetType>_<instrument>_<exposure>[_<det>]_<run_>.<yaml|parquet>
-    verify/<run>/<datasetType>/<datasetType>_<instrument>_<run_>.<yaml|parquet>   (run tier)
+    verify/<run>/<datasetType>/<day_obs>/<datasetType>_<instrument>_<exposure>[_<det>]_<run_>.<yaml|parq>
+    verify/<run>/<datasetType>/[<band>/<filter>/]<datasetType>_<instrument>_[<band>_<filter>_]<run_>.<yaml|parq> (run)
+
+Results are ``.parq`` files, as the Butler's POSIX datastore names parquet.
     butler/                        a Butler repository holding the verify datasets (optional)
 
 Every detector x exposure (and detector x calibration) is an independent task
@@ -164,14 +166,28 @@ def _calib_task(root: Path, model: DetectorModel, calib_type: str, label: str, r
 def _verify_task(vroot: Path, camera: Camera, models: dict[int, DetectorModel], calib_type: str, day: int,
                  run: str, metas: Sequence[ExposureMeta], *, seed: int, days: Sequence[int], trends,
                  params: SignalParams, prof_len: tuple[int, int] | None) -> list[dict]:
-    """Every verify product of one calibration type on one day (one RUN collection)."""
+    """Every verify product of one calibration type on one day (one RUN collection).
+
+    As cp_verify's pipelines write them (docs/CPVERIFY.md): detector tables are
+    stacked into the exposure table, the flat exposure merge appends its
+    SCATTER row, and the run table stacks the exposure tables.  Run-level flat
+    products carry the physical_filter in their data id (and so in their path).
+    """
     inst = metas[0].instrument
     files: list[dict] = []
 
-    def rec(path, dstype, tier, exposure=None, detector=None):
+    def rec(path, dstype, tier, exposure=None, detector=None, physical_filter=None):
         files.append({"path": path, "dataset_type": dstype, "run": run, "calib_type": calib_type, "tier": tier,
-                      "day_obs": day, "exposure": exposure, "detector": detector})
+                      "day_obs": day, "exposure": exposure, "detector": detector,
+                      "physical_filter": physical_filter})
 
+    def write(path, doc_or_cols, tier):
+        if path.suffix == ".yaml":
+            cpv.write_yaml(path, doc_or_cols)
+        else:
+            cpv.write_parquet(path, calib_type, doc_or_cols, prof_len, tier)
+
+    products = (("Stats", "yaml"), ("Results", "parq"))
     exp_docs, run_cols = {}, []
     for meta in metas:
         det_docs, exp_cols = {}, []
@@ -180,26 +196,29 @@ def _verify_task(vroot: Path, camera: Camera, models: dict[int, DetectorModel], 
             doc, cols = cpv.detector_products(calib_type, models[det.id], meta, m, prof_len=prof_len)
             det_docs[det.name] = doc
             exp_cols.append(cols)
-            for product, ext in (("Stats", "yaml"), ("Results", "parquet")):
+            for product, ext in products:
                 dst = cpv.dataset_type(calib_type, "det", product)
                 p = cpv.verify_path(vroot, run, dst, instrument=inst, day_obs=day, exposure=meta.exposure,
                                     detector_name=det.name, ext=ext)
-                cpv.write_yaml(p, doc) if ext == "yaml" else cpv.write_parquet(p, calib_type, [cols], prof_len)
+                write(p, doc if ext == "yaml" else [cols], "det")
                 rec(p, dst, "det", meta.exposure, det.id)
         exp_docs[meta.exposure] = cpv.exposure_stats(calib_type, det_docs)
+        extra = cpv.merge_row(calib_type, meta, next(iter(camera)).id, exp_docs[meta.exposure])
+        if extra is not None:
+            exp_cols.append({k: [v] for k, v in extra.items()})
         run_cols += exp_cols
-        for product, ext in (("Stats", "yaml"), ("Results", "parquet")):
+        pf = meta.physical_filter if calib_type == "flat" else None
+        for product, ext in products:
             dst = cpv.dataset_type(calib_type, "exp", product)
             p = cpv.verify_path(vroot, run, dst, instrument=inst, day_obs=day, exposure=meta.exposure, ext=ext)
-            cpv.write_yaml(p, exp_docs[meta.exposure]) if ext == "yaml" else cpv.write_parquet(
-                p, calib_type, exp_cols, prof_len)
-            rec(p, dst, "exp", meta.exposure)
-    for product, ext in (("Stats", "yaml"), ("Results", "parquet")):
+            write(p, exp_docs[meta.exposure] if ext == "yaml" else exp_cols, "exp")
+            rec(p, dst, "exp", meta.exposure, physical_filter=pf)
+    pf = metas[0].physical_filter if calib_type == "flat" else None
+    for product, ext in products:
         dst = cpv.dataset_type(calib_type, "run", product)
-        p = cpv.verify_path(vroot, run, dst, instrument=inst, ext=ext)
-        cpv.write_yaml(p, cpv.run_stats(exp_docs)) if ext == "yaml" else cpv.write_parquet(
-            p, calib_type, run_cols, prof_len)
-        rec(p, dst, "run")
+        p = cpv.verify_path(vroot, run, dst, instrument=inst, ext=ext, physical_filter=pf)
+        write(p, cpv.run_stats(exp_docs) if ext == "yaml" else run_cols, "run")
+        rec(p, dst, "run", physical_filter=pf)
     return files
 
 

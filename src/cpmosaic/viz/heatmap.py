@@ -124,7 +124,10 @@ def amp_values(df: pd.DataFrame, metric: str, *, camera=None, calib_type: str | 
     if exposure is not None and "exposure" in sub.columns:
         wanted = [exposure] if np.isscalar(exposure) else list(exposure)
         sub = sub[sub["exposure"].isin(wanted)]
-    sub = sub[sub["detector"].notna()]
+    # exposure-wide rows (flat EXP SCATTER: tier "exposure", detector -1) belong to no amp or detector
+    sub = sub[sub["detector"].notna() & (sub["detector"] >= 0)]
+    if "tier" in sub.columns:
+        sub = sub[sub["tier"] != "exposure"]
     sub = sub.assign(detector=sub["detector"].astype(int), amp=sub["amp"].fillna("").astype(str))
     stats = sub.groupby(["detector", "amp"], sort=False)["value"].agg(["median", "size"])
     stats = stats.rename(columns={"median": "value", "size": "n"}).reset_index()
