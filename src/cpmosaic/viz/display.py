@@ -17,7 +17,8 @@ Stretches
     its histogram on each image; it is this module's test reference).
 Quantisation
     256 equal bins: ``index = min(floor(v * 256), 255)``, bokeh's ``LinearColorMapper``
-    rule, so a bokeh plot of display values and a PNG drawn here pick the same colour.
+    rule, so a bokeh plot of display values over ``clim=(0, 1)`` with :func:`palette`'s
+    colours and a PNG drawn here pick the same colour.
 Colour tables
     ``(256, 4)`` uint8 RGBA, by name: ``gray`` (exactly ``i``), colorcet, bokeh
     (``viridis``, ``magma``...), else whatever HoloViews resolves.
@@ -49,7 +50,7 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     "STRETCHES", "STRETCH_INTERVALS", "INTERVALS", "LEVELS", "Normalize", "HistEqStretch",
-    "interval_limits", "stretch_transform", "fit", "quantize", "level_centres", "to_rgba",
+    "interval_limits", "stretch_transform", "fit", "quantize", "to_rgba",
     "colormap_lut", "lut_from_stops", "palette", "sample_finite",
 ]
 
@@ -275,19 +276,6 @@ def quantize(values01: ArrayLike) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         idx = np.nan_to_num(v * np.float32(LEVELS), nan=0.0)
     return np.clip(idx, 0, LEVELS - 1).astype(np.uint8)
-
-
-def level_centres(values01: ArrayLike) -> np.ndarray:
-    """Display values moved to the centre of their colour level (NaN kept).
-
-    A bokeh colour mapper over ``(0, 1)`` with a 256-colour palette then picks exactly
-    the colour :func:`quantize` picks, whatever its rounding at bin edges.
-
-    >>> level_centres([0.0, 1.0]).tolist()
-    [0.001953125, 0.998046875]
-    """
-    v = np.asarray(values01, dtype=np.float32)
-    return np.where(np.isfinite(v), (quantize(v) + np.float32(0.5)) / np.float32(LEVELS), np.float32(np.nan))
 
 
 def to_rgba(values01: ArrayLike, lut: np.ndarray, mask: ArrayLike | None = None) -> np.ndarray:

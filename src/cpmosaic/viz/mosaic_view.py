@@ -5,8 +5,8 @@ so the view flips rows for display (the data never are).  Axes are focal-plane m
 same frame as :func:`~cpmosaic.viz.heatmap.focal_plane_heatmap`, so amp polygons overlay
 exactly.  Colours come from :mod:`cpmosaic.viz.display`, fitted as ``cpmosaic png`` and the
 tile server fit them (:func:`cpmosaic.viz.render.store_normalize`); the image holds display
-values moved to the centre of their colour level, so bokeh's colour mapper and the PNG
-rasteriser pick the colour ``cpmosaic png`` picks.
+values in [0, 1] drawn with the display layer's 256 colours, whose quantisation is bokeh's,
+so the browser, the PNG rasteriser and ``cpmosaic png`` pick the same colour.
 
 >>> import numpy as np
 >>> class Tiny:  # anything with MosaicStore's reading interface works
@@ -98,9 +98,8 @@ def _colorbar_opts(norm: Normalize) -> dict:
 
 
 def _image(hv: Any, disp: np.ndarray, bounds: tuple, norm: Normalize, cmap: str, label: str) -> Any:
-    # rows flipped: hv.Image's first row is the top of the picture, the store's is the bottom;
-    # values at their colour level's centre: every colour mapper then picks display's colour
-    img = hv.Image(np.ascontiguousarray(display.level_centres(disp[::-1])), bounds=bounds, kdims=["x", "y"],
+    # rows flipped: hv.Image's first row is the top of the picture, the store's is the bottom
+    img = hv.Image(np.ascontiguousarray(disp[::-1]), bounds=bounds, kdims=["x", "y"],
                    vdims=[hv.Dimension("display", label=label, range=(0.0, 1.0))])
     return img.opts(cmap=display.palette(cmap), clim=(0.0, 1.0), colorbar=True, colorbar_opts=_colorbar_opts(norm),
                     tools=["hover"], clipping_colors={"NaN": (0, 0, 0, 0)})
