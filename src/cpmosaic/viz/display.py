@@ -79,6 +79,8 @@ MAD_NSIGMA = 5.0
 MAX_SAMPLE = 1_000_000
 #: Points of the eq_hist quantile table.
 EQ_HIST_POINTS = 1025
+#: Sample the eq_hist table is fitted on: its quantiles at 1/1024 steps need no more.
+EQ_HIST_SAMPLE = 262_144
 
 
 def sample_finite(data: ArrayLike, max_sample: int = MAX_SAMPLE) -> np.ndarray:
@@ -151,7 +153,7 @@ class HistEqStretch:
     """
 
     def __init__(self, sample01: ArrayLike, n: int = EQ_HIST_POINTS) -> None:
-        a = sample_finite(sample01)
+        a = sample_finite(sample01, EQ_HIST_SAMPLE)
         self.levels = np.linspace(0.0, 1.0, n)
         q = np.quantile(a, self.levels) if a.size else self.levels.copy()
         self.q = np.maximum.accumulate(q)
@@ -260,7 +262,7 @@ def fit(stretch: str, sample: ArrayLike | None, *, limits: tuple[float, float] |
             lo, hi = interval_limits("percentile" if kind == "window" else kind,
                                      sample if sample is not None else [])
     if stretch == "eq_hist":
-        a = sample_finite(sample if sample is not None else [])
+        a = sample_finite(sample if sample is not None else [], EQ_HIST_SAMPLE)
         return Normalize(lo, hi, stretch, HistEqStretch(np.clip((a - lo) / (hi - lo), 0.0, 1.0)))
     return Normalize(lo, hi, stretch)
 
