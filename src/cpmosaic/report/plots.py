@@ -216,7 +216,7 @@ def test_histogram(item: PlotItem, info: TestInfo):
     """Histogram of a derived test quantity with its exact limit (None when the test is direct)."""
     from ..viz import metric_histogram
 
-    if info.kind != "derived" or info.values is None:
+    if info.kind != "derived" or info.values is None or info.limit is None:
         return None
     vals = info.values[np.isfinite(info.values)]
     t = pd.DataFrame({"metric": f"{item.metric} test", "value": vals})

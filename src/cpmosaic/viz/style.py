@@ -299,7 +299,7 @@ def draw_colorbar(img, cb: dict, x: int, y: int, h: int, small, font) -> None:
     d.rectangle((x, y, x + 14, y + h - 1), outline=(0, 0, 0, 255))
     overrides = (cb["po"].get("colorbar_opts") or {}).get("major_label_overrides")
     if overrides:
-        ticks, labels = list(overrides), [str(v) for v in overrides.values()]
+        ticks, labels = np.array(list(overrides), dtype=float), [str(v) for v in overrides.values()]
     else:
         ticks, labels = axis_ticks((lo, hi), lg, False)
     for t, lab in zip(ticks, labels):

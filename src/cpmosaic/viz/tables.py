@@ -92,7 +92,7 @@ def table_html(df: pd.DataFrame, *, columns: Sequence[str] | None = None, title:
     for i, row in enumerate(shown[cols].itertuples(index=False, name=None)):
         cls = ' class="fail"' if fails is not None and fails[i] else ""
         cells = []
-        for c, v in zip(cols, row):
+        for v in row:
             text, key = _fmt(v, float_format)
             if key is not None:
                 cells.append(f'<td class="num" data-v="{html.escape(key)}">{html.escape(text)}</td>')
