@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import display, style
 from .display import Normalize
+
+if TYPE_CHECKING:
+    import holoviews as hv
+    import pandas as pd
 
 __all__ = ["mosaic_view", "mosaic_explorer", "open_store", "choose_level", "level_for_span", "pixel_window"]
 
@@ -105,10 +109,10 @@ def _image(hv: Any, disp: np.ndarray, bounds: tuple, norm: Normalize, cmap: str,
                     tools=["hover"], clipping_colors={"NaN": (0, 0, 0, 0)})
 
 
-def mosaic_view(store_or_path, level: int | None = None, *, stretch: str = "asinh", cmap: str = "gray",
-                overlay_df=None, metric: str | None = None, alpha: float = 0.35, width: int = 800,
+def mosaic_view(store_or_path: Any, level: int | None = None, *, stretch: str = "asinh", cmap: str = "gray",
+                overlay_df: pd.DataFrame | None = None, metric: str | None = None, alpha: float = 0.35, width: int = 800,
                 calib_type: str | None = None, limits: tuple[float, float] | None = None,
-                title: str | None = None):
+                title: str | None = None) -> hv.Overlay:
     """One pyramid level as an image in focal-plane mm, with stretch, colour bar and metric overlay.
 
     Parameters
@@ -161,8 +165,8 @@ def mosaic_view(store_or_path, level: int | None = None, *, stretch: str = "asin
                                    ylabel="focal plane y (mm)", show_legend=False)
 
 
-def mosaic_explorer(store_or_path, *, stretch: str = "asinh", cmap: str = "gray", width: int = 800,
-                    limits: tuple[float, float] | None = None):
+def mosaic_explorer(store_or_path: Any, *, stretch: str = "asinh", cmap: str = "gray", width: int = 800,
+                    limits: tuple[float, float] | None = None) -> hv.DynamicMap:
     """Zoomable view for notebooks: the pyramid level follows the zoom.
 
     A ``hv.DynamicMap`` driven by a ``RangeXY`` stream reads only the visible window of the

@@ -37,7 +37,7 @@ CDN_MARKERS = ("cdn.bokeh.org", "cdn.holoviz.org", "unpkg.com", "cdn.jsdelivr.ne
 
 
 # --------------------------------------------------------------------------- HTML
-def html_document(obj, title: str | None = None) -> str:
+def html_document(obj: Any, title: str | None = None) -> str:
     """A standalone HTML page for a HoloViews object, a bokeh model or an HTML fragment."""
     if isinstance(obj, str):
         if obj.lstrip().lower().startswith(("<!doctype", "<html")):
@@ -62,7 +62,7 @@ def html_document(obj, title: str | None = None) -> str:
     return page
 
 
-def save_html(obj, path: str | os.PathLike, *, title: str | None = None) -> Path:
+def save_html(obj: Any, path: str | os.PathLike, *, title: str | None = None) -> Path:
     """Write *obj* as a standalone HTML file with inline BokehJS; returns the path.
 
     >>> import holoviews as hv, tempfile, os
@@ -472,7 +472,7 @@ def _stack(cells, horizontal: bool):
     return out, trs
 
 
-def render_png(obj, *, width: int | None = None) -> PngRender:
+def render_png(obj: Any, *, width: int | None = None) -> PngRender:
     """Rasterise a HoloViews object with PIL (no browser); *width* is each frame's width in px.
 
     Layouts are tiled row by row (``cols`` of the layout, default 2); transforms are
@@ -490,7 +490,7 @@ def render_png(obj, *, width: int | None = None) -> PngRender:
     return PngRender(img.convert("RGB"), trs)
 
 
-def save_png(obj, path: str | os.PathLike, *, width: int | None = None) -> PngRender:
+def save_png(obj: Any, path: str | os.PathLike, *, width: int | None = None) -> PngRender:
     """Write a static PNG of *obj* (see :func:`render_png`); returns the render with its transforms.
 
     >>> import holoviews as hv, tempfile, os

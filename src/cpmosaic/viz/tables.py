@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import itertools
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -118,7 +118,7 @@ def _ordered(df: pd.DataFrame, first: Sequence[str]) -> list[str]:
 
 
 def failures_table_html(df: pd.DataFrame, *, title: str | None = "Failures", max_rows: int | None = 5000,
-                        only_failed: bool = True, **kwargs) -> str:
+                        only_failed: bool = True, **kwargs: Any) -> str:
     """The results of ``cpmosaic.metrics.evaluate`` as sortable HTML, failing rows highlighted.
 
     With ``only_failed`` (default) rows with ``passed`` True are left out, so the full
@@ -136,7 +136,7 @@ def failures_table_html(df: pd.DataFrame, *, title: str | None = "Failures", max
 
 
 def outliers_table_html(df: pd.DataFrame, *, title: str | None = "Outliers", max_rows: int | None = 5000,
-                        **kwargs) -> str:
+                        **kwargs: Any) -> str:
     """The outliers list (``detector, detector_name, amp, metric, value, z, reason``) as HTML,
     sorted by ``|z|`` (largest first)."""
     if "z" in df.columns and len(df):

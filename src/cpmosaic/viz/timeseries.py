@@ -13,12 +13,15 @@ The daily statistics are ``cpmosaic.metrics.history.candlesticks`` (columns
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pandas as pd
 
 from . import style
+
+if TYPE_CHECKING:
+    import holoviews as hv
 
 __all__ = ["metric_trend", "daily_stats", "parse_amps"]
 
@@ -74,7 +77,7 @@ def _dates(day_obs) -> pd.DatetimeIndex:
 def metric_trend(df: pd.DataFrame | None, metric: str, *, calib_type: str | None = None,
                  amps: Iterable | None = None, alerts: pd.DataFrame | None = None,
                  stats: pd.DataFrame | None = None, title: str | None = None,
-                 width: int = 800, height: int = 350):
+                 width: int = 800, height: int = 350) -> hv.Overlay:
     """Candlestick per day (box q1-q3, whiskers min-max, median tick), amps as lines, alerts.
 
     Parameters
