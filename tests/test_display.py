@@ -272,3 +272,16 @@ def test_colour_bar_labels_are_inverse_stretched(store):
         data = w["start"] + ref.inverse(np.array([pos]))[0] * (w["end"] - w["start"])
         assert float(label) == pytest.approx(data, rel=1e-3, abs=1e-4 * (w["end"] - w["start"]))
     assert len(opts["major_label_overrides"]) >= 3
+
+
+def test_display_imports_nothing_heavy():
+    """The CLI and the tile server import the display layer: no plotting library at import."""
+    import subprocess
+    import sys
+
+    for module in ("cpmosaic.viz.display", "cpmosaic.serve.tiles", "cpmosaic.cli.cmd_png"):
+        res = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
+                             capture_output=True, text=True, check=True)
+        loaded = {line.split("|")[-1].strip().split(".")[0] for line in res.stderr.splitlines() if "|" in line}
+        assert "cpmosaic" in loaded  # the report is read right
+        assert not loaded & {"holoviews", "bokeh", "datashader", "astropy", "colorcet", "panel"}, module
