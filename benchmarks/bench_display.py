@@ -11,7 +11,10 @@ On one float32 image (``--size`` square, lognormal sky with NaN gaps, seeded):
 * colour: ``display.to_rgba`` (256-entry table) vs datashader's ``tf.shade(how="linear",
   span=(0, 1))`` on the same display values (the colour path ``cpmosaic png`` had);
 * interval: ``display.interval_limits("zscale")`` vs astropy's ``ZScaleInterval`` on the
-  finite values.
+  finite values;
+* tile colour: ``serve.tiles.to_rgba`` on a 256 x 256 tile (asinh) vs the tile server's colour
+  code before the display layer (copied below as ``old_tile_rgba``: its own asinh, round to
+  0..255, LUT), per tile.
 
 Prints a markdown table: best of ``--repeats`` in ms, and ours / library.
 
@@ -26,6 +29,18 @@ import os
 import time
 
 import numpy as np
+
+
+def old_tile_rgba(data: np.ndarray, lo: float, hi: float, lut: np.ndarray) -> np.ndarray:
+    """The tile server's colour path before the display layer (serve/tiles.py, asinh)."""
+    bad = ~np.isfinite(data)
+    with np.errstate(invalid="ignore"):
+        v = np.clip((data.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+        v = np.arcsinh(v / 0.1) / np.arcsinh(1.0 / 0.1)
+    idx = np.nan_to_num(v * 255.0 + 0.5, nan=0.0).clip(0, 255).astype(np.uint8)
+    rgba = lut[idx]
+    rgba[bad] = 0
+    return rgba
 
 
 def best(fn, repeats: int) -> float:
@@ -61,7 +76,18 @@ def main(argv: list[str] | None = None) -> int:
 
     eq = display.fit("eq_hist", img)
 
+    from cpmosaic.serve import tiles
+
+    class _Styles:  # a store's fitted mapping, as StoreStyleCache hands it out
+        def normalize(self, style):
+            return norm
+
+    tile = img[1000:1256, 1000:1256] if args.size >= 1256 else img[:256, :256]
+    style = tiles.Style(stretch="asinh", rescale=(lo, hi), colormap="fire")
+
     rows = [
+        ("tile colour 256 x 256 (asinh, fire)", lambda: tiles.to_rgba(tile, style, _Styles()),
+         lambda: old_tile_rgba(tile, lo, hi, lut), "tiles.py before the display layer"),
         ("eq_hist apply (one table per store)", lambda: eq(img), lambda: tf.eq_hist(img, mask=mask),
          "datashader eq_hist"),
         ("eq_hist fit + apply", lambda: display.fit("eq_hist", img)(img), lambda: tf.eq_hist(img, mask=mask),
@@ -76,12 +102,13 @@ def main(argv: list[str] | None = None) -> int:
          lambda: ZScaleInterval().get_limits(img[np.isfinite(img)]), "astropy ZScaleInterval"),
     ]
     print(f"\nimage {args.size} x {args.size} float32, best of {args.repeats}; load {os.getloadavg()[0]:.2f}\n")
-    print("| step | cpmosaic.viz.display ms | library ms | library | display / library |")
+    print("| step | cpmosaic.viz.display ms | baseline ms | baseline | display / baseline |")
     print("|---|---:|---:|---|---:|")
     for name, ours, lib, lib_name in rows:
         ours(), lib()  # warm: imports, numba/astropy caches
-        a, b = best(ours, args.repeats), best(lib, args.repeats)
-        print(f"| {name} | {a:.1f} | {b:.1f} | {lib_name} | {a / b:.2f} |")
+        n = args.repeats * (50 if name.startswith("tile") else 1)
+        a, b = best(ours, n), best(lib, n)
+        print(f"| {name} | {a:.2f} | {b:.2f} | {lib_name} | {a / b:.2f} |")
     return 0
 
 
