@@ -285,3 +285,13 @@ def test_display_imports_nothing_heavy():
         loaded = {line.split("|")[-1].strip().split(".")[0] for line in res.stderr.splitlines() if "|" in line}
         assert "cpmosaic" in loaded  # the report is read right
         assert not loaded & {"holoviews", "bokeh", "datashader", "astropy", "colorcet", "panel"}, module
+
+
+@pytest.mark.parametrize("name", ["viridis", "coolwarm", "fire", "magma", "kbc", "bmy"])
+def test_html_plots_resolve_colour_maps_as_the_display_layer(name):
+    """Views that pass a colour-map name to HoloViews (the heat maps' HTML) get the table the
+    PNG rasteriser and the mosaics use.  (``gray`` is the exact ramp here and colorcet's
+    perceptual gray in HoloViews: the mosaic views pass the display palette itself.)"""
+    from holoviews.plotting.util import process_cmap
+
+    assert [c.lower() for c in process_cmap(name, ncolors=256)] == display.palette(name)
