@@ -19,9 +19,11 @@ def register(sub) -> None:
     size = p.add_mutually_exclusive_group()
     size.add_argument("--level", type=int, metavar="N", help="draw level N at its own size")
     size.add_argument("--width", type=int, metavar="PX", help="output width in pixels")
-    p.add_argument("--stretch", choices=STRETCHES, default="linear", help="default linear; linear/sqrt/log/asinh use the store's display window, "
+    p.add_argument("--stretch", choices=STRETCHES, default="linear",
+                   help="default linear; linear/sqrt/log/asinh use the store's display window, "
                    "zscale/percentile/eq_hist are fitted on the coarsest level")
-    p.add_argument("--cmap", default="gray", metavar="NAME", help="colour map: gray, a colorcet or bokeh name (default gray)")
+    p.add_argument("--cmap", default="gray", metavar="NAME",
+                   help="colour map: gray, a colorcet or bokeh name (default gray)")
     p.add_argument("--background", metavar="COLOR", help="colour under empty (NaN) pixels (default transparent)")
     p.add_argument("--limits", type=float, nargs=2, metavar=("LO", "HI"), help="explicit display limits")
     p.set_defaults(func=run)

@@ -29,8 +29,8 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 __all__ = ["PlotItem", "TestInfo", "COUPLED", "plot_items", "select", "test_info", "metric_heatmap",
-           "metric_histogram_plot", "test_histogram", "test_only_items", "test_only_info", "coupled_pairs", "coupled_scatter", "comparison_plots",
-           "trend_plot", "mosaic_plots", "store_calib_type", "image_difference_heatmap"]
+           "metric_histogram_plot", "test_histogram", "test_only_items", "test_only_info", "coupled_pairs",
+           "coupled_scatter", "comparison_plots", "trend_plot", "mosaic_plots", "store_calib_type", "image_difference_heatmap"]
 
 #: Metrics that are verdicts, not measurements: no plot of their own.
 SKIP_METRICS = frozenset({"SUCCESS"})

@@ -68,7 +68,8 @@ def histogram_edges(values: Sequence[np.ndarray], bins: int = 50, value_range=No
 
 def metric_histogram(df: pd.DataFrame, metric: str, *, df_b: pd.DataFrame | None = None,
                      labels: tuple[str, str] = ("A", "B"), calib_type: str | None = None,
-                     thresholds: Mapping[str, float] | Sequence[float] | None = None, log_y: bool = False, log_x: bool = False, bins: int = 50,
+                     thresholds: Mapping[str, float] | Sequence[float] | None = None, log_y: bool = False,
+                     log_x: bool = False, bins: int = 50,
                      value_range: tuple[float, float] | None = None, title: str | None = None,
                      width: int = 600, height: int = 350) -> hv.Overlay:
     """Histogram of one metric's values (every row), optionally a second run overlaid.

@@ -110,7 +110,8 @@ def _image(hv: Any, disp: np.ndarray, bounds: tuple, norm: Normalize, cmap: str,
 
 
 def mosaic_view(store_or_path: Any, level: int | None = None, *, stretch: str = "asinh", cmap: str = "gray",
-                overlay_df: pd.DataFrame | None = None, metric: str | None = None, alpha: float = 0.35, width: int = 800,
+                overlay_df: pd.DataFrame | None = None, metric: str | None = None, alpha: float = 0.35,
+                width: int = 800,
                 calib_type: str | None = None, limits: tuple[float, float] | None = None,
                 title: str | None = None) -> hv.Overlay:
     """One pyramid level as an image in focal-plane mm, with stretch, colour bar and metric overlay.
