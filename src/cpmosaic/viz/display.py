@@ -105,7 +105,7 @@ def interval_limits(name: str, data: ArrayLike, *, percentile: float = PERCENTIL
 
     ``minmax``, ``percentile`` and ``zscale`` are astropy's ``MinMaxInterval``,
     ``PercentileInterval(percentile)`` and ``ZScaleInterval()``; ``mad`` is median +-
-    *nsigma* sigma_MAD (:func:`cpmosaic.robust.robust_stats`, clipped to the data).
+    *nsigma* sigma_MAD, clipped to the data (:func:`cpmosaic.robust.color_range`).
     An empty sample gives ``(0, 1)``; a constant one a range around its value.
 
     >>> interval_limits("minmax", [3.0, np.nan, 1.0])
@@ -119,10 +119,9 @@ def interval_limits(name: str, data: ArrayLike, *, percentile: float = PERCENTIL
     if a.size == 0:
         return (0.0, 1.0)
     if name == "mad":
-        from ..robust import robust_stats
+        from ..robust import color_range
 
-        med, sigma, _ = robust_stats(a)
-        lo, hi = max(med - nsigma * sigma, float(a.min())), min(med + nsigma * sigma, float(a.max()))
+        lo, hi = color_range(a, nsigma)
     else:
         from astropy.visualization import MinMaxInterval, PercentileInterval, ZScaleInterval
 
