@@ -10,6 +10,7 @@ import pytest
 from astropy.io import fits
 
 from cpmosaic.camera import get_camera, shrink_camera
+from cpmosaic.errors import InputError
 from cpmosaic.metrics import (compare_images, compare_metrics, comparison_summary, image_metrics, load_metrics,
                               metrics_from_images)
 from test_metrics_ingest import EXPOSURES, make_bias_tree
@@ -158,5 +159,5 @@ def test_synthetic_calibration_runs(tmp_path):
     expected = {(x["detector_name"], x.get("amp")) for x in m.calib_differences if x["calib_type"] == "bias"}
     changed = set(zip(d[d.max_abs > 0].detector_name, d[d.max_abs > 0].amp))
     assert {det for det, _ in expected} == {det for det, _ in changed}
-    with pytest.raises(Exception):
+    with pytest.raises(InputError, match="nothing-here"):
         metrics_from_images(tmp_path / "nothing-here")

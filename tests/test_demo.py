@@ -39,7 +39,7 @@ def test_demo_mosaics_and_comparisons(demo):
     from cpmosaic.mosaic import open_mosaic
 
     assert set(demo.mosaics) == {"bias", "dark", "flat"}
-    for ct, path in demo.mosaics.items():
+    for path in demo.mosaics.values():
         store = open_mosaic(path)
         assert store.complete and len(store.present) == len(SMALL_DETECTORS)
     # calibration B differs from A exactly where the synthesizer put a difference

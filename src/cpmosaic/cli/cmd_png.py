@@ -1,4 +1,8 @@
-"""``cpmosaic png STORE -o FILE.png``: render a mosaic level with datashader (+y up)."""
+"""``cpmosaic png STORE -o FILE.png``: render a mosaic level through the display layer (+y up).
+
+Colours are those of the tile server and the notebook views for the same store, stretch
+and colour map (:mod:`cpmosaic.viz.display`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import sys
 
 
 def register(sub) -> None:
-    from ..mosaic.render import STRETCHES  # light: numpy only at import
+    from ..viz.display import STRETCHES  # light: numpy only at import
 
     p = sub.add_parser("png", help="render a mosaic store to PNG", description=__doc__)
     p.add_argument("store", metavar="STORE", help="mosaic store path or URL")
@@ -15,15 +19,18 @@ def register(sub) -> None:
     size = p.add_mutually_exclusive_group()
     size.add_argument("--level", type=int, metavar="N", help="draw level N at its own size")
     size.add_argument("--width", type=int, metavar="PX", help="output width in pixels")
-    p.add_argument("--stretch", choices=STRETCHES, default="linear", help="default linear (store's display window)")
-    p.add_argument("--cmap", default="gray", metavar="NAME", help="colorcet/bokeh colour map (default gray)")
+    p.add_argument("--stretch", choices=STRETCHES, default="linear",
+                   help="default linear; linear/sqrt/log/asinh use the store's display window, "
+                   "zscale/percentile/eq_hist are fitted on the coarsest level")
+    p.add_argument("--cmap", default="gray", metavar="NAME",
+                   help="colour map: gray, a colorcet or bokeh name (default gray)")
     p.add_argument("--background", metavar="COLOR", help="colour under empty (NaN) pixels (default transparent)")
     p.add_argument("--limits", type=float, nargs=2, metavar=("LO", "HI"), help="explicit display limits")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..mosaic.render import render_png
+    from ..viz.render import render_png
 
     if args.width is not None and args.width < 1:
         sys.stderr.write("--width must be >= 1\n")

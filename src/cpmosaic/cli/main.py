@@ -26,7 +26,6 @@ COMMANDS = (
     "history",
     "report",
     "serve",
-    "explore",
     "demo",
 )
 

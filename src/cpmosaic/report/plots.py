@@ -29,8 +29,8 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 __all__ = ["PlotItem", "TestInfo", "COUPLED", "plot_items", "select", "test_info", "metric_heatmap",
-           "metric_histogram_plot", "test_histogram", "test_only_items", "test_only_info", "coupled_pairs", "coupled_scatter", "comparison_plots",
-           "trend_plot", "mosaic_plots", "store_calib_type", "image_difference_heatmap"]
+           "metric_histogram_plot", "test_histogram", "test_only_items", "test_only_info", "coupled_pairs",
+           "coupled_scatter", "comparison_plots", "trend_plot", "mosaic_plots", "store_calib_type", "image_difference_heatmap"]
 
 #: Metrics that are verdicts, not measurements: no plot of their own.
 SKIP_METRICS = frozenset({"SUCCESS"})
@@ -217,7 +217,7 @@ def test_histogram(item: PlotItem, info: TestInfo):
     """Histogram of a derived test quantity with its exact limit (None when the test is direct)."""
     from ..viz import metric_histogram
 
-    if info.kind != "derived" or info.values is None:
+    if info.kind != "derived" or info.values is None or info.limit is None:
         return None
     vals = info.values[np.isfinite(info.values)]
     t = pd.DataFrame({"metric": f"{item.metric} test", "value": vals})

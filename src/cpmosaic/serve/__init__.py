@@ -25,7 +25,7 @@ Endpoints (a contract: users' scripts depend on these names)
 ``/{name}/zarr/...``                     the store's files, read-only, with Range support (napari,
                                          vizarr, ome-zarr-py open ``http://HOST/{name}/zarr``)
 
-Tile query parameters (TiTiler's conventions): ``rescale=min,max``, ``stretch=`` (linear, log,
+Tile query parameters (TiTiler's conventions): ``rescale=min,max``, ``stretch=`` (linear, sqrt, log,
 asinh, zscale, percentile, eq_hist; limits and eq_hist tables are store-wide so tiles agree),
 ``colormap_name=`` (gray, colorcet or bokeh names), ``colormap=`` (JSON ``{"0": [r,g,b(,a)], ...}``),
 ``nodata=`` (a value drawn transparent; NaN always is).

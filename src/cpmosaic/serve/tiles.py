@@ -32,8 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels import block_reduce
-from ..mosaic.render import STRETCHES, apply_stretch, stretch_limits
 from ..mosaic.store import MosaicStore
+from ..viz import display
+from ..viz.display import STRETCHES
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +150,10 @@ def parse_style(query: dict[str, list[str]]) -> Style:
     cmap = one("colormap_name") or "gray"
     if (cj := one("colormap")) is not None:
         try:
-            doc = json.loads(cj)
-            stops = {int(k): [int(c) for c in v] for k, v in doc.items()}
-            if not stops or any(not 0 <= k <= 255 or len(v) not in (3, 4) for k, v in stops.items()):
-                raise ValueError
-        except (ValueError, TypeError, AttributeError):
-            raise BadParameter("colormap", 'expected JSON {"0": [r, g, b], ..., "255": [r, g, b, a]}') from None
-        cmap = "json:" + json.dumps(sorted(stops.items()))
+            stops = display.parse_stops_json(cj)
+        except ValueError as exc:
+            raise BadParameter("colormap", str(exc)) from None
+        cmap = "json:" + json.dumps(stops)
     try:
         colormap_lut(cmap)
     except ValueError as exc:
@@ -173,80 +171,45 @@ def parse_style(query: dict[str, list[str]]) -> Style:
 
 @functools.lru_cache(maxsize=64)
 def colormap_lut(name: str) -> np.ndarray:
-    """A ``(256, 4)`` uint8 RGBA table for a colour map name (``gray`` is exactly ``i``)."""
-    if name.lower() in ("gray", "grey", "greys_r"):
-        ramp = np.arange(256, dtype=np.uint8)
-        return np.stack([ramp, ramp, ramp, np.full(256, 255, np.uint8)], axis=1)
+    """A ``(256, 4)`` uint8 RGBA table for a colour map name (``gray`` is exactly ``i``), or for
+    ``"json:<stops>"`` from ``colormap=`` (:func:`cpmosaic.viz.display.colormap_lut`)."""
     if name.startswith("json:"):
-        stops = json.loads(name[5:])
-        keys = np.array([k for k, _ in stops], float)
-        cols = np.array([(v + [255])[:4] for _, v in stops], float)
-        grid = np.arange(256)
-        return np.stack([np.interp(grid, keys, cols[:, c]) for c in range(4)], axis=1).round().astype(np.uint8)
-    from ..mosaic.render import resolve_cmap  # colorcet/bokeh: only for named maps
-
-    colours = resolve_cmap(name)
-    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in colours], float)
-    pos = np.linspace(0, 255, len(rgb))
-    lut = np.stack([np.interp(np.arange(256), pos, rgb[:, c]) for c in range(3)], axis=1).round()
-    return np.concatenate([lut, np.full((256, 1), 255.0)], axis=1).astype(np.uint8)
+        return display.lut_from_stops([(int(k), v) for k, v in json.loads(name[5:])])
+    return display.colormap_lut(name)
 
 
 class StoreStyleCache:
-    """Store-wide display limits and eq_hist tables (tiles of one view must agree)."""
+    """Store-wide display mappings (tiles of one view must agree), one per stretch and rescale.
+
+    The mapping is :func:`cpmosaic.viz.render.store_normalize`: the one ``cpmosaic png`` and
+    the notebook views use for the same store.
+    """
 
     def __init__(self, m: MosaicStore) -> None:
         self.m = m
         self._lock = threading.Lock()
         self._cache: dict = {}
 
-    def _coarse(self) -> np.ndarray:
-        # the coarsest level is a few hundred pixels: a cheap, whole-mosaic sample
-        if "coarse" not in self._cache:
-            self._cache["coarse"] = self.m.read(self.m.n_levels - 1)
-        return self._cache["coarse"]
+    def normalize(self, style: Style) -> display.Normalize:
+        """The store's :class:`~cpmosaic.viz.display.Normalize` for a style's stretch and rescale."""
+        from ..viz.render import store_normalize
 
-    def limits(self, style: Style) -> tuple[float, float]:
-        if style.rescale is not None:
-            return style.rescale
+        key = (style.stretch, style.rescale)
         with self._lock:
-            key = ("lim", style.stretch)
             if key not in self._cache:
-                has_window = bool(self.m.attrs.get("windows"))
-                if style.stretch in ("zscale", "percentile") or not has_window:
-                    self._cache[key] = stretch_limits(self._coarse(), style.stretch if style.stretch != "eq_hist"
-                                                      else "percentile")
-                else:
-                    self._cache[key] = self.m.window(0)
+                self._cache[key] = store_normalize(self.m, style.stretch, style.rescale)
             return self._cache[key]
 
-    def eq_hist(self) -> tuple[np.ndarray, np.ndarray]:
-        """Quantile table ``(values, cdf)`` of the whole mosaic."""
-        with self._lock:
-            if "eq" not in self._cache:
-                d = self._coarse()
-                d = d[np.isfinite(d)].astype(np.float64)
-                cdf = np.linspace(0.0, 1.0, 1025)
-                self._cache["eq"] = (np.quantile(d, cdf) if d.size else np.linspace(0, 1, 1025), cdf)
-            return self._cache["eq"]
+    def limits(self, style: Style) -> tuple[float, float]:
+        """Data limits ``(lo, hi)`` of a style (its rescale, else the store's)."""
+        n = self.normalize(style)
+        return (n.vmin, n.vmax)
 
 
 def to_rgba(data: np.ndarray, style: Style, styles: StoreStyleCache) -> np.ndarray:
     """Values ``[rows from top, x]`` -> RGBA uint8 (NaN and nodata transparent)."""
-    bad = ~np.isfinite(data)
-    if style.nodata is not None:
-        bad |= data == style.nodata
-    if style.stretch == "eq_hist":
-        vals, cdf = styles.eq_hist()
-        v = np.interp(np.nan_to_num(data, nan=vals[0]), vals, cdf)
-    else:
-        lo, hi = styles.limits(style)
-        with np.errstate(invalid="ignore"):
-            v = apply_stretch(data, style.stretch if style.stretch in ("log", "asinh") else "linear", lo, hi)
-    idx = np.nan_to_num(v * 255.0 + 0.5, nan=0.0).clip(0, 255).astype(np.uint8)
-    rgba = colormap_lut(style.colormap)[idx]
-    rgba[bad] = 0
-    return rgba
+    mask = None if style.nodata is None else data == style.nodata
+    return display.to_rgba(styles.normalize(style)(data), colormap_lut(style.colormap), mask)
 
 
 def encode_png(rgba: np.ndarray) -> bytes:

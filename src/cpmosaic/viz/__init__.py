@@ -36,7 +36,9 @@ _EXPORTS = {
     "html_document": "save",
     "robust_range": "style",
     "symmetric_range": "style",
-    "make_normalize": "stretch",
+    "colormap_lut": "display",
+    "store_normalize": "render",
+    "render_rgba": "render",
 }
 
 __all__ = sorted(_EXPORTS)

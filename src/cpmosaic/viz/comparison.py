@@ -13,11 +13,18 @@ The table has ``calib_type, detector, detector_name, amp, metric, value_a, value
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import pandas as pd
 
 from . import style
 from .heatmap import focal_plane_heatmap
+
+if TYPE_CHECKING:
+    import holoviews as hv
+
+    from ..camera import Camera
 
 __all__ = ["difference_heatmap", "difference_histogram", "ab_scatter", "comparison_layout", "difference_bins"]
 
@@ -31,9 +38,10 @@ def _select(diff: pd.DataFrame, metric: str, calib_type: str | None) -> pd.DataF
     return sub
 
 
-def difference_heatmap(diff: pd.DataFrame, metric: str, *, camera=None, calib_type: str | None = None,
-                       relative: bool = False, clim: tuple[float, float] | None = None,
-                       cmap: str = style.DIVERGING_CMAP, title: str | None = None, **kwargs):
+def difference_heatmap(diff: pd.DataFrame, metric: str, *, camera: Camera | str | None = None,
+                       calib_type: str | None = None, relative: bool = False,
+                       clim: tuple[float, float] | None = None, cmap: str = style.DIVERGING_CMAP,
+                       title: str | None = None, **kwargs: Any) -> hv.Overlay:
     """Heat map of B - A per amp, diverging colormap centred on 0 (``relative``: (B - A) / A).
 
     Other keywords go to :func:`~cpmosaic.viz.heatmap.focal_plane_heatmap`.
@@ -79,7 +87,8 @@ def difference_bins(values, bins: int = 61) -> np.ndarray:
 
 
 def difference_histogram(diff: pd.DataFrame, metric: str, *, calib_type: str | None = None, bins: int = 61,
-                         log_y: bool = True, title: str | None = None, width: int = 600, height: int = 350):
+                         log_y: bool = True, title: str | None = None, width: int = 600,
+                         height: int = 350) -> hv.Overlay:
     """Histogram of B - A with a bin centred on 0; values beyond the range go to the end bins.
 
     The number of exactly identical amps is given in the title, so a zero spike is explained.
@@ -101,7 +110,7 @@ def difference_histogram(diff: pd.DataFrame, metric: str, *, calib_type: str | N
 
 def ab_scatter(diff: pd.DataFrame, metric: str, *, calib_type: str | None = None,
                labels: tuple[str, str] = ("A", "B"), title: str | None = None, width: int = 450,
-               height: int = 450):
+               height: int = 450) -> hv.Overlay:
     """Per-amp value in B against A with the y = x line (points off the line changed)."""
     hv = style.holoviews()
     sub = _select(diff, metric, calib_type)
@@ -116,8 +125,8 @@ def ab_scatter(diff: pd.DataFrame, metric: str, *, calib_type: str | None = None
     return (scatter * line).opts(title=title, width=width, height=height, data_aspect=None)
 
 
-def comparison_layout(diff: pd.DataFrame, metric: str, *, camera=None, calib_type: str | None = None,
-                      labels: tuple[str, str] = ("A", "B")):
+def comparison_layout(diff: pd.DataFrame, metric: str, *, camera: Camera | str | None = None,
+                      calib_type: str | None = None, labels: tuple[str, str] = ("A", "B")) -> hv.Layout:
     """The three comparison views in one ``hv.Layout`` (heat map, histogram, A vs B)."""
     hv = style.holoviews()
     parts = [difference_heatmap(diff, metric, camera=camera, calib_type=calib_type, width=500),

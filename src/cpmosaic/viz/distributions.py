@@ -8,12 +8,17 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import style
+
+if TYPE_CHECKING:
+    import holoviews as hv
+
+    from ..camera import Camera
 
 __all__ = ["metric_histogram", "metric_scatter", "histogram_edges", "threshold_items"]
 
@@ -63,9 +68,10 @@ def histogram_edges(values: Sequence[np.ndarray], bins: int = 50, value_range=No
 
 def metric_histogram(df: pd.DataFrame, metric: str, *, df_b: pd.DataFrame | None = None,
                      labels: tuple[str, str] = ("A", "B"), calib_type: str | None = None,
-                     thresholds=None, log_y: bool = False, log_x: bool = False, bins: int = 50,
+                     thresholds: Mapping[str, float] | Sequence[float] | None = None, log_y: bool = False,
+                     log_x: bool = False, bins: int = 50,
                      value_range: tuple[float, float] | None = None, title: str | None = None,
-                     width: int = 600, height: int = 350):
+                     width: int = 600, height: int = 350) -> hv.Overlay:
     """Histogram of one metric's values (every row), optionally a second run overlaid.
 
     Parameters
@@ -129,8 +135,9 @@ def _pair_table(df: pd.DataFrame, x_metric: str, y_metric: str, calib_type: str 
 
 
 def metric_scatter(df: pd.DataFrame, x_metric: str, y_metric: str, *, color_by: str | None = "physical_type",
-                   camera=None, calib_type: str | None = None, datashade_threshold: int = 50_000,
-                   dynamic: bool = False, title: str | None = None, width: int = 600, height: int = 500):
+                   camera: Camera | str | None = None, calib_type: str | None = None,
+                   datashade_threshold: int = 50_000, dynamic: bool = False, title: str | None = None,
+                   width: int = 600, height: int = 500) -> Any:
     """Scatter of two metrics per amp (e.g. NOISE vs CR_NOISE), coloured by a category.
 
     Parameters

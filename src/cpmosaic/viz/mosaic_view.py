@@ -3,7 +3,10 @@
 The store's arrays are ``[y, x]`` with y up; ``hv.Image`` wants its first row at the top,
 so the view flips rows for display (the data never are).  Axes are focal-plane mm, the
 same frame as :func:`~cpmosaic.viz.heatmap.focal_plane_heatmap`, so amp polygons overlay
-exactly.  Stretches come from :mod:`cpmosaic.viz.stretch`.
+exactly.  Colours come from :mod:`cpmosaic.viz.display`, fitted as ``cpmosaic png`` and the
+tile server fit them (:func:`cpmosaic.viz.render.store_normalize`); the image holds display
+values in [0, 1] drawn with the display layer's 256 colours, whose quantisation is bokeh's,
+so the browser, the PNG rasteriser and ``cpmosaic png`` pick the same colour.
 
 >>> import numpy as np
 >>> class Tiny:  # anything with MosaicStore's reading interface works
@@ -19,11 +22,16 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import style
-from .stretch import ImageNormalize, make_normalize
+from . import display, style
+from .display import Normalize
+
+if TYPE_CHECKING:
+    import holoviews as hv
+    import pandas as pd
 
 __all__ = ["mosaic_view", "mosaic_explorer", "open_store", "choose_level", "level_for_span", "pixel_window"]
 
@@ -74,29 +82,14 @@ def pixel_window(store, k: int, x_range, y_range) -> tuple[int, int, int, int]:
     return r0, r1, c0, c1
 
 
-def _limits(store, k: int):
-    """The store's display window for level *k* when it has one."""
-    try:
-        lo, hi = (float(v) for v in store.window(k))
-    except (AttributeError, TypeError, ValueError, IndexError, KeyError):
-        return None
-    return (lo, hi) if hi > lo and (lo, hi) != (0.0, 1.0) else None
+def _fit(stretch: str, limits: tuple[float, float] | None, store: Any) -> Normalize:
+    """The store's mapping for *stretch* (as ``cpmosaic png`` and the tiles), unless *limits*."""
+    from .render import store_normalize
+
+    return store_normalize(store, stretch, limits)
 
 
-def _fit(stretch: str, data: np.ndarray, limits, store, k: int) -> ImageNormalize:
-    """The stretch for *data*: limits as ``cpmosaic.mosaic.render`` picks them (so this view
-    and ``cpmosaic mosaic render`` agree), unless given."""
-    if limits is None:
-        try:
-            from ..mosaic.render import STRETCHES, stretch_limits
-        except ImportError:
-            STRETCHES, stretch_limits = (), None
-        if stretch in STRETCHES:
-            limits = stretch_limits(data, stretch, _limits(store, k))
-    return make_normalize(stretch, data, limits)
-
-
-def _colorbar_opts(norm: ImageNormalize) -> dict:
+def _colorbar_opts(norm: Normalize) -> dict:
     """Colour-bar ticks at display positions labelled in data units (the stretch is nonlinear)."""
     from bokeh.models import FixedTicker
 
@@ -108,18 +101,19 @@ def _colorbar_opts(norm: ImageNormalize) -> dict:
     return {"ticker": FixedTicker(ticks=list(labels)), "major_label_overrides": labels}
 
 
-def _image(hv, disp: np.ndarray, bounds, norm: ImageNormalize, cmap: str, label: str):
+def _image(hv: Any, disp: np.ndarray, bounds: tuple, norm: Normalize, cmap: str, label: str) -> Any:
     # rows flipped: hv.Image's first row is the top of the picture, the store's is the bottom
     img = hv.Image(np.ascontiguousarray(disp[::-1]), bounds=bounds, kdims=["x", "y"],
                    vdims=[hv.Dimension("display", label=label, range=(0.0, 1.0))])
-    return img.opts(cmap=cmap, clim=(0.0, 1.0), colorbar=True, colorbar_opts=_colorbar_opts(norm),
+    return img.opts(cmap=display.palette(cmap), clim=(0.0, 1.0), colorbar=True, colorbar_opts=_colorbar_opts(norm),
                     tools=["hover"], clipping_colors={"NaN": (0, 0, 0, 0)})
 
 
-def mosaic_view(store_or_path, level: int | None = None, *, stretch: str = "asinh", cmap: str = "gray",
-                overlay_df=None, metric: str | None = None, alpha: float = 0.35, width: int = 800,
+def mosaic_view(store_or_path: Any, level: int | None = None, *, stretch: str = "asinh", cmap: str = "gray",
+                overlay_df: pd.DataFrame | None = None, metric: str | None = None, alpha: float = 0.35,
+                width: int = 800,
                 calib_type: str | None = None, limits: tuple[float, float] | None = None,
-                title: str | None = None):
+                title: str | None = None) -> hv.Overlay:
     """One pyramid level as an image in focal-plane mm, with stretch, colour bar and metric overlay.
 
     Parameters
@@ -130,12 +124,12 @@ def mosaic_view(store_or_path, level: int | None = None, *, stretch: str = "asin
         Pyramid level; default the coarsest at least *width* pixels wide.  Larger levels are
         reduced to the display size with datashader (``regrid``, mean of pixels).
     stretch
-        ``linear``, ``sqrt``, ``log``, ``asinh``, ``zscale``, ``percentile`` or ``eq_hist``.
+        One of :data:`cpmosaic.viz.display.STRETCHES`.
     overlay_df, metric
         A tidy metrics table and metric to draw as amp polygons over the image (*alpha*).
     limits
-        Data range for the stretch; default as ``cpmosaic mosaic render`` chooses it (the
-        store's window for the level, zscale, or the 0.5-99.5 percentiles).
+        Data range for the stretch; default as ``cpmosaic png`` and the tile server choose
+        it (:func:`cpmosaic.viz.render.store_normalize`).
 
     Returns
     -------
@@ -155,7 +149,7 @@ def mosaic_view(store_or_path, level: int | None = None, *, stretch: str = "asin
         small = regrid(raw, width=width, height=height, dynamic=False, upsample=False)
         data = np.asarray(small.dimension_values(2, flat=False), dtype=np.float32)  # y ascending
         bounds = small.bounds.lbrt()
-    norm = _fit(stretch, data, limits, store, k)
+    norm = _fit(stretch, limits, store)
     layers = [_image(hv, norm(data), bounds, norm, cmap, f"{stretch} stretch")]
     if overlay_df is not None:
         if metric is None:
@@ -172,13 +166,13 @@ def mosaic_view(store_or_path, level: int | None = None, *, stretch: str = "asin
                                    ylabel="focal plane y (mm)", show_legend=False)
 
 
-def mosaic_explorer(store_or_path, *, stretch: str = "asinh", cmap: str = "gray", width: int = 800,
-                    limits: tuple[float, float] | None = None):
+def mosaic_explorer(store_or_path: Any, *, stretch: str = "asinh", cmap: str = "gray", width: int = 800,
+                    limits: tuple[float, float] | None = None) -> hv.DynamicMap:
     """Zoomable view for notebooks: the pyramid level follows the zoom.
 
     A ``hv.DynamicMap`` driven by a ``RangeXY`` stream reads only the visible window of the
     coarsest level that still has *width* pixels across it (``MosaicStore.read``).  The
-    stretch is fitted once (on the coarsest level) so colours do not jump while zooming.
+    stretch is the store's (fitted once, on the coarsest level) so colours do not jump while zooming.
 
     Examples
     --------
@@ -187,8 +181,7 @@ def mosaic_explorer(store_or_path, *, stretch: str = "asinh", cmap: str = "gray"
     """
     hv = style.holoviews()
     store = open_store(store_or_path)
-    n = getattr(store, "n_levels", len(store.levels))
-    norm = _fit(stretch, np.asarray(store.read(n - 1), dtype=np.float32), limits, store, n - 1)
+    norm = _fit(stretch, limits, store)
     full = store.extent_mm(0)
 
     def view(x_range=None, y_range=None):

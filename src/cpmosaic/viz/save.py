@@ -21,6 +21,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ CDN_MARKERS = ("cdn.bokeh.org", "cdn.holoviz.org", "unpkg.com", "cdn.jsdelivr.ne
 
 
 # --------------------------------------------------------------------------- HTML
-def html_document(obj, title: str | None = None) -> str:
+def html_document(obj: Any, title: str | None = None) -> str:
     """A standalone HTML page for a HoloViews object, a bokeh model or an HTML fragment."""
     if isinstance(obj, str):
         if obj.lstrip().lower().startswith(("<!doctype", "<html")):
@@ -61,7 +62,7 @@ def html_document(obj, title: str | None = None) -> str:
     return page
 
 
-def save_html(obj, path: str | os.PathLike, *, title: str | None = None) -> Path:
+def save_html(obj: Any, path: str | os.PathLike, *, title: str | None = None) -> Path:
     """Write *obj* as a standalone HTML file with inline BokehJS; returns the path.
 
     >>> import holoviews as hv, tempfile, os
@@ -107,7 +108,7 @@ class PanelTransform:
 class PngRender:
     """A rendered PNG: the PIL image and one transform per panel."""
 
-    image: object
+    image: Any  # PIL.Image.Image (PIL is imported on use)
     panels: list[PanelTransform] = field(default_factory=list)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -158,8 +159,8 @@ def _extent(el, name: str, logy: bool) -> tuple[list, list]:
     if name in ("Rectangles", "Segments"):
         return ([_num(el.dimension_values(i)) for i in (0, 2)], [_num(el.dimension_values(i)) for i in (1, 3)])
     if name in ("Image", "RGB"):
-        l, b, r, t = el.bounds.lbrt()
-        return [np.array([l, r])], [np.array([b, t])]
+        lft, b, r, t = el.bounds.lbrt()
+        return [np.array([lft, r])], [np.array([b, t])]
     if name == "Histogram":
         c = _num(el.dimension_values(1))
         base = np.nanmin(c[c > 0]) / 2 if logy and (c > 0).any() else 0.0
@@ -324,9 +325,12 @@ def _draw_element(layer, el, name, tr: PanelTransform, out: dict) -> None:
         a = _alpha(st)
         tri = "triangle" in str(st.get("marker", ""))
         for x, y, c in zip(xs, ys, cols):
-            if np.isfinite(x) and np.isfinite(y):
-                box = ((x, y - r), (x + r, y + r), (x - r, y + r)) if tri else None
-                (draw.polygon(box, fill=(*c, a)) if tri else draw.ellipse((x - r, y - r, x + r, y + r), fill=(*c, a)))
+            if not (np.isfinite(x) and np.isfinite(y)):
+                continue
+            if tri:
+                draw.polygon(((x, y - r), (x + r, y + r), (x - r, y + r)), fill=(*c, a))
+            else:
+                draw.ellipse((x - r, y - r, x + r, y + r), fill=(*c, a))
         if cbar and po.get("colorbar"):
             out["colorbar"] = cbar
         if cats:
@@ -343,8 +347,8 @@ def _draw_element(layer, el, name, tr: PanelTransform, out: dict) -> None:
             a, b = px([x], [y])
             draw.text((a[0], b[0]), str(t), fill=(*col, 255), font=font, anchor="mm")
     elif name in ("Image", "RGB"):
-        l, b, r, t = el.bounds.lbrt()
-        (x0, x1), (y1, y0) = px([l, r], [b, t])
+        lft, b, r, t = el.bounds.lbrt()
+        (x0, x1), (y1, y0) = px([lft, r], [b, t])
         if name == "RGB":
             chans = [el.dimension_values(i, flat=False) for i in range(2, 2 + len(el.vdims))]
             arr = np.dstack(chans)
@@ -468,7 +472,7 @@ def _stack(cells, horizontal: bool):
     return out, trs
 
 
-def render_png(obj, *, width: int | None = None) -> PngRender:
+def render_png(obj: Any, *, width: int | None = None) -> PngRender:
     """Rasterise a HoloViews object with PIL (no browser); *width* is each frame's width in px.
 
     Layouts are tiled row by row (``cols`` of the layout, default 2); transforms are
@@ -486,7 +490,7 @@ def render_png(obj, *, width: int | None = None) -> PngRender:
     return PngRender(img.convert("RGB"), trs)
 
 
-def save_png(obj, path: str | os.PathLike, *, width: int | None = None) -> PngRender:
+def save_png(obj: Any, path: str | os.PathLike, *, width: int | None = None) -> PngRender:
     """Write a static PNG of *obj* (see :func:`render_png`); returns the render with its transforms.
 
     >>> import holoviews as hv, tempfile, os

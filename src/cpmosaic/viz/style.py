@@ -133,20 +133,14 @@ def to_rgb(color) -> tuple[int, int, int]:
     return tuple(int(v) for v in c)  # type: ignore[return-value]
 
 
-@functools.lru_cache(maxsize=32)
-def _cmap_table(name: str, n: int) -> np.ndarray:
-    hv = holoviews()
-    from holoviews.plotting.util import process_cmap
-
-    colors = process_cmap(name, ncolors=n)
-    del hv
-    return np.array([to_rgb(c) for c in colors], dtype=np.uint8)
-
-
 def colormap_rgb(cmap: str | Sequence, n: int = 256) -> np.ndarray:
-    """``(n, 3)`` uint8 table of a colormap named as HoloViews names it (bokeh, colorcet)."""
+    """``(n, 3)`` uint8 table of a colormap: a name (:func:`cpmosaic.viz.display.colormap_lut`,
+    the table of every view) or a list of colours."""
+    from . import display
+
     if isinstance(cmap, str):
-        return _cmap_table(cmap, n)
+        table = display.colormap_lut(cmap)[:, :3]
+        return table if n == len(table) else table[np.linspace(0, len(table) - 1, n).round().astype(int)]
     return np.array([to_rgb(c) for c in cmap], dtype=np.uint8)
 
 
@@ -154,9 +148,14 @@ def map_colors(values, clim: tuple[float, float], cmap="viridis", log: bool = Fa
                nan_color=MISSING_COLOR) -> np.ndarray:
     """Values -> ``(N, 3)`` uint8 colours, clipped to *clim*, NaN -> *nan_color*.
 
+    The quantisation is the display layer's (:func:`cpmosaic.viz.display.quantize` for a
+    256-colour table: bokeh's rule).
+
     >>> map_colors([0.0, 5.0, np.nan], (0, 1), "gray").tolist()  # 5 is clipped to white
-    [[0, 0, 0], [254, 255, 255], [200, 200, 200]]
+    [[0, 0, 0], [255, 255, 255], [200, 200, 200]]
     """
+    from . import display
+
     table = colormap_rgb(cmap)
     v = np.asarray(values, dtype=float)
     lo, hi = (float(clim[0]), float(clim[1]))
@@ -165,7 +164,10 @@ def map_colors(values, clim: tuple[float, float], cmap="viridis", log: bool = Fa
             lo, hi = math.log10(max(lo, 1e-300)), math.log10(max(hi, 1e-300))
             v = np.log10(np.where(v > 0, v, np.nan))
         t = (v - lo) / (hi - lo) if hi > lo else np.full_like(v, 0.5)
-    idx = np.clip(np.nan_to_num(t, nan=0.0) * len(table), 0, len(table) - 1).astype(int)
+    if len(table) == display.LEVELS:
+        idx = display.quantize(t).astype(int)
+    else:
+        idx = np.clip(np.nan_to_num(t, nan=0.0) * len(table), 0, len(table) - 1).astype(int)
     out = table[idx]
     out[~np.isfinite(t)] = to_rgb(nan_color)
     return out
@@ -271,7 +273,7 @@ def draw_colorbar(img, cb: dict, x: int, y: int, h: int, small, font) -> None:
     d.rectangle((x, y, x + 14, y + h - 1), outline=(0, 0, 0, 255))
     overrides = (cb["po"].get("colorbar_opts") or {}).get("major_label_overrides")
     if overrides:
-        ticks, labels = list(overrides), [str(v) for v in overrides.values()]
+        ticks, labels = np.array(list(overrides), dtype=float), [str(v) for v in overrides.values()]
     else:
         ticks, labels = axis_ticks((lo, hi), lg, False)
     for t, lab in zip(ticks, labels):

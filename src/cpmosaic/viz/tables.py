@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import itertools
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -92,7 +92,7 @@ def table_html(df: pd.DataFrame, *, columns: Sequence[str] | None = None, title:
     for i, row in enumerate(shown[cols].itertuples(index=False, name=None)):
         cls = ' class="fail"' if fails is not None and fails[i] else ""
         cells = []
-        for c, v in zip(cols, row):
+        for v in row:
             text, key = _fmt(v, float_format)
             if key is not None:
                 cells.append(f'<td class="num" data-v="{html.escape(key)}">{html.escape(text)}</td>')
@@ -118,7 +118,7 @@ def _ordered(df: pd.DataFrame, first: Sequence[str]) -> list[str]:
 
 
 def failures_table_html(df: pd.DataFrame, *, title: str | None = "Failures", max_rows: int | None = 5000,
-                        only_failed: bool = True, **kwargs) -> str:
+                        only_failed: bool = True, **kwargs: Any) -> str:
     """The results of ``cpmosaic.metrics.evaluate`` as sortable HTML, failing rows highlighted.
 
     With ``only_failed`` (default) rows with ``passed`` True are left out, so the full
@@ -136,7 +136,7 @@ def failures_table_html(df: pd.DataFrame, *, title: str | None = "Failures", max
 
 
 def outliers_table_html(df: pd.DataFrame, *, title: str | None = "Outliers", max_rows: int | None = 5000,
-                        **kwargs) -> str:
+                        **kwargs: Any) -> str:
     """The outliers list (``detector, detector_name, amp, metric, value, z, reason``) as HTML,
     sorted by ``|z|`` (largest first)."""
     if "z" in df.columns and len(df):

@@ -1,8 +1,7 @@
 """A metric against date: one candlestick per day, chosen amps as lines, alerts marked.
 
-The daily statistics come from ``cpmosaic.metrics.history.candlesticks`` (columns
-``day_obs, min, q1, median, q3, max, n``) when that module is present; a plain pandas
-equivalent is used otherwise so the view works on any tidy table.
+The daily statistics are ``cpmosaic.metrics.history.candlesticks`` (columns
+``day_obs, min, q1, median, q3, max, n``); a table without ``calib_type`` is one calib type.
 
 >>> import pandas as pd
 >>> df = pd.DataFrame({"metric": "NOISE", "day_obs": [20260101, 20260101, 20260102],
@@ -14,12 +13,15 @@ equivalent is used otherwise so the view works on any tidy table.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pandas as pd
 
 from . import style
+
+if TYPE_CHECKING:
+    import holoviews as hv
 
 __all__ = ["metric_trend", "daily_stats", "parse_amps"]
 
@@ -36,22 +38,16 @@ def daily_stats(df: pd.DataFrame, metric: str, calib_type: str | None = None) ->
 
     Raises ``ValueError`` when the metric exists for several calib types and none is chosen.
     """
+    from ..metrics.history import candlesticks
+
     sub = _select(df, metric, calib_type)
-    if "calib_type" in sub.columns:
-        kinds = pd.unique(sub["calib_type"].dropna())
-        if calib_type is None and len(kinds) > 1:
-            raise ValueError(f"metric {metric!r} exists for calib types {sorted(map(str, kinds))}: "
-                             "choose one with calib_type=")
-        try:
-            from ..metrics.history import candlesticks
-        except ImportError:
-            candlesticks = None
-        if candlesticks is not None:
-            return candlesticks(sub, metric, calib_type=calib_type).drop(columns="calib_type", errors="ignore")
-    g = sub.groupby(sub["day_obs"].astype("int64"))["value"]
-    out = pd.DataFrame({"min": g.min(), "q1": g.quantile(0.25), "median": g.median(),
-                        "q3": g.quantile(0.75), "max": g.max(), "n": g.size()})
-    return out.rename_axis("day_obs").reset_index()
+    if "calib_type" not in sub.columns:
+        sub = sub.assign(calib_type=calib_type or "")
+    kinds = pd.unique(sub["calib_type"].dropna())
+    if calib_type is None and len(kinds) > 1:
+        raise ValueError(f"metric {metric!r} exists for calib types {sorted(map(str, kinds))}: "
+                         "choose one with calib_type=")
+    return candlesticks(sub, metric, calib_type=calib_type).drop(columns="calib_type", errors="ignore")
 
 
 def parse_amps(amps) -> list[tuple[str, str]]:
@@ -81,7 +77,7 @@ def _dates(day_obs) -> pd.DatetimeIndex:
 def metric_trend(df: pd.DataFrame | None, metric: str, *, calib_type: str | None = None,
                  amps: Iterable | None = None, alerts: pd.DataFrame | None = None,
                  stats: pd.DataFrame | None = None, title: str | None = None,
-                 width: int = 800, height: int = 350):
+                 width: int = 800, height: int = 350) -> hv.Overlay:
     """Candlestick per day (box q1-q3, whiskers min-max, median tick), amps as lines, alerts.
 
     Parameters
