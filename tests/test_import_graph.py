@@ -33,8 +33,7 @@ HINTS_PENDING = {
     "cpmosaic.mosaic.plan.make_plan", "cpmosaic.mosaic.store.MosaicStore", "cpmosaic.mosaic.store.open_mosaic",
     "cpmosaic.report.build.Figure", "cpmosaic.report.build.build_report", "cpmosaic.report.build.load_source",
     "cpmosaic.synth.make_butler_repo", "cpmosaic.viz.heatmap.amp_geometry", "cpmosaic.viz.heatmap.amp_values",
-    "cpmosaic.viz.heatmap.focal_plane_heatmap", "cpmosaic.viz.style.robust_range",
-    "cpmosaic.viz.style.symmetric_range",
+    "cpmosaic.viz.heatmap.focal_plane_heatmap",
 }
 #: Package pairs that must never import each other in this direction (layering).
 FORBIDDEN = [("cpmosaic.mosaic", "cpmosaic.viz"), ("cpmosaic.mosaic", "cpmosaic.serve"),

@@ -286,18 +286,18 @@ def results_to_chunk(table, info: DatasetTypeInfo, *, exposure: int | None = Non
                                            f"{'verdicts' if test else 'numbers'} belong; skipped")
                 rejected.add(test or base)
             continue
-        vals, null = _to_float(cols[name])
+        fvals, null = _to_float(cols[name])
         if test is not None or kind == "bool":
-            if kind != "bool" and np.any(~null & ~np.isin(vals, (0.0, 1.0))):
+            if kind != "bool" and np.any(~null & ~np.isin(fvals, (0.0, 1.0))):
                 _problem(problems, source, f"column {name!r} is a verdict but holds values other than "
-                                           f"true/false ({', '.join(map(str, vals[~null][:3]))}); skipped")
+                                           f"true/false ({', '.join(map(str, fvals[~null][:3]))}); skipped")
                 continue
             base = test if test is not None else base
             if base.rsplit("_", 1)[-1] == "SUCCESS" and base in ("SUCCESS", "DET_SUCCESS", "EXP_SUCCESS"):
                 continue
-            columns.append(_Column(base, True, merge, vals, null))
+            columns.append(_Column(base, True, merge, fvals, null))
         else:
-            columns.append(_Column(base, False, merge, vals, null))
+            columns.append(_Column(base, False, merge, fvals, null))
 
     if rejected:
         columns = [c for c in columns if not (c.verdict and (c.base in rejected or _TEST_ALIASES.get(c.base) in rejected))]

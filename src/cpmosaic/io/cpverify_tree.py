@@ -108,6 +108,8 @@ def _parse_in_dir(name: str, rel_dir: tuple[str, ...], source: str, *, has_root:
     else:
         dtype = rel_dir[idx]
         info = parse_dataset_type(dtype)
+        if info is None:
+            return None
         run = "/".join(rel_dir[:idx]) if has_root else (rel_dir[idx - 1] if idx else "")
     stem = re.sub(r"\.(yaml|yml|parquet|parq|json)$", "", name)
     rest = stem[len(dtype) + 1:] if stem.startswith(dtype + "_") else ""
@@ -121,7 +123,8 @@ def _parse_in_dir(name: str, rel_dir: tuple[str, ...], source: str, *, has_root:
             break
     tokens = [t for t in rest.split("_") if t]
     instrument = tokens[0] if tokens and not tokens[0].isdigit() and not _DET_NAME_RE.match(rest) else None
-    exposure = detector = None
+    exposure: int | None = None
+    detector: int | str | None = None
     m = _DET_NAME_RE.search(rest)
     rest_wo = rest[: m.start()] + rest[m.end():] if m else rest
     if m:

@@ -115,6 +115,11 @@ class Exposure:
     def shape(self) -> tuple[int, int]:
         return self.info.shape
 
+    @property
+    def header(self) -> Any:
+        """The primary header (astropy ``Header``, opened on demand)."""
+        return self._astropy()[0].header
+
     def _rows(self, rows: slice | None) -> tuple[int, int]:
         if rows is None:
             return 0, self.shape[0]

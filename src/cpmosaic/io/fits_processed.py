@@ -214,11 +214,6 @@ class ImageExposure(Exposure):
         return cls(info, det, cam, hdul, index, mask_i, var_i, xy0)
 
     @property
-    def header(self):
-        """The primary header (astropy ``Header``)."""
-        return self._astropy()[0].header
-
-    @property
     def mask_planes(self) -> dict[str, int]:
         """Mask plane name -> bit, from the MASK HDU's ``MP_*`` keys."""
         if self.mask_index is None:

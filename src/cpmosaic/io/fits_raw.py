@@ -107,11 +107,6 @@ class RawExposure(Exposure):
                             shape=det.shape, **exposure_metadata(header, path))  # fmt: skip
         return cls(info, det, cam, hdul, segments, overscan=overscan, apply_gains=apply_gains)
 
-    @property
-    def header(self):
-        """The primary header (astropy ``Header``)."""
-        return self._astropy()[0].header
-
     def _segment_rows(self, index: int, y0: int, y1: int) -> np.ndarray:
         return self._hdu_rows(index, y0, y1)
 

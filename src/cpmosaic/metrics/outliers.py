@@ -39,10 +39,13 @@ import json
 import logging
 import math
 import os
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from ..camera import Camera
 
 from ..robust import MAD_TO_SIGMA, robust_z, sigma_from_deviations, z_scores
 
@@ -64,7 +67,7 @@ _FP_GROUP = ["calib_type", "run", "exposure", "tier", "metric", "sensor_type"]
 _HIST_GROUP = ["calib_type", "tier", "metric", "detector", "amp"]
 
 
-def sensor_types(df: pd.DataFrame, camera=None) -> pd.Series:
+def sensor_types(df: pd.DataFrame, camera: Camera | str | None = None) -> pd.Series:
     """Each row's sensor type (the camera's ``physical_type``: E2V, ITL, ITL_G, ITL_WF).
 
     ``""`` where the camera is unknown or has no such detector (those rows form one
@@ -117,7 +120,7 @@ def _scorable(df: pd.DataFrame, metrics: Iterable[str] | None = None) -> pd.Data
     return df[sel]
 
 
-def focal_plane_z(df: pd.DataFrame, *, min_group: int = 8, camera=None, by_sensor_type: bool = True) -> pd.DataFrame:
+def focal_plane_z(df: pd.DataFrame, *, min_group: int = 8, camera: Camera | str | None = None, by_sensor_type: bool = True) -> pd.DataFrame:
     """Every row with its robust z within its population (columns z, median, sigma, n, sensor_type).
 
     A population is one (calib_type, run, exposure, tier, metric) and, with
@@ -164,7 +167,7 @@ def _reason(kind: str, z: np.ndarray, med: np.ndarray, n: np.ndarray, pop: np.nd
 
 def outlier_rows(df: pd.DataFrame, *, z: float = 5.0, focal_plane: bool = True, history: bool = True,
                  metrics: Iterable[str] | None = None, min_group: int = 8, min_history: int = 5,
-                 sigma_floor: float = 1.0, camera=None, by_sensor_type: bool = True) -> pd.DataFrame:
+                 sigma_floor: float = 1.0, camera: Camera | str | None = None, by_sensor_type: bool = True) -> pd.DataFrame:
     """Every value more than *z* robust sigmas from its population or from its history.
 
     Columns :data:`ROW_COLUMNS`, sorted by decreasing ``|z|``; ``kind`` is
@@ -311,8 +314,8 @@ def _findings(rows: pd.DataFrame, camera, z_cut: float) -> pd.DataFrame:
         # outlier of their sensor type: the camera already says these amps are noisy.
         known = False
         if label in ("noisy amp", "detector-wide") and all(_noise_like(m.split(" ", 1)[1]) for m in metrics):
-            nom = [nominal.get((int(det), a)) for a in (flagged_amps or [amp])]
-            nom = [v for v in nom if v is not None and np.isfinite(v[1])]
+            looked_up = [nominal.get((int(det), a)) for a in (flagged_amps or [amp])]
+            nom = [v for v in looked_up if v is not None and np.isfinite(v[1])]
             if nom and np.median([v[1] for v in nom]) >= z_cut:
                 known = True
                 label = "known noisy amp" if amp else "known noisy detector"
@@ -363,7 +366,7 @@ def _merge_known(res: pd.DataFrame) -> pd.DataFrame:
 
 def find_outliers(df: pd.DataFrame, *, z: float = 5.0, focal_plane: bool = True, history: bool = True,
                   metrics: Iterable[str] | None = None, min_group: int = 8, min_history: int = 5,
-                  sigma_floor: float = 1.0, camera=None, by_sensor_type: bool = True,
+                  sigma_floor: float = 1.0, camera: Camera | str | None = None, by_sensor_type: bool = True,
                   alerts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Findings a scientist can act on: flagged values grouped by cause, ranked by severity.
 

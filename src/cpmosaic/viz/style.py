@@ -14,6 +14,7 @@ import math
 from typing import Iterable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import robust as _robust
 
@@ -79,7 +80,7 @@ def holoviews():
     return hv
 
 
-def robust_range(values, nsigma: float = 4.0, log: bool = False) -> tuple[float, float]:
+def robust_range(values: ArrayLike, nsigma: float = 4.0, log: bool = False) -> tuple[float, float]:
     """Colour range median +- *nsigma* sigma_MAD, clipped to the data (:func:`cpmosaic.robust.color_range`).
 
     With ``log=True`` the range is computed on log10 of the positive values and
@@ -91,7 +92,7 @@ def robust_range(values, nsigma: float = 4.0, log: bool = False) -> tuple[float,
     return _robust.color_range(values, nsigma=nsigma, log=log)
 
 
-def symmetric_range(values, nsigma: float = 4.0) -> tuple[float, float]:
+def symmetric_range(values: ArrayLike, nsigma: float = 4.0) -> tuple[float, float]:
     """A range centred on 0 that holds median +- *nsigma* sigma_MAD (:func:`cpmosaic.robust.symmetric_range`).
 
     >>> symmetric_range([0.0, 0.0])
