@@ -41,10 +41,11 @@ def cutout_box(m: MosaicStore, box_mm: tuple[float, float, float, float], level:
     h, w = m.shape(level)
 
     def clip(v: float, n: int) -> int:
-        return int(min(max(v, 0), n)) if math.isfinite(v) else (0 if v < 0 else n)
+        # huge boxes give infinite pixel numbers: clip before rounding
+        return int(min(max(v, 0.0), float(n)))
 
-    return (clip(math.ceil(float(ia)), h), clip(math.floor(float(ib)) + 1, h),
-            clip(math.ceil(float(ja)), w), clip(math.floor(float(jb)) + 1, w))
+    return (clip(math.ceil(clip(float(ia), h)), h), clip(math.floor(clip(float(ib), h)) + 1, h),
+            clip(math.ceil(clip(float(ja), w)), w), clip(math.floor(clip(float(jb), w)) + 1, w))
 
 
 def cutout_fits(m: MosaicStore, box_mm: tuple[float, float, float, float], level: int = 0,

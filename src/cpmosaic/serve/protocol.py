@@ -4,7 +4,9 @@ uvicorn closes idle keep-alive connections (``timeout_keep_alive``) but waits fo
 client that opens a connection and sends nothing, or sends its headers a byte at a time.
 Here a connection that has not sent a whole request head within ``HEADER_TIMEOUT`` seconds
 (environment ``CPMOSAIC_SERVE_HEADER_TIMEOUT``, default 10) of connecting, or of starting a
-request, is closed.  A module-level class, so uvicorn's worker processes can import it.
+request, is closed.  HTTP/1.0 clients that ask for keep-alive (``ab -k``, some proxies) get it,
+where uvicorn closes their connection after each response.  A module-level class, so
+uvicorn's worker processes can import it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,18 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        cycle = self.cycle
+        if (cycle is not None and self.parser.get_http_version() == "1.0" and self.parser.should_keep_alive()
+                and not self.parser.should_upgrade()):
+            cycle.keep_alive = True
+            send = cycle.send
+
+            async def send_keep_alive(message):
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"keep-alive")]}
+                await send(message)
+
+            cycle.send = send_keep_alive
 
     def connection_lost(self, exc) -> None:
         self._disarm()

@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import threading
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class ServeConfig:
     storage_options: dict | None = None
     public_url: str | None = None
     root_path: str = ""
-    metrics: str | None = None
+    metrics: Any = None  # a source (str) or a metrics table (in-process only)
     backlog: int = 2048
     keep_alive: float = 5.0
     header_timeout: float = 10.0
@@ -120,7 +121,7 @@ def run(cfg: ServeConfig, ready=None) -> None:
         ready(url)
     try:
         if cfg.workers > 1:
-            Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+            Multiprocess(config, sockets=[sock]).run()
         else:
             uvicorn.Server(config).run(sockets=[sock])
     finally:
