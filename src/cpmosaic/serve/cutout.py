@@ -40,12 +40,13 @@ def cutout_box(m: MosaicStore, box_mm: tuple[float, float, float, float], level:
     ib, jb = m.focal_plane_to_pixel(level, xb, yb)
     h, w = m.shape(level)
 
-    def clip(v: float, n: int) -> int:
-        # huge boxes give infinite pixel numbers: clip before rounding
-        return int(min(max(v, 0.0), float(n)))
+    def first(v: float, n: int) -> int:  # first pixel centre >= v; huge boxes give inf: clamp first
+        return math.ceil(min(max(float(v), 0.0), float(n)))
 
-    return (clip(math.ceil(clip(float(ia), h)), h), clip(math.floor(clip(float(ib), h)) + 1, h),
-            clip(math.ceil(clip(float(ja), w)), w), clip(math.floor(clip(float(jb), w)) + 1, w))
+    def end(v: float, n: int) -> int:  # one past the last pixel centre <= v
+        return min(math.floor(min(max(float(v), -1.0), float(n))) + 1, n)
+
+    return (first(ia, h), end(ib, h), first(ja, w), end(jb, w))
 
 
 def cutout_fits(m: MosaicStore, box_mm: tuple[float, float, float, float], level: int = 0,
