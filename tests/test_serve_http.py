@@ -116,7 +116,7 @@ def test_deep_zoom_every_level_is_anchored_top_left(store):
             assert np.array_equal(np.isnan(got), np.isnan(want)), f"level {level}: coverage differs"
 
 
-@pytest.mark.parametrize("level_from_top", [0, 1, 2, 3, 5])
+@pytest.mark.parametrize("level_from_top", [0, 2, 3, 4, 5])
 def test_deep_zoom_png_at_several_levels(server, store, level_from_top):
     """Over HTTP with a tight rescale (a row's offset is many grey levels): tile pixels equal
     the top-anchored reference at several levels."""
@@ -131,12 +131,16 @@ def test_deep_zoom_png_at_several_levels(server, store, level_from_top):
     t = png(server, f"/visit/dzi_files/{level}/{col}_{row}.png?rescale=1,2")  # shape only
     want = ref[r0:r0 + t.shape[0], c0:c0 + t.shape[1]]
     ok = full[r0:r0 + t.shape[0], c0:c0 + t.shape[1]]
-    assert ok.sum() > 20
-    vals = want[ok]
-    lo, hi = float(np.percentile(vals, 20)), float(np.percentile(vals, 80))
+    # 16 x 16 pixels at the detector's centre span the whole grey ramp: a fraction of a row's
+    # offset moves many grey levels
+    rc, cc = (h - 1 - (y0 + y1) // 2) // d - r0, (x0 + x1) // 2 // d - c0
+    rows, cols = np.arange(ok.shape[0])[:, None], np.arange(ok.shape[1])[None, :]
+    band = ok & (abs(rows - rc) <= 8) & (abs(cols - cc) <= 8)
+    assert band.sum() >= 4
+    lo, hi = float(want[band].min()), float(want[band].max())
     got = observed(png(server, f"/visit/dzi_files/{level}/{col}_{row}.png?rescale={lo!r},{hi!r}"))
     expect = gray(want, lo, hi)
-    assert np.abs(got[ok] - expect[ok]).max() <= 1
+    assert np.abs(got[band] - expect[band]).max() <= 1
 
 
 # -- caching, ETag ------------------------------------------------------------------------------------
