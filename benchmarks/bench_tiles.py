@@ -62,7 +62,7 @@ class Server:
 
     def __init__(self, src: Path, stores: list[str], *extra: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(src)}
-        self.proc = subprocess.Popen([PY, "-m", "cpmosaic", "-q", "serve", *stores, "--port", "0", *extra],
+        self.proc = subprocess.Popen([PY, "-m", "cpmosaic", "serve", *stores, "--port", "0", *extra],
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.url = None
         deadline = time.monotonic() + 120
