@@ -350,21 +350,22 @@ def main(argv: list[str] | None = None) -> int:
         s8 = args.store8 or str(build_store(work, 16 if args.quick else 8, "b8"))
         full = args.full or str(build_store(work, 4 if args.quick else 1, "full"))
         n = 1000 if args.quick else 6000
-        res: dict = {"load_before": os.getloadavg()}
+        def emit(name: str, value) -> None:  # one JSON line per section, as soon as it is measured
+            print(json.dumps({name: value, "loadavg": os.getloadavg()}, default=str), flush=True)
+
+        emit("start", {"store8": s8, "full": full, "baseline_rev": args.baseline_rev})
         if "warm" in only:
-            res["warm"] = bench_warm(old_src, new_src, s8, n)
+            emit("warm", bench_warm(old_src, new_src, s8, n))
         if "cold" in only:
-            res["cold"] = bench_cold(old_src, new_src, full, n // 4)
+            emit("cold", bench_cold(old_src, new_src, full, n // 4))
         if "rss" in only:
-            res["rss_full_new"] = bench_rss(new_src, full, n // 4, [0, 1, 2, 3])
-            res["rss_b8_new"] = bench_rss(new_src, s8, n // 4, [1, 2])
-            res["rss_b8_old"] = bench_rss(old_src, s8, n // 4, [1, 2])
+            emit("rss_full_new", bench_rss(new_src, full, n // 4, [0, 1, 2, 3]))
+            emit("rss_b8_new", bench_rss(new_src, s8, n // 4, [1, 2]))
+            emit("rss_b8_old", bench_rss(old_src, s8, n // 4, [1, 2]))
         if "export" in only:
-            res["export"] = bench_export(new_src, s8, work / "export")
+            emit("export", bench_export(new_src, s8, work / "export"))
         if "riotiler" in only:
-            res["riotiler"] = bench_riotiler(s8, work, 40 if args.quick else 100)
-        res["load_after"] = os.getloadavg()
-    print(json.dumps(res, indent=1, default=str))
+            emit("riotiler", bench_riotiler(s8, work, 40 if args.quick else 100))
     return 0
 
 
