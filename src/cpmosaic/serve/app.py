@@ -481,7 +481,8 @@ def info_doc(s: ServedStore) -> dict:
 
 def point_doc(s: ServedStore, x: float, y: float) -> dict:
     """Level-0 value, detector and amp at focal-plane ``(x, y)`` mm (:class:`HTTPError` 404 outside)."""
-    fi, fj = s.m.focal_plane_to_pixel(0, x, y)
+    with np.errstate(over="ignore"):  # 1e308 mm: an infinite pixel, outside
+        fi, fj = s.m.focal_plane_to_pixel(0, x, y)
     h, w = s.m.shape(0)
     # pixel (i, j) covers [i - 0.5, i + 0.5); huge finite mm give inf pixels: outside too
     if not (np.isfinite(fi) and np.isfinite(fj) and -0.5 <= fi < h - 0.5 and -0.5 <= fj < w - 0.5):

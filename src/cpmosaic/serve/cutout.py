@@ -36,8 +36,9 @@ def cutout_box(m: MosaicStore, box_mm: tuple[float, float, float, float], level:
     x0, y0, x1, y1 = box_mm
     xa, xb = sorted((x0, x1))
     ya, yb = sorted((y0, y1))
-    ia, ja = m.focal_plane_to_pixel(level, xa, ya)
-    ib, jb = m.focal_plane_to_pixel(level, xb, yb)
+    with np.errstate(over="ignore"):  # huge boxes: infinite pixels, clamped below
+        ia, ja = m.focal_plane_to_pixel(level, xa, ya)
+        ib, jb = m.focal_plane_to_pixel(level, xb, yb)
     h, w = m.shape(level)
 
     def first(v: float, n: int) -> int:  # first pixel centre >= v; huge boxes give inf: clamp first

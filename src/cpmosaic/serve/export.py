@@ -17,6 +17,8 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import tiles
 from .stores import ServedStore
 
@@ -24,17 +26,17 @@ log = logging.getLogger(__name__)
 
 __all__ = ["export_tiles", "dzi_tile_addresses", "xyz_tile_addresses"]
 
-#: Tiles rendered per dask task.
+#: XYZ tiles (or Deep Zoom rows of tiles) rendered per dask task.
 BATCH = 64
 
 
 def dzi_tile_addresses(s: ServedStore):
-    """``(level, col, row)`` of every Deep Zoom tile, coarse levels first."""
+    """``(level, row)`` of every row of Deep Zoom tiles, coarse levels first (a row is read
+    as one strip: each chunk is decoded once)."""
     for level in range(s.deepzoom.top + 1):
         h, w = s.deepzoom.level_shape(level)
         for row in range(-(-h // tiles.DZI_TILE)):
-            for col in range(-(-w // tiles.DZI_TILE)):
-                yield (level, col, row)
+            yield (level, row)
 
 
 def xyz_tile_addresses(s: ServedStore):
@@ -52,13 +54,11 @@ def _render_batch(s: ServedStore, fmt: str, addrs: list, style, out: str, name: 
     n = 0
     for a in addrs:
         if fmt == "dzi":
-            level, col, row = a
-            png = tiles.render_dzi_tile(s.m, s.styles, level, col, row, style, s.deepzoom)
-            path = os.path.join(out, f"{name}_files", str(level), f"{col}_{row}.png")
-        else:
-            z, x, y = a
-            png = tiles.render_tile(s.m, s.grid, s.styles, z, x, y, 1, style, s.chunks.read)
-            path = os.path.join(out, str(z), str(x), f"{y}.png")
+            n += _dzi_row(s, *a, style, out, name)
+            continue
+        z, x, y = a
+        png = tiles.render_tile(s.m, s.grid, s.styles, z, x, y, 1, style, s.chunks.read)
+        path = os.path.join(out, str(z), str(x), f"{y}.png")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as fh:
             fh.write(png)
@@ -66,9 +66,30 @@ def _render_batch(s: ServedStore, fmt: str, addrs: list, style, out: str, name: 
     return n
 
 
+def _dzi_row(s: ServedStore, level: int, row: int, style, out: str, name: str) -> int:
+    """Write one row of Deep Zoom tiles from one strip (the server's tiles, byte for byte:
+    the strip's blocks are the tiles' blocks, both anchored at the top-left)."""
+    h, w = s.deepzoom.level_shape(level)
+    r0, r1 = max(row * tiles.DZI_TILE - tiles.DZI_OVERLAP, 0), min((row + 1) * tiles.DZI_TILE + tiles.DZI_OVERLAP, h)
+    strip = s.deepzoom.read(s.deepzoom.top - level, r0, r1, 0, w)
+    folder = os.path.join(out, f"{name}_files", str(level))
+    os.makedirs(folder, exist_ok=True)
+    n_cols = -(-w // tiles.DZI_TILE)
+    for col in range(n_cols):
+        c0, c1 = max(col * tiles.DZI_TILE - tiles.DZI_OVERLAP, 0), min((col + 1) * tiles.DZI_TILE + tiles.DZI_OVERLAP, w)
+        data = strip[:, c0:c1]
+        if np.isfinite(data).any():
+            png = tiles.encode_png(tiles.to_rgba(data, style, s.styles))
+        else:
+            png = tiles.empty_png(c1 - c0, r1 - r0)
+        with open(os.path.join(folder, f"{col}_{row}.png"), "wb") as fh:
+            fh.write(png)
+    return n_cols
+
+
 def export_tiles(store: str, out: str | os.PathLike, fmt: str = "dzi", style: tiles.Style = tiles.Style(),
                  name: str | None = None, storage_options: dict | None = None, workers: int | None = None,
-                 chunk_cache_bytes: int = 64 * 2**20) -> dict:
+                 chunk_cache_bytes: int = 0) -> dict:
     """Write a static tile pyramid of a store; returns ``{"tiles", "seconds", "format", "path"}``.
 
     Parameters
@@ -110,7 +131,7 @@ def export_tiles(store: str, out: str | os.PathLike, fmt: str = "dzi", style: ti
     render = dask.delayed(_render_batch, pure=False)
     for a in addrs:
         batch.append(a)
-        if len(batch) == BATCH:
+        if len(batch) == (BATCH if fmt == "xyz" else 1):
             tasks.append(render(s, fmt, batch, style, str(out), name))
             batch = []
     if batch:

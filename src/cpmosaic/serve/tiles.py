@@ -253,12 +253,10 @@ def to_rgba(data: np.ndarray, style: Style, styles: StoreStyleCache) -> np.ndarr
 
 
 def encode_png(rgba: np.ndarray) -> bytes:
-    """PNG bytes of an RGBA array (fast zlib level: tiles are encoded on request)."""
-    from PIL import Image
+    """PNG bytes of an RGBA array (unfiltered, zlib level 1: :mod:`cpmosaic.serve.png`)."""
+    from .png import encode
 
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    return encode(np.ascontiguousarray(rgba))
 
 
 @functools.lru_cache(maxsize=64)
