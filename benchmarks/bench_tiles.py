@@ -1,174 +1,388 @@
-"""Benchmark tile latency of ``cpmosaic serve`` over HTTP on loopback against a 300 ms budget.
+"""Benchmark the tile service (uvicorn + Starlette) against the old ThreadingHTTPServer, libvips and rio-tiler.
 
-A store is built (or ``--store`` given) from synthetic processed FITS of a shrunk LSSTCam:
-``--shrink 8 --binning 1`` makes detectors of 512 x 500 pixels, a level 0 of about 7900 px
-square, the size of a real full-camera store at binning 8.  For each zoom, ``--tiles``
-random tiles that touch a detector (seeded) are fetched:
+Every figure has its baseline measured in the same run:
 
-* server cold: first request of each tile from a fresh server (renders; zarr files are in
-  the page cache, as on a server that has been up a while);
-* server warm: the same tiles again (the LRU answers);
-* direct: the same windows rendered in this process without HTTP (``render_tile``): the
-  server's overhead is cold minus direct;
-* naive: read the whole pyramid level the tile needs with plain zarr, slice, block-mean,
-  stretch, PIL encode (what a tile endpoint without windowed reads would do).
+* warm: random cached tiles of a binning-8-sized LSSTCam store, 8 concurrent keep-alive
+  clients (an asyncio client in its own process), tiles/s and p50/p99 latency, new server vs
+  the old ``http.server`` one (the source of ``--baseline-rev``, run from ``git archive``);
+* cold: distinct tiles at the finest zoom of a full-resolution store, each asked once from a
+  fresh server (the zarr files are in the page cache), tiles/s, new vs old;
+* rss: peak server RSS under 32 concurrent clients asking tiles and ``/statistics`` mixed;
+* export: ``cpmosaic export-tiles --format dzi`` vs libvips ``dzsave`` on the same image
+  (level 0 linearly scaled to 8 bits), wall time and peak memory of each process;
+* rio-tiler: in-process tile latency of rio-tiler on a COG of the same tile world vs
+  :func:`cpmosaic.serve.tiles.render_tile`, same tiles, same rescale, PNG out.
 
-Prints a markdown table (milliseconds, p50 / p95).
+Stores are built with ``cpmosaic synth`` + ``cpmosaic mosaic`` unless given::
 
-Usage::
-
-    python benchmarks/bench_tiles.py --quick
-    python benchmarks/bench_tiles.py --shrink 8 --binning 1 --tiles 40
-    python benchmarks/bench_tiles.py --store visit.zarr
+    python benchmarks/bench_tiles.py --workdir /tmp/b                       # builds both stores
+    python benchmarks/bench_tiles.py --store8 b8.zarr --full full.zarr      # existing stores
+    python benchmarks/bench_tiles.py --quick                                # small stores, fewer requests
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-BUDGET_MS = 300.0
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
 
 
-def build_store(workdir: Path, shrink: int, binning: int) -> Path:
-    from astropy.io import fits
-
-    from cpmosaic.camera import get_camera, shrink_camera
-    from cpmosaic.mosaic import build_mosaic
-
-    cam = shrink_camera(get_camera("LSSTCam"), shrink)
-    d = workdir / "in"
-    d.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(7)
-    for det in cam:
-        h, w = det.shape
-        y, x = np.mgrid[0:h, 0:w]
-        img = (det.id * 1000 + x + 10 * y + rng.normal(0, 5, (h, w))).astype(np.float32)
-        hdr = fits.Header({"DETNAME": det.name, "INSTRUME": "LSSTCam"})
-        fits.HDUList([fits.PrimaryHDU(header=hdr), fits.ImageHDU(img, name="IMAGE")]).writeto(d / f"{det.name}.fits")
-    out = workdir / "visit.zarr"
-    t0 = time.perf_counter()
-    build_mosaic([d], out, camera=cam, binning=binning, progress=False)
-    print(f"built {out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+def build_store(workdir: Path, shrink: int, name: str) -> Path:
+    out = workdir / f"{name}.zarr"
+    if out.exists():
+        return out
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    synth = workdir / f"{name}_in"
+    args = ["--full"] if shrink == 1 else ["--shrink", str(shrink)]
+    subprocess.run([PY, "-m", "cpmosaic", "synth", "-o", str(synth), *args, "--days", "1", "--types", "flat",
+                    "--no-raw", "--no-calibs", "--no-verify", "--no-butler", "--no-progress"], check=True, env=env)
+    subprocess.run([PY, "-m", "cpmosaic", "mosaic", str(synth / "processed"), "-o", str(out), "--no-progress"],
+                   check=True, env=env)
+    shutil.rmtree(synth)
     return out
 
 
-def pick_tiles(srv_store, z: int, n: int, rng) -> list[tuple[int, int]]:
-    """Up to ``n`` distinct tiles of zoom ``z`` that touch a detector."""
-    g, m = srv_store.grid, srv_store.m
-    cands = []
-    for y in range(2**z):
-        for x in range(2**z):
-            i0, i1, j0, j1 = g.tile_box(z, x, y)
-            box = (max(i0, 0), max(min(i1, g.height), 0), max(j0, 0), max(min(j1, g.width), 0))
-            if m.plan.placements_in(box):
-                cands.append((x, y))
-    idx = rng.permutation(len(cands))[:n]
-    return [cands[i] for i in idx]
+class Server:
+    """``cpmosaic serve`` in a subprocess, from a source tree (``src``)."""
+
+    def __init__(self, src: Path, stores: list[str], *extra: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        self.proc = subprocess.Popen([PY, "-m", "cpmosaic", "serve", *stores, "--port", "0", *extra],
+                                     stderr=subprocess.PIPE, text=True, env=env)
+        self.url = None
+        deadline = time.monotonic() + 120
+        while self.url is None and time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            if "serving on " in line:
+                self.url = line.split("serving on ")[1].split()[0].rstrip("/")
+        if self.url is None:
+            raise RuntimeError(f"server from {src} did not start")
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+        host, port = re.match(r"http://([^:/]+):(\d+)", self.url).groups()
+        self.host, self.port = host, int(port)
+        for _ in range(200):  # uvicorn binds before it serves
+            try:
+                run_clients(self.host, self.port, ["/stores.json"], 1)
+                break
+            except OSError:
+                time.sleep(0.05)
+
+    def rss_mb(self) -> float:
+        import psutil
+
+        p = psutil.Process(self.proc.pid)
+        return sum(c.memory_info().rss for c in [p, *p.children(recursive=True)]) / 2**20
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
 
 
-def naive_tile(arr, grid, z: int, x: int, y: int, lo: float, hi: float) -> bytes:
-    """Whole-level read per tile: plain zarr + numpy + PIL."""
-    import io
+async def _clients(host: str, port: int, paths: list[str], conc: int) -> dict:
+    lat: list[float] = []
+    status: dict[int, int] = {}
+    it = iter(paths)
 
-    from PIL import Image
+    async def worker():
+        reader, writer = await asyncio.open_connection(host, port)
+        for p in it:
+            t0 = time.perf_counter()
+            writer.write(f"GET {p} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            code = int(head[9:12])
+            m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+            await reader.readexactly(int(m.group(1)) if m else 0)
+            lat.append(time.perf_counter() - t0)
+            status[code] = status.get(code, 0) + 1
+            if re.search(rb"(?i)connection:\s*close", head):
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+        writer.close()
 
-    e = grid.maxzoom - z
-    n_levels = grid.n_levels
-    k = min(e, n_levels - 1)
-    f = 2 ** (e - k)
-    level = np.asarray(arr[k][...])
-    i0, i1, j0, j1 = (v // 2**k for v in grid.tile_box(z, x, y))
-    win = np.full((i1 - i0, j1 - j0), np.nan, np.float32)
-    h, w = level.shape
-    ci0, ci1, cj0, cj1 = max(i0, 0), min(i1, h), max(j0, 0), min(j1, w)
-    if ci1 > ci0 and cj1 > cj0:
-        win[ci0 - i0:ci1 - i0, cj0 - j0:cj1 - j0] = level[ci0:ci1, cj0:cj1]
-    if f > 1:
-        win = np.nanmean(win.reshape(win.shape[0] // f, f, win.shape[1] // f, f), axis=(1, 3))
-    v = np.nan_to_num(np.clip((win[::-1] - lo) / (hi - lo), 0, 1) * 255 + 0.5).astype(np.uint8)
-    rgba = np.stack([v, v, v, np.where(np.isfinite(win[::-1]), 255, 0).astype(np.uint8)], axis=-1)
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    return {"wall": time.perf_counter() - t0, "lat": lat, "status": status}
 
 
-def pct(ms: list[float]) -> str:
-    if not ms:
-        return "-"
-    return f"{np.percentile(ms, 50):.1f} / {np.percentile(ms, 95):.1f}"
+def _client_process(args, q) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    q.put(asyncio.run(_clients(*args)))
+
+
+def run_clients(host: str, port: int, paths: list[str], conc: int) -> dict:
+    """``conc`` keep-alive connections in a separate process fetching ``paths``."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_client_process, args=((host, port, paths, conc), q))
+    p.start()
+    res = q.get(timeout=900)
+    p.join()
+    return res
+
+
+def summary(res: dict) -> dict:
+    lat = np.array(res["lat"]) * 1e3
+    return {"n": len(lat), "per_s": len(lat) / res["wall"], "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)), "status": res["status"]}
+
+
+def tiles_touching(store: str, zooms, n: int, seed: int) -> list[tuple[int, int, int]]:
+    from cpmosaic.mosaic import open_mosaic
+    from cpmosaic.serve.tiles import TileGrid
+
+    m = open_mosaic(store)
+    g = TileGrid.for_store(m)
+    rng = np.random.default_rng(seed)
+    out = []
+    for z in zooms:
+        cands = []
+        for y in range(2**z):
+            for x in range(2**z):
+                i0, i1, j0, j1 = g.tile_box(z, x, y)
+                if m.plan.placements_in((max(i0, 0), max(min(i1, g.height), 0), max(j0, 0), max(min(j1, g.width), 0))):
+                    cands.append((z, x, y))
+        out += [cands[i] for i in rng.permutation(len(cands))[: n // len(zooms) + 1]]
+    rng.shuffle(out)
+    return out[:n]
+
+
+def maxzoom(store: str) -> int:
+    from cpmosaic.mosaic import open_mosaic
+    from cpmosaic.serve.tiles import TileGrid
+
+    return TileGrid.for_store(open_mosaic(store)).maxzoom
+
+
+def bench_warm(old: Path, new: Path, store: str, n: int) -> dict:
+    z = maxzoom(store)
+    tl = tiles_touching(store, range(z + 1), 400, 1)
+    paths = [f"/s/tiles/{a}/{b}/{c}.png" for a, b, c in tl]
+    rng = np.random.default_rng(2)
+    load = [paths[i] for i in rng.integers(0, len(paths), n)]
+    out = {}
+    for label, src in (("old", old), ("new", new)):
+        srv = Server(src, [f"s={store}"])
+        try:
+            run_clients(srv.host, srv.port, paths, 8)  # warm every tile
+            out[label] = summary(run_clients(srv.host, srv.port, load, 8))
+        finally:
+            srv.stop()
+    return out
+
+
+def bench_cold(old: Path, new: Path, store: str, n: int) -> dict:
+    z = maxzoom(store)
+    tl = tiles_touching(store, [z], 2 * n, 3)
+    out = {}
+    for label, src, part in (("old", old, tl[:n]), ("new", new, tl[n:])):
+        srv = Server(src, [f"s={store}"])
+        try:
+            out[label] = summary(run_clients(srv.host, srv.port, [f"/s/tiles/{a}/{b}/{c}.png" for a, b, c in part], 8))
+        finally:
+            srv.stop()
+    return out
+
+
+def bench_rss(src: Path, store: str, n: int, stats_levels) -> dict:
+    from cpmosaic.mosaic import open_mosaic
+
+    m = open_mosaic(store)
+    z = maxzoom(store)
+    tl = tiles_touching(store, range(z + 1), n, 4)
+    paths = [f"/s/tiles/{a}/{b}/{c}.png" for a, b, c in tl]
+    for i, k in enumerate(stats_levels):
+        for j in range(4):
+            paths.insert((i * 4 + j) * len(paths) // (4 * len(stats_levels) + 1),
+                         f"/s/statistics?level={k}&p={1 + j},{99 - j}")
+    srv = Server(src, [f"s={store}"])
+    peak = [srv.rss_mb()]
+    start = peak[0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            try:
+                peak.append(srv.rss_mb())
+            except Exception:
+                break
+            time.sleep(0.02)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        res = summary(run_clients(srv.host, srv.port, paths, 32))
+    finally:
+        stop.set()
+        th.join()
+        srv.stop()
+    return res | {"rss_start_mb": start, "rss_peak_mb": max(peak), "levels": list(stats_levels),
+                  "shape": list(m.shape(0))}
+
+
+def _timed(cmd: list[str], env=None) -> tuple[float, float]:
+    r = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M", *cmd], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    t, kb = r.stderr.strip().splitlines()[-1].split()[1:]
+    return float(t), float(kb) / 1024
+
+
+def bench_export(src: Path, store: str, work: Path) -> dict:
+    from cpmosaic.mosaic import open_mosaic
+
+    m = open_mosaic(store)
+    lo, hi = m.window(0)
+    out = {}
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    t, mb = _timed([PY, "-m", "cpmosaic", "-q", "export-tiles", store, "--format", "dzi", "-o", str(work / "ours"),
+                    "--rescale", f"{lo},{hi}"], env)
+    out["cpmosaic"] = {"seconds": t, "peak_mb": mb, "tiles": len(list((work / "ours").rglob("*.png")))}
+    try:
+        import pyvips  # noqa: F401
+    except ImportError:
+        return out | {"vips": "pyvips not installed"}
+    raw = work / "level0.v"
+    subprocess.run([PY, "-c", f"""
+import numpy as np, pyvips, sys
+sys.path.insert(0, {str(src)!r})
+from cpmosaic.mosaic import open_mosaic
+a = np.ascontiguousarray(open_mosaic({store!r}).read(0)[::-1])
+pyvips.Image.new_from_array(a).write_to_file({str(raw)!r})
+"""], check=True)
+    script = (f"import pyvips; im = pyvips.Image.new_from_file({str(raw)!r}); "
+              f"im = ((im - {lo}) * (255.0 / ({hi} - {lo}))).cast('uchar'); "
+              f"im.dzsave({str(work / 'vips')!r}, tile_size=254, overlap=1, suffix='.png[compression=1]')")
+    t, mb = _timed([PY, "-c", script])
+    out["vips"] = {"seconds": t, "peak_mb": mb, "tiles": len(list((work / "vips_files").rglob("*.png"))),
+                   "input": "level 0 as a float32 .v file (not counted), linear to 8 bits, 1 band"}
+    return out
+
+
+_RIO = r"""
+import json, sys, time
+import numpy as np
+import rasterio
+from rasterio.transform import from_bounds
+from rio_tiler.io import Reader
+world_path, cog, lo, hi, jobs = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), json.loads(sys.argv[5])
+world = np.load(world_path, mmap_mode="r")
+n = world.shape[0]
+e = 20037508.342789244
+with rasterio.open(cog, "w", driver="COG", width=n, height=n, count=1, dtype="float32", crs="EPSG:3857",
+                   transform=from_bounds(-e, -e, e, e, n, n), nodata=float("nan"), blocksize=256,
+                   compress="LZ4", overview_resampling="average") as dst:
+    dst.write(np.asarray(world), 1)
+out = {}
+with Reader(cog) as r:
+    for z, tl in jobs.items():
+        lat = []
+        for x, y in tl:
+            t0 = time.perf_counter()
+            img = r.tile(x, y, int(z), tilesize=256, resampling_method="average")
+            img.rescale(((lo, hi),))
+            img.render(img_format="PNG")
+            lat.append(time.perf_counter() - t0)
+        out[z] = lat
+print(json.dumps(out))
+"""
+
+
+def bench_riotiler(store: str, work: Path, n: int) -> dict:
+    """rio-tiler in its own process (GDAL and the zarr codecs in one process corrupted the heap
+    once here), on a COG of the tile world in Web Mercator: its tile z/x/y is ours."""
+    from cpmosaic.mosaic import open_mosaic
+    from cpmosaic.serve import tiles
+
+    m = open_mosaic(store)
+    g = tiles.TileGrid.for_store(m)
+    lo, hi = m.window(0)
+    a = m.read(0)
+    world = np.full((g.world, g.world), np.nan, np.float32)
+    world[g.offset_y:g.offset_y + a.shape[0], g.offset_x:g.offset_x + a.shape[1]] = a
+    np.save(work / "world.npy", world[::-1])
+    del world, a
+    styles = tiles.StoreStyleCache(m)
+    jobs, ours = {}, {}
+    for z in (g.maxzoom, max(g.maxzoom - 2, 0)):
+        tl = [(x, y) for _, x, y in tiles_touching(store, [z], n, 5)]
+        jobs[str(z)] = tl
+        lat = []
+        for x, y in tl:
+            t0 = time.perf_counter()
+            tiles.render_tile(m, g, styles, z, x, y, style=tiles.Style(rescale=(lo, hi)))
+            lat.append(time.perf_counter() - t0)
+        ours[str(z)] = lat
+    r = subprocess.run([PY, "-c", _RIO, str(work / "world.npy"), str(work / "world.tif"), str(lo), str(hi),
+                        json.dumps(jobs)], capture_output=True, text=True)
+    if r.returncode != 0:
+        return {"error": r.stderr[-1500:]}
+    rio = json.loads(r.stdout)
+    return {f"z{z}": {"tiles": len(jobs[z]), "cpmosaic_p50_ms": 1e3 * float(np.median(ours[z])),
+                      "cpmosaic_p95_ms": 1e3 * float(np.percentile(ours[z], 95)),
+                      "riotiler_p50_ms": 1e3 * float(np.median(rio[z])),
+                      "riotiler_p95_ms": 1e3 * float(np.percentile(rio[z], 95))} for z in jobs}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--store", help="an existing mosaic store (default: build one)")
-    ap.add_argument("--shrink", type=int, default=8)
-    ap.add_argument("--binning", type=int, default=1)
-    ap.add_argument("--tiles", type=int, default=30, help="random tiles per zoom")
-    ap.add_argument("--quick", action="store_true", help="--shrink 16 --tiles 10")
-    ap.add_argument("--workdir", help="where to build (default: a temporary directory)")
+    ap.add_argument("--store8", help="binning-8-sized LSSTCam store (default: build with --shrink 8)")
+    ap.add_argument("--full", help="full-resolution store (default: build with --full)")
+    ap.add_argument("--workdir", help="where to build and write (default: a temporary directory)")
+    ap.add_argument("--baseline-rev", default="08469ba", help="git revision of the old server")
+    ap.add_argument("--quick", action="store_true", help="shrink 16/4 stores, fewer requests")
+    ap.add_argument("--only", default="warm,cold,rss,export,riotiler")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.shrink, args.tiles = 16, 10
-    import logging
-    import warnings
-
-    import zarr
-
-    from cpmosaic.serve import tiles
-    from cpmosaic.serve.app import make_server
-
-    warnings.simplefilter("ignore", RuntimeWarning)
-    logging.basicConfig(level=logging.WARNING)
+    only = set(args.only.split(","))
+    sys.path.insert(0, str(ROOT / "src"))
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        store = Path(args.store) if args.store else build_store(Path(tmp), args.shrink, args.binning)
-        srv = make_server([f"visit={store}"], port=0)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        s = srv.stores["visit"]
-        lo, hi = s.styles.limits(tiles.Style())
-        q = f"?rescale={lo},{hi}"
-        arrays = [zarr.open_array(str(store), path=str(k), mode="r") for k in range(s.m.n_levels)]
-        rng = np.random.default_rng(20261125)
-        h, w = s.m.shape(0)
-        rows = []
-        for z in range(s.grid.maxzoom + 1):
-            picks = pick_tiles(s, z, args.tiles, rng)
-            res: dict[str, list[float]] = {"cold": [], "warm": [], "direct": [], "naive": []}
-            for phase in ("cold", "warm"):
-                for x, y in picks:
-                    t0 = time.perf_counter()
-                    with urllib.request.urlopen(f"{srv.url}/visit/tiles/{z}/{x}/{y}.png{q}", timeout=30) as r:
-                        r.read()
-                    res[phase].append((time.perf_counter() - t0) * 1e3)
-            style = tiles.Style(rescale=(lo, hi))
-            for x, y in picks:
-                t0 = time.perf_counter()
-                tiles.render_tile(s.m, s.grid, s.styles, z, x, y, style=style)
-                res["direct"].append((time.perf_counter() - t0) * 1e3)
-            for x, y in picks[: max(3, len(picks) // 3)]:  # naive is slow at fine zooms: fewer
-                t0 = time.perf_counter()
-                naive_tile(arrays, s.grid, z, x, y, lo, hi)
-                res["naive"].append((time.perf_counter() - t0) * 1e3)
-            k = min(max(s.grid.maxzoom - z, 0), s.m.n_levels - 1)
-            ok = np.percentile(res["cold"], 95) <= BUDGET_MS if res["cold"] else True
-            rows.append((z, k, len(picks), pct(res["cold"]), pct(res["warm"]), pct(res["direct"]),
-                         pct(res["naive"]), "yes" if ok else "NO"))
-        srv.shutdown()
-        srv.server_close()
-    print(f"\nstore: level 0 {w} x {h}, {s.m.n_levels} levels, chunks {s.m.levels[0].chunks}, "
-          f"shards {getattr(s.m.levels[0], 'shards', None)}; tiles 256 px, ms p50 / p95\n")
-    print("| z | level | tiles | server cold | server warm (LRU) | direct render | naive full-level "
-          "| p95 cold <= 300 ms |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(str(v) for v in r) + " |")
+        work = Path(args.workdir or tmp)
+        old = Path(tmp) / "baseline"
+        old.mkdir()
+        tar = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline_rev, "src"], check=True,
+                             capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old)], input=tar, check=True)
+        old_src, new_src = old / "src", ROOT / "src"
+        s8 = args.store8 or str(build_store(work, 16 if args.quick else 8, "b8"))
+        full = args.full or str(build_store(work, 4 if args.quick else 1, "full"))
+        n = 1000 if args.quick else 6000
+        def emit(name: str, value) -> None:  # one JSON line per section, as soon as it is measured
+            print(json.dumps({name: value, "loadavg": os.getloadavg()}, default=str), flush=True)
+
+        emit("start", {"store8": s8, "full": full, "baseline_rev": args.baseline_rev})
+        if "warm" in only:
+            emit("warm", bench_warm(old_src, new_src, s8, n))
+        if "cold" in only:
+            emit("cold", bench_cold(old_src, new_src, full, n // 4))
+        if "rss" in only:
+            emit("rss_full_new", bench_rss(new_src, full, n // 4, [0, 1, 2, 3]))
+            emit("rss_b8_new", bench_rss(new_src, s8, n // 4, [1, 2]))
+            emit("rss_b8_old", bench_rss(old_src, s8, n // 4, [1, 2]))
+        if "export" in only:
+            emit("export", bench_export(new_src, s8, work / "export"))
+        if "riotiler" in only:
+            emit("riotiler", bench_riotiler(s8, work, 40 if args.quick else 100))
     return 0
 
 

@@ -65,9 +65,9 @@ def get(srv, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
     req = urllib.request.Request(srv.url + path, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, dict(r.headers), r.read()
+            return r.status, r.headers, r.read()
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+        return e.code, e.headers, e.read()
 
 
 def png(srv, path: str) -> np.ndarray:

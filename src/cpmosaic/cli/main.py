@@ -26,6 +26,7 @@ COMMANDS = (
     "history",
     "report",
     "serve",
+    "export_tiles",
     "demo",
 )
 

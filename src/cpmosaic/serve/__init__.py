@@ -1,9 +1,12 @@
-"""Serve mosaic stores over HTTP: XYZ tiles, Deep Zoom, TileJSON, statistics and the OME-Zarr files.
+"""Serve mosaic stores over HTTP: XYZ tiles, Deep Zoom, TileJSON, statistics, cut-outs and the OME-Zarr files.
 
->>> from cpmosaic.serve import make_server                      # doctest: +SKIP
->>> srv = make_server(["visit.zarr"], port=8000); srv.serve_forever()  # doctest: +SKIP
+An ASGI app (Starlette) run by uvicorn:
 
-or ``cpmosaic serve visit.zarr [more.zarr | NAME=PATH ...] [--host 127.0.0.1] [--port 8000]``.
+>>> from cpmosaic.serve import create_app                       # doctest: +SKIP
+>>> app = create_app(["visit.zarr"], public_url="https://example.org/mosaics")  # doctest: +SKIP
+
+mount ``app`` in your own Starlette/FastAPI service, or run
+``cpmosaic serve visit.zarr [more.zarr | NAME=PATH ...] [--host 127.0.0.1] [--port 8000] [--workers N]``.
 A store is named after its folder without ``.zarr`` (``NAME=PATH`` names it).
 
 Endpoints (a contract: users' scripts depend on these names)
@@ -22,30 +25,42 @@ Endpoints (a contract: users' scripts depend on these names)
                                          (default: the coarsest level)
 ``/{name}/point?x_mm=&y_mm=``            level-0 value at a focal-plane point, its detector and amp
                                          (404 outside the mosaic)
-``/{name}/zarr/...``                     the store's files, read-only, with Range support (napari,
-                                         vizarr, ome-zarr-py open ``http://HOST/{name}/zarr``)
+``/{name}/zarr/...``                     the store's files, read-only, with Range support (local or
+                                         object store through fsspec; vizarr, ome-zarr-py open
+                                         ``http://HOST/{name}/zarr``)
+``/{name}.zarr/...``                     the same files under a ``*.zarr`` name (napari-ome-zarr
+                                         opens ``http://HOST/{name}.zarr``)
+``/{name}/cutout.fits?x0=&y0=&x1=&y1=&level=``  FITS cut-out of a focal-plane box (mm) with a
+                                         linear WCS in mm, detectors/amps and provenance
+                                         (400 beyond a size bound)
 
 Tile query parameters (TiTiler's conventions): ``rescale=min,max``, ``stretch=`` (linear, sqrt, log,
 asinh, zscale, percentile, eq_hist; limits and eq_hist tables are store-wide so tiles agree),
 ``colormap_name=`` (gray, colorcet or bokeh names), ``colormap=`` (JSON ``{"0": [r,g,b(,a)], ...}``),
-``nodata=`` (a value drawn transparent; NaN always is).
+``nodata=`` (a value drawn transparent; NaN always is); ``overlay=METRIC&calib_type=&run=``
+colours amp polygons by a metric (``serve --metrics SOURCE``).  Tiles have an ``ETag``;
+``If-None-Match`` gets 304.
 
 Every response has ``Access-Control-Allow-Origin: *``.  Errors are JSON ``{"error", "status",
 "parameter"}``: 400 for a bad parameter (named), 404 for unknown stores, endpoints, files and
-out-of-range tiles.  Tiles outside every detector are a transparent PNG, without reading data.
+out-of-range tiles, 416 for an unsatisfiable Range.  Tiles outside every detector are a transparent PNG, without reading data.
 """
 
 from __future__ import annotations
 
-__all__ = ["make_server", "TileServer", "TileGrid"]
+__all__ = ["create_app", "make_server", "TileServer", "TileGrid"]
 
 
 def __getattr__(name: str):
-    # lazy: ``cpmosaic serve --help`` must not import PIL/zarr
-    if name in ("make_server", "TileServer"):
-        from . import app
+    # lazy: ``cpmosaic serve --help`` must not import PIL/zarr/starlette
+    if name == "create_app":
+        from .app import create_app
 
-        return getattr(app, name)
+        return create_app
+    if name in ("make_server", "TileServer"):
+        from . import server
+
+        return getattr(server, name)
     if name == "TileGrid":
         from .tiles import TileGrid
 

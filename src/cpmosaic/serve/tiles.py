@@ -15,8 +15,9 @@ focal-plane y, so tiles are flipped: +y (north in the focal plane) is up.
 Deep Zoom
 ---------
 ``TileSize 254``, ``Overlap 1``; level ``L = ceil(log2(max(W, H)))`` is level 0 of the
-store, level ``l`` is ``2**(L - l)`` times smaller (store level ``L - l``), level 0 is 1x1.
-Row 0 of a Deep Zoom image is its top (+y up, as the XYZ tiles).
+store, level ``l`` is ``2**(L - l)`` times smaller, level 0 is 1x1.  Row 0 of a Deep Zoom
+image is its top (+y up, as the XYZ tiles) and every level is anchored at the top-left
+corner (:mod:`cpmosaic.serve.geometry`), not at the bottom edge as the store's pyramid is.
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ from ..kernels import block_reduce
 from ..mosaic.store import MosaicStore
 from ..viz import display
 from ..viz.display import STRETCHES
+from .geometry import DeepZoom, dzi_levels
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BadParameter", "Style", "TileGrid", "parse_style", "render_tile", "render_dzi_tile", "dzi_levels",
+           "tile_values", "dzi_values", "dzi_window",
            "dzi_descriptor", "empty_png", "encode_png", "colormap_lut", "read_padded"]
 
 TILE = 256
@@ -213,12 +216,10 @@ def to_rgba(data: np.ndarray, style: Style, styles: StoreStyleCache) -> np.ndarr
 
 
 def encode_png(rgba: np.ndarray) -> bytes:
-    """PNG bytes of an RGBA array (fast zlib level: tiles are encoded on request)."""
-    from PIL import Image
+    """PNG bytes of an RGBA array (unfiltered, zlib level 1: :mod:`cpmosaic.serve.png`)."""
+    from .png import encode
 
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    return encode(np.ascontiguousarray(rgba))
 
 
 @functools.lru_cache(maxsize=64)
@@ -241,25 +242,27 @@ def read_padded(m: MosaicStore, k: int, i0: int, i1: int, j0: int, j1: int) -> n
     return out
 
 
-def _read_at(m: MosaicStore, e: int, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
+def _read_at(m: MosaicStore, e: int, i0: int, i1: int, j0: int, j1: int, reader=None) -> np.ndarray:
     """Rows/cols ``[i0, i1) x [j0, j1)`` of the virtual level ``e`` (``2**e`` level-0 px a pixel;
-    beyond the coarsest level by block means, below 0 by repetition)."""
+    beyond the coarsest level by block means, below 0 by repetition).  ``reader(k, i0, i1, j0, j1)``
+    reads store levels (default :func:`read_padded`; the server passes its chunk cache)."""
+    read = reader or functools.partial(read_padded, m)
     k = min(max(e, 0), m.n_levels - 1)
     if e < 0:
         u = 2**-e
-        a = read_padded(m, 0, i0 // u, -(-i1 // u), j0 // u, -(-j1 // u))
+        a = read(0, i0 // u, -(-i1 // u), j0 // u, -(-j1 // u))
         a = np.repeat(np.repeat(a, u, axis=0), u, axis=1)
         oi, oj = i0 - (i0 // u) * u, j0 - (j0 // u) * u
         return a[oi:oi + i1 - i0, oj:oj + j1 - j0]
     f = 2 ** (e - k)
-    a = read_padded(m, k, i0 * f, i1 * f, j0 * f, j1 * f)
+    a = read(k, i0 * f, i1 * f, j0 * f, j1 * f)
     # beyond the coarsest level: the same NaN-ignoring block mean the pyramid is built with
     return a if f == 1 else block_reduce(a, f, "mean")
 
 
-def render_tile(m: MosaicStore, grid: TileGrid, styles: StoreStyleCache, z: int, x: int, y: int,
-                scale: int = 1, style: Style = Style()) -> bytes:
-    """PNG bytes of XYZ tile ``z/x/y`` (``scale`` 2 for @2x); transparent outside the detectors.
+def tile_values(m: MosaicStore, grid: TileGrid, z: int, x: int, y: int, scale: int = 1,
+                reader=None) -> np.ndarray | None:
+    """Values of XYZ tile ``z/x/y`` (rows from the top), or None where no detector is.
 
     Raises
     ------
@@ -271,23 +274,33 @@ def render_tile(m: MosaicStore, grid: TileGrid, styles: StoreStyleCache, z: int,
     i0, i1, j0, j1 = grid.tile_box(z, x, y)
     # placements, not pixels: outside every detector costs no read at all
     if not m.plan.placements_in((max(i0, 0), max(min(i1, grid.height), 0), max(j0, 0), max(min(j1, grid.width), 0))):
-        return empty_png(TILE * scale)
+        return None
     e = grid.maxzoom - z - (scale.bit_length() - 1)
     n = TILE * scale
     if e >= 0:
         p = 2**e
-        data = _read_at(m, e, i0 // p, i0 // p + n, j0 // p, j0 // p + n)
+        data = _read_at(m, e, i0 // p, i0 // p + n, j0 // p, j0 // p + n, reader)
     else:
         u = 2**-e
-        data = _read_at(m, e, i0 * u, i0 * u + n, j0 * u, j0 * u + n)
+        data = _read_at(m, e, i0 * u, i0 * u + n, j0 * u, j0 * u + n, reader)
     if not np.isfinite(data).any():
-        return empty_png(n)
-    return encode_png(to_rgba(data[::-1], style, styles))
+        return None
+    return data[::-1]
 
 
-def dzi_levels(width: int, height: int) -> int:
-    """Index of the top (full resolution) Deep Zoom level: ``ceil(log2(max(W, H)))``."""
-    return math.ceil(math.log2(max(width, height))) if max(width, height) > 1 else 0
+def render_tile(m: MosaicStore, grid: TileGrid, styles: StoreStyleCache, z: int, x: int, y: int,
+                scale: int = 1, style: Style = Style(), reader=None) -> bytes:
+    """PNG bytes of XYZ tile ``z/x/y`` (``scale`` 2 for @2x); transparent outside the detectors.
+
+    Raises
+    ------
+    IndexError
+        When the tile address is outside ``0..maxzoom`` or the ``2**z`` grid.
+    """
+    data = tile_values(m, grid, z, x, y, scale, reader)
+    if data is None:
+        return empty_png(TILE * scale)
+    return encode_png(to_rgba(data, style, styles))
 
 
 def dzi_descriptor(width: int, height: int) -> str:
@@ -297,9 +310,9 @@ def dzi_descriptor(width: int, height: int) -> str:
             f'Overlap="{DZI_OVERLAP}" Format="png"><Size Width="{width}" Height="{height}"/></Image>\n')
 
 
-def render_dzi_tile(m: MosaicStore, styles: StoreStyleCache, level: int, col: int, row: int,
-                    style: Style = Style()) -> bytes:
-    """PNG bytes of Deep Zoom tile ``level/col_row`` (transparent where no detector is).
+def dzi_window(m: MosaicStore, level: int, col: int, row: int) -> tuple[int, int, int, int]:
+    """Display rows and columns ``(r0, r1, c0, c1)`` of Deep Zoom tile ``level/col_row`` (overlap
+    included) at its level.
 
     Raises
     ------
@@ -314,12 +327,28 @@ def render_dzi_tile(m: MosaicStore, styles: StoreStyleCache, level: int, col: in
     w, h = -(-w0 // d), -(-h0 // d)
     if not (0 <= col <= (w - 1) // DZI_TILE and 0 <= row <= (h - 1) // DZI_TILE):
         raise IndexError(f"Deep Zoom tile {col}_{row} is outside level {level} ({w} x {h} pixels)")
-    x0 = max(col * DZI_TILE - DZI_OVERLAP, 0)
-    x1 = min((col + 1) * DZI_TILE + DZI_OVERLAP, w)
-    r0 = max(row * DZI_TILE - DZI_OVERLAP, 0)
-    r1 = min((row + 1) * DZI_TILE + DZI_OVERLAP, h)
-    # display rows from the top are data rows h-1 .. 0
-    data = _read_at(m, top - level, h - r1, h - r0, x0, x1)
+    return (max(row * DZI_TILE - DZI_OVERLAP, 0), min((row + 1) * DZI_TILE + DZI_OVERLAP, h),
+            max(col * DZI_TILE - DZI_OVERLAP, 0), min((col + 1) * DZI_TILE + DZI_OVERLAP, w))
+
+
+def dzi_values(m: MosaicStore, level: int, col: int, row: int, dz: DeepZoom | None = None) -> np.ndarray:
+    """Values of Deep Zoom tile ``level/col_row`` (rows from the top), every level anchored at
+    the top-left corner (see :mod:`cpmosaic.serve.geometry`)."""
+    r0, r1, c0, c1 = dzi_window(m, level, col, row)
+    dz = dz or DeepZoom(m.shape(0), m.n_levels, functools.partial(read_padded, m))
+    return dz.read(dz.top - level, r0, r1, c0, c1)
+
+
+def render_dzi_tile(m: MosaicStore, styles: StoreStyleCache, level: int, col: int, row: int,
+                    style: Style = Style(), dz: DeepZoom | None = None) -> bytes:
+    """PNG bytes of Deep Zoom tile ``level/col_row`` (transparent where no detector is).
+
+    Raises
+    ------
+    IndexError
+        For a level or tile outside the image.
+    """
+    data = dzi_values(m, level, col, row, dz)
     if not np.isfinite(data).any():
-        return empty_png(x1 - x0, r1 - r0)
-    return encode_png(to_rgba(data[::-1], style, styles))
+        return empty_png(data.shape[1], data.shape[0])
+    return encode_png(to_rgba(data, style, styles))
