@@ -20,7 +20,7 @@ from astropy.io import fits
 from astropy.stats import mad_std
 from astropy.visualization import (AsinhStretch, LinearStretch, LogStretch, MinMaxInterval, PercentileInterval,
                                    SqrtStretch, ZScaleInterval)
-from bokeh.palettes import Viridis256
+from bokeh.palettes import Magma256, Viridis256
 from PIL import Image
 
 from cpmosaic.camera import get_camera, shrink_camera
@@ -287,11 +287,39 @@ def test_display_imports_nothing_heavy():
         assert not loaded & {"holoviews", "bokeh", "datashader", "astropy", "colorcet", "panel"}, module
 
 
-@pytest.mark.parametrize("name", ["viridis", "coolwarm", "fire", "magma", "kbc", "bmy"])
-def test_html_plots_resolve_colour_maps_as_the_display_layer(name):
-    """Views that pass a colour-map name to HoloViews (the heat maps' HTML) get the table the
-    PNG rasteriser and the mosaics use.  (``gray`` is the exact ramp here and colorcet's
-    perceptual gray in HoloViews: the mosaic views pass the display palette itself.)"""
-    from holoviews.plotting.util import process_cmap
+@pytest.mark.parametrize("name", ["gray", "viridis", "fire", "coolwarm", "magma"])
+def test_heat_map_html_and_png_colour_from_the_display_tables(name, tmp_path):
+    """The heat map's bokeh colour mapper holds the display layer's table for the name (gray:
+    the exact ramp, not HoloViews' perceptual gray), and an amp of known value gets the raw
+    colour list's entry at its hand-quantised level in bokeh and in the PNG rasteriser."""
+    import holoviews as hv
+    import pandas as pd
+    from bokeh.core.property.vectorization import Field
+    from bokeh.models import ColorBar, GlyphRenderer, Quad
 
-    assert [c.lower() for c in process_cmap(name, ncolors=256)] == display.palette(name)
+    from cpmosaic.viz import focal_plane_heatmap, save_png
+
+    raw = {**RAW, "coolwarm": hex_table(list(colorcet.coolwarm)), "magma": hex_table(list(Magma256))}[name]
+    raw_hex = ["#%02x%02x%02x" % tuple(int(c) for c in row) for row in raw]
+    cam = get_camera("LSSTCam")
+    amps = [("R22_S11", "C10"), ("R03_S12", "C14"), ("R30_S01", "C03"), ("R14_S20", "C17")]
+    values = np.array([10.5, 76.5, 200.5, 255.5]) / 256  # mid-level: float rounding cannot cross an edge
+    df = pd.DataFrame({"detector": [cam[d].id for d, _ in amps], "amp": [a for _, a in amps],
+                       "metric": "NOISE", "value": values})
+    plot = focal_plane_heatmap(df, "NOISE", camera=cam, clim=(0.0, 1.0), cmap=name, labels="none",
+                               failing=False, width=500)
+    fig = hv.render(plot)
+    mappers = [r.glyph.fill_color.transform for r in fig.renderers
+               if isinstance(r, GlyphRenderer) and isinstance(r.glyph, Quad) and isinstance(r.glyph.fill_color, Field)]
+    bar = next(b for b in fig.right if isinstance(b, ColorBar))
+    assert len(mappers) == 1 and mappers[0] is bar.color_mapper
+    assert [c.lower() for c in mappers[0].palette] == raw_hex == display.palette(name)
+    assert (mappers[0].low, mappers[0].high) == (0.0, 1.0)
+
+    render = save_png(plot, tmp_path / "heat.png", width=500)
+    tr = render.panels[0]
+    img = np.asarray(render.image.convert("RGB")).astype(np.int16)
+    for (det, amp), v in zip(amps, values):
+        d = cam[det]
+        px, py = tr.to_pixel(*d.box_center_mm(d.amp(amp).bbox))
+        assert img[int(py), int(px)].tolist() == raw[level(np.array(v))].tolist(), (name, det, amp)
