@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Literal
+from typing import Collection, Iterator, Literal
 
 import numpy as np
+
+from numpy.typing import ArrayLike
 
 from ..errors import UnknownDetectorError
 
@@ -172,7 +174,7 @@ class Detector:
     def rotation(self) -> np.ndarray:
         return _rotation(self.yaw_deg)
 
-    def pixel_to_focal_plane(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+    def pixel_to_focal_plane(self, x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Detector pixel coordinates -> focal-plane mm.
 
         >>> from cpmosaic.camera import get_camera
@@ -188,7 +190,7 @@ class Detector:
         return (self.offset_mm[0] + r[0, 0] * dx + r[0, 1] * dy,
                 self.offset_mm[1] + r[1, 0] * dx + r[1, 1] * dy)
 
-    def focal_plane_to_pixel(self, fx, fy) -> tuple[np.ndarray, np.ndarray]:
+    def focal_plane_to_pixel(self, fx: ArrayLike, fy: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Focal-plane mm -> detector pixel coordinates (inverse of the above)."""
         fx = np.asarray(fx, dtype=float) - self.offset_mm[0]
         fy = np.asarray(fy, dtype=float) - self.offset_mm[1]
@@ -283,7 +285,7 @@ class Camera:
                 f"(ids {min(self._by_id)}..{max(self._by_id)}, names like {self.detectors[0].name})"
             ) from None
 
-    def get(self, key: int | str, default=None):
+    def get(self, key: int | str, default: Detector | None = None) -> Detector | None:
         return self[key] if key in self else default
 
     @property
@@ -294,7 +296,8 @@ class Camera:
     def names(self) -> tuple[str, ...]:
         return tuple(d.name for d in self.detectors)
 
-    def select(self, types=("science", "guider", "wavefront", "focus"), names=None) -> "Camera":
+    def select(self, types: Collection[str] = ("science", "guider", "wavefront", "focus"),
+               names: Collection[str] | None = None) -> Camera:
         """A camera holding only some detectors (by type and/or name)."""
         keep = [d for d in self.detectors if d.type in types and (names is None or d.name in names)]
         return Camera(self.name, tuple(keep), self.plate_scale, self.focal_plane_parity)

@@ -23,6 +23,8 @@ from .fitsfile import FileMap, ImageLayout, image_layout, open_fits, pread_exact
 from .fitsscan import ScannedFile, ScannedHDU
 
 if TYPE_CHECKING:  # astropy is imported where a file is opened
+    from astropy.io import fits
+
     from ..camera import Camera, Detector
     from .rice import RiceLayout
 
@@ -96,7 +98,8 @@ class Exposure:
     thread safe: serialise reads of it (different Exposures are independent).
     """
 
-    def __init__(self, info: ExposureInfo, detector: "Detector | None", camera: "Camera | None", hdul) -> None:
+    def __init__(self, info: ExposureInfo, detector: Detector | None, camera: Camera | None,
+                 hdul: fits.HDUList | ScannedFile | None) -> None:
         self.info = info
         self.detector = detector
         self.camera = camera

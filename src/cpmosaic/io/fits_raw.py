@@ -11,7 +11,9 @@ DM-36115).  The pixel work is :func:`cpmosaic.kernels.assemble_amp`.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,7 +21,11 @@ from ..camera import Amplifier, Camera, Detector
 from ..errors import CameraError, InputError
 from ..kernels import assemble_amp
 from .exposure import Exposure, ExposureInfo
+from .fitsscan import ScannedFile
 from .header import HeaderStack, exposure_metadata, find_detector, resolve_camera
+
+if TYPE_CHECKING:
+    from astropy.io import fits
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +87,7 @@ def scan_segments(hdul, detector: Detector, path) -> dict[str, int]:
 class RawExposure(Exposure):
     """A raw file, assembled on read into trimmed, overscan-corrected detector pixels."""
 
-    def __init__(self, info: ExposureInfo, detector: Detector, camera: Camera, hdul,
+    def __init__(self, info: ExposureInfo, detector: Detector, camera: Camera, hdul: fits.HDUList | ScannedFile | None,
                  segments: dict[str, int], *, overscan: str = "median", apply_gains: bool = False) -> None:  # fmt: skip
         super().__init__(info, detector, camera, hdul)
         self.segments = segments
@@ -96,7 +102,8 @@ class RawExposure(Exposure):
         self._tiled = area == detector.width * detector.height
 
     @classmethod
-    def from_hdul(cls, path: Path, hdul, camera, *, overscan: str = "median", apply_gains: bool = False) -> "RawExposure":
+    def from_hdul(cls, path: Path, hdul: fits.HDUList | ScannedFile, camera: Camera | str | os.PathLike | None, *,
+                  overscan: str = "median", apply_gains: bool = False) -> RawExposure:
         header = HeaderStack([hdul[0].header])
         cam = resolve_camera(header, camera, path)
         if cam is None:
