@@ -321,8 +321,8 @@ def test_amp_statistics_agrees_with_astropy() -> None:
     q1, med, q3 = np.quantile(x, [0.25, 0.5, 0.75])
     centre, width, previous = med, 0.741301109252802 * (q3 - q1), None  # afw's IQR-to-sigma
     for _ in range(3):
-        kept = ~sigma_clip(x, sigma=3.0, maxiters=1, cenfunc=lambda a, axis=None: centre,
-                           stdfunc=lambda a, axis=None: width).mask
+        kept = ~sigma_clip(x, sigma=3.0, maxiters=1, cenfunc=lambda a, axis=None, c=centre: c,
+                           stdfunc=lambda a, axis=None, w=width: w).mask
         if previous is not None and np.array_equal(kept, previous):
             break
         previous, centre, width = kept, x[kept].mean(), x[kept].std(ddof=1)

@@ -107,7 +107,7 @@ def _rotation(yaw_deg: float) -> np.ndarray:
     """Counter-clockwise rotation matrix, exact for multiples of 90 degrees."""
     q, rem = divmod(yaw_deg, 90.0)
     if rem == 0.0:
-        c, s = ((1, 0), (0, 1), (-1, 0), (0, -1))[int(q) % 4]
+        c, s = ((1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0))[int(q) % 4]
     else:
         t = math.radians(yaw_deg)
         c, s = math.cos(t), math.sin(t)
@@ -130,7 +130,7 @@ class Detector:
     pixel_size_mm: float
     amplifiers: tuple[Amplifier, ...]
     serial: str = ""
-    _amp_index: dict = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _amp_index: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_amp_index", {a.name: a for a in self.amplifiers})
@@ -252,8 +252,8 @@ class Camera:
     detectors: tuple[Detector, ...]
     plate_scale: float = float("nan")  # arcsec / mm
     focal_plane_parity: bool = False
-    _by_id: dict = field(default=None, init=False, repr=False, compare=False, hash=False)
-    _by_name: dict = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _by_id: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    _by_name: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         dets = tuple(sorted(self.detectors, key=lambda d: d.id))

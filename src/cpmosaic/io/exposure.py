@@ -211,8 +211,8 @@ class Exposure:
         once per HDU."""
         if index in self._layouts:
             return self._layouts[index]
-        hdu = self._hdul[index]
-        layout = None
+        hdu = self._require_open()[index]
+        layout: ImageLayout | RiceLayout | None = None
         h = hdu.header
         if isinstance(hdu, ScannedHDU):
             if hdu.compressed:
@@ -287,7 +287,7 @@ class Exposure:
             self._hdul.close()
             self._hdul = None
 
-    def _require_open(self):
+    def _require_open(self) -> fits.HDUList | ScannedFile:
         """The open HDUs: an astropy ``HDUList``, or a :class:`~cpmosaic.io.fitsscan.ScannedFile`."""
         if self._hdul is None:
             raise ValueError(f"{self.info.path}: exposure is closed")

@@ -199,11 +199,13 @@ class ImageExposure(Exposure):
                   kind: ExposureKind, index: int) -> ImageExposure:
         img_header = hdul[index].header
         header = HeaderStack([hdul[0].header] if index == 0 else [hdul[0].header, img_header])
-        shape = tuple(int(img_header.get(f"NAXIS{k}", 0)) for k in (2, 1))
+        shape = (int(img_header.get("NAXIS2", 0)), int(img_header.get("NAXIS1", 0)))
         if int(img_header.get("NAXIS", 0)) != 2 or min(shape) <= 0:
             raise InputError(path, f"HDU {index} is not a 2-D image (NAXIS={img_header.get('NAXIS')})")
         cam = resolve_camera(header, camera, path)
         det = find_detector(header, cam, path, required=False) if cam is not None else None
+        det_id: int | None
+        det_name: str | None
         if det is not None:
             det_id, det_name = det.id, det.name
         else:  # no camera to ask: take what the header says

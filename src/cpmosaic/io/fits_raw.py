@@ -87,6 +87,8 @@ def scan_segments(hdul, detector: Detector, path) -> dict[str, int]:
 class RawExposure(Exposure):
     """A raw file, assembled on read into trimmed, overscan-corrected detector pixels."""
 
+    detector: Detector  # a raw file is always matched to its detector
+
     def __init__(self, info: ExposureInfo, detector: Detector, camera: Camera, hdul: fits.HDUList | ScannedFile | None,
                  segments: dict[str, int], *, overscan: str = "median", apply_gains: bool = False) -> None:  # fmt: skip
         super().__init__(info, detector, camera, hdul)
@@ -109,6 +111,8 @@ class RawExposure(Exposure):
         if cam is None:
             raise InputError(path, f"unknown instrument INSTRUME={header.get('INSTRUME')!r}: give the camera explicitly")
         det = find_detector(header, cam, path)
+        if det is None:  # find_detector(required=True) raises first; this narrows the type
+            raise InputError(path, "no detector of the camera matches the header")
         segments = scan_segments(hdul, det, path)
         info = ExposureInfo(path=str(path), kind="raw", camera=cam.name, detector=det.id, detector_name=det.name,
                             shape=det.shape, **exposure_metadata(header, path))  # fmt: skip

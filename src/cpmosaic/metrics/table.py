@@ -87,7 +87,7 @@ def build_table(chunks: Iterable[tuple[dict, dict]], camera: Camera | None, prob
     from ..camera import get_camera
 
     problems = problems if problems is not None else []
-    cams: dict[str, object] = {}
+    cams: dict[str, Camera] = {}
     parts: list[dict[str, np.ndarray]] = []
     wanted = {c.lower() for c in calib_types} if calib_types else None
     for chunk, meta in chunks:

@@ -29,7 +29,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence, TypeAlias
 from urllib.parse import quote
 
 import numpy as np
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: What a report reads: a tidy metrics table, a directory of cp_verify outputs or a Butler root.
-Source = pd.DataFrame | str | os.PathLike
+Source: TypeAlias = pd.DataFrame | str | os.PathLike
 
 __all__ = ["Figure", "ReportResult", "build_report", "load_source", "FIGURES_FILE"]
 
@@ -398,7 +398,7 @@ def build_report(source: Source, out_dir: str | os.PathLike, *, collections: str
         t = lap("history", t)
     outliers = find_outliers(df, z=z, camera=cam, alerts=alerts)
     df, df_b = _keep(df, calib_types, metrics), _keep(df_b, calib_types, metrics)
-    if not len(df):
+    if df is None or not len(df):
         from ..errors import InputError
 
         raise InputError(None if isinstance(source, pd.DataFrame) else source,
@@ -406,7 +406,7 @@ def build_report(source: Source, out_dir: str | os.PathLike, *, collections: str
     diff = compare_metrics(df, df_b) if df_b is not None else None
     cmp_summary = comparison_summary(diff) if diff is not None else None
     t = lap("evaluate", t)
-    stores = []
+    stores: list[tuple[str, object]] = []
     for s in mosaics:
         from ..viz.mosaic_view import open_store
 

@@ -18,6 +18,7 @@ polygon at a time (about 5 s to render 3,216).
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any, Iterable, Sequence, TypeAlias
 
 import numpy as np
@@ -38,9 +39,9 @@ __all__ = ["amp_geometry", "amp_values", "focal_plane_heatmap", "resolve_camera"
 _GEOMETRY_CACHE: dict[int, tuple[object, pd.DataFrame]] = {}
 
 
-def resolve_camera(camera: Camera | str | None = None, df: pd.DataFrame | None = None) -> Camera:
+def resolve_camera(camera: Camera | str | os.PathLike | None = None, df: pd.DataFrame | None = None) -> Camera:
     """The camera to draw: *camera* (object or name), else the table's instrument, else LSSTCam."""
-    from ..camera import get_camera
+    from ..camera import Camera, get_camera
 
     if camera is None and df is not None and "instrument" in df.columns:
         names = pd.unique(df["instrument"].dropna())
@@ -52,7 +53,7 @@ def resolve_camera(camera: Camera | str | None = None, df: pd.DataFrame | None =
             raise MixedCamerasError(f"the table holds several instruments: {sorted(map(str, names))}")
     if camera is None:
         camera = "LSSTCam"
-    return get_camera(camera) if isinstance(camera, str) else camera
+    return camera if isinstance(camera, Camera) else get_camera(camera)
 
 
 def amp_geometry(camera: Camera) -> pd.DataFrame:
@@ -104,6 +105,8 @@ def _failing_keys(sub: pd.DataFrame, failing: Failing, metric: str) -> set[tuple
                 break
         amps = f["amp"].astype(str) if "amp" in f.columns else pd.Series([""] * len(f), index=f.index)
         return set(zip(f["detector"].astype(int), amps))
+    if failing is True:
+        raise ValueError("failing must be None, False, a failures table or (detector, amp) pairs, not True")
     return {(int(d), str(a)) for d, a in failing}
 
 
