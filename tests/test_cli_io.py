@@ -103,3 +103,23 @@ def test_inspect_reference_raws(reference_dir):
     got = {d["detector_name"]: (d["camera"], d["detector"], tuple(d["shape"])) for d in json.loads(r.stdout)}
     assert got == {"R10_S02": ("LSSTCam", 29, (4000, 4072)), "R22_S00": ("LSSTComCam", 0, (4000, 4072)),
                    "R22_S22": ("LSSTCam", 98, (4004, 4096)), "R22_S11": ("LSSTCam", 94, (4004, 4096))}  # fmt: skip
+
+
+def test_camera_usage_errors_and_advice(files, tmp_path):
+    """A bad --camera is a usage error (2) naming the flag; a raw whose INSTRUME names no camera
+    fails in the library with Python advice (camera=) and in the CLI with the flag."""
+    from cpmosaic.errors import UnknownInstrumentError
+
+    r = cli("inspect", "--camera", "nope", files["raw1"])
+    assert r.returncode == 2 and "argument --camera: unknown camera 'nope'" in r.stderr, r.stderr
+    r = cli("camera", "show", "nope")
+    assert r.returncode == 2 and "unknown camera 'nope'" in r.stderr
+    foo = small_raw(tmp_path / "foo.fits")
+    fits.setval(foo, "INSTRUME", value="FOO")
+    with pytest.raises(UnknownInstrumentError, match=r"INSTRUME='FOO': pass camera=") as info:
+        open_exposure(foo)
+    assert "--" not in str(info.value) and info.value.source == str(foo)
+    r = cli("inspect", foo)
+    assert r.returncode == 1 and f"{foo}: no camera for INSTRUME='FOO': name the camera with --camera" in r.stderr
+    r = cli("inspect", "--camera", files["cam"], foo)
+    assert r.returncode == 0, r.stderr

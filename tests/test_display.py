@@ -260,6 +260,23 @@ def test_png_tile_and_notebook_agree(store, tmp_path):
     assert np.abs(lv_notebook - lv_png).max() <= 1  # the same colour within one level
 
 
+def test_too_large_render_is_a_library_error_with_cli_advice(store, tmp_path, monkeypatch, capsys):
+    """The library says what is wrong in Python terms; ``cpmosaic png`` adds its flags and exits 2."""
+    from cpmosaic.cli.main import main
+    from cpmosaic.viz import render
+
+    m = open_mosaic(store)
+    h, w = m.shape(0)
+    monkeypatch.setattr(render, "MAX_RENDER_PIXELS", h * w - 1)
+    with pytest.raises(render.TooLargeToRender, match="choose a coarser level or a smaller width") as info:
+        render.render_rgba(m, level=0)
+    assert "--" not in str(info.value) and (info.value.level, info.value.width, info.value.height) == (0, w, h)
+    assert main(["png", str(store), "-o", str(tmp_path / "a.png"), "--level", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{w} x {h}" in err and "--level" in err and "--width" in err
+    assert main(["png", str(store), "-o", str(tmp_path / "b.png"), "--level", "1"]) == 0  # a coarser level fits
+
+
 def test_colour_bar_labels_are_inverse_stretched(store):
     from cpmosaic.viz import mosaic_view
 

@@ -18,6 +18,7 @@ import logging
 import sys
 
 from ._records import records
+from .options import camera_type
 
 EXIT_OK, EXIT_ALERTS, EXIT_PARTIAL = 0, 1, 3
 
@@ -38,7 +39,7 @@ def register(sub) -> None:
     add.add_argument("--store", required=True, metavar="PATH", help="history store directory")
     add.add_argument("--collection", action="append", dest="collections", metavar="C",
                      help="Butler collection to read (repeatable)")
-    add.add_argument("--camera", help="camera name or file (default: from the data)")
+    add.add_argument("--camera", type=camera_type, help="camera name or file (default: from the data)")
     add.set_defaults(func=run_add)
 
     show = hsub.add_parser("show", help="per-night candlesticks over amps")

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .options import camera_type
+
 EXIT_OK, EXIT_USAGE, EXIT_PARTIAL = 0, 2, 3
 
 
@@ -36,7 +38,7 @@ def register(sub) -> None:
                    help="plot only this calibration type (repeatable; tests and tables cover all)")
     p.add_argument("--metric", action="append", dest="metrics", metavar="M",
                    help="plot only this metric (repeatable; tests and tables cover all)")
-    p.add_argument("--camera", help="camera name or file (default: from the data)")
+    p.add_argument("--camera", type=camera_type, help="camera name or file (default: from the data)")
     p.add_argument("--label-a", default=None, metavar="NAME", help="name of SOURCE in titles (default A)")
     p.add_argument("--label-b", default=None, metavar="NAME", help="name of OTHER in titles (default B)")
     p.add_argument("--title", help="report title")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..camera import Amplifier, Camera, Detector
-from ..errors import CameraError, InputError
+from ..errors import CameraError, InputError, UnknownInstrumentError
 from ..kernels import assemble_amp
 from .exposure import Exposure, ExposureInfo
 from .fitsscan import ScannedFile
@@ -109,7 +109,7 @@ class RawExposure(Exposure):
         header = HeaderStack([hdul[0].header])
         cam = resolve_camera(header, camera, path)
         if cam is None:
-            raise InputError(path, f"unknown instrument INSTRUME={header.get('INSTRUME')!r}: give the camera explicitly")
+            raise UnknownInstrumentError(path, header.get("INSTRUME"))
         det = find_detector(header, cam, path)
         if det is None:  # find_detector(required=True) raises first; this narrows the type
             raise InputError(path, "no detector of the camera matches the header")
