@@ -123,3 +123,20 @@ def test_camera_usage_errors_and_advice(files, tmp_path):
     assert r.returncode == 1 and f"{foo}: no camera for INSTRUME='FOO': name the camera with --camera" in r.stderr
     r = cli("inspect", "--camera", files["cam"], foo)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["history", "show", "--store", "S", "--start", "2025-13"], "--start"),
+    (["history", "check", "--store", "S", "--since", "yesterday"], "--since"),
+    (["history", "check", "--store", "S", "--window", "0"], "--window"),
+    (["report", "SRC", "--window", "-2"], "--window"),
+    (["metrics", "SRC", "--camera", "LSSTCamm"], "--camera"),
+])
+def test_bad_option_values_exit_2(args, flag, capsys):
+    """Usage errors exit 2 before any work, naming the flag and the bad value."""
+    from cpmosaic.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and f"argument {flag}:" in err and args[-1] in err, err

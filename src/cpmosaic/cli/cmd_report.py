@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import camera_type
+from .options import camera_type, positive_int
 
 EXIT_OK, EXIT_USAGE, EXIT_PARTIAL = 0, 2, 3
 
@@ -43,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("--label-b", default=None, metavar="NAME", help="name of OTHER in titles (default B)")
     p.add_argument("--title", help="report title")
     p.add_argument("--z", type=float, default=5.0, help="outlier threshold in robust sigmas (default 5)")
-    p.add_argument("--window", type=int, default=10, metavar="N", help="nights in a drift's fit (default 10)")
+    p.add_argument("--window", type=positive_int, default=10, metavar="N", help="nights in a drift's fit (default 10)")
     p.add_argument("--color-range", choices=("focal_plane", "sensor_type"), default="focal_plane",
                    help="heat-map colour range: one for the focal plane, or one per sensor type (E2V, ITL, "
                         "ITL_G, ITL_WF) so a vendor step does not saturate half of it (default focal_plane)")

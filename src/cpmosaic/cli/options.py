@@ -30,6 +30,38 @@ def camera_type(text: str) -> Camera:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def day_obs_type(text: str) -> int:
+    """``--start/--end/--since YYYYMMDD`` (or ``YYYY-MM-DD``): the day_obs, or a usage error.
+
+    >>> day_obs_type("2025-06-01")
+    20250601
+    """
+    from ..errors import InputError
+    from ..metrics.history import as_day_obs
+
+    try:
+        day = as_day_obs(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    assert day is not None  # as_day_obs maps only None to None
+    return day
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1, or a usage error.
+
+    >>> positive_int("3")
+    3
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def with_cli_advice(exc: Exception) -> str:
     """The message of a library error, with the command-line fix where there is one.
 
