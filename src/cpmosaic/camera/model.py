@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Collection, Iterator, Literal
 
 import numpy as np
-
 from numpy.typing import ArrayLike
 
 from ..errors import UnknownDetectorError
