@@ -199,9 +199,9 @@ def test_camera_show_json(reference_dir):
         assert a["center_mm"] == b["center_mm"] and a["corners_mm"] == b["corners_mm"]
 
 
-def test_cli_bad_camera_exits_nonzero():
+def test_cli_bad_camera_is_a_usage_error():
     out = subprocess.run([sys.executable, "-m", "cpmosaic", "camera", "show", "nope"], capture_output=True, text=True)
-    assert out.returncode == 1 and "unknown camera 'nope'" in out.stderr
+    assert out.returncode == 2 and "unknown camera 'nope'" in out.stderr
 
 
 def test_public_api_resolves_and_import_stays_light():

@@ -103,3 +103,40 @@ def test_inspect_reference_raws(reference_dir):
     got = {d["detector_name"]: (d["camera"], d["detector"], tuple(d["shape"])) for d in json.loads(r.stdout)}
     assert got == {"R10_S02": ("LSSTCam", 29, (4000, 4072)), "R22_S00": ("LSSTComCam", 0, (4000, 4072)),
                    "R22_S22": ("LSSTCam", 98, (4004, 4096)), "R22_S11": ("LSSTCam", 94, (4004, 4096))}  # fmt: skip
+
+
+def test_camera_usage_errors_and_advice(files, tmp_path):
+    """A bad --camera is a usage error (2) naming the flag; a raw whose INSTRUME names no camera
+    fails in the library with Python advice (camera=) and in the CLI with the flag."""
+    from cpmosaic.errors import UnknownInstrumentError
+
+    r = cli("inspect", "--camera", "nope", files["raw1"])
+    assert r.returncode == 2 and "argument --camera: unknown camera 'nope'" in r.stderr, r.stderr
+    r = cli("camera", "show", "nope")
+    assert r.returncode == 2 and "unknown camera 'nope'" in r.stderr
+    foo = small_raw(tmp_path / "foo.fits")
+    fits.setval(foo, "INSTRUME", value="FOO")
+    with pytest.raises(UnknownInstrumentError, match=r"INSTRUME='FOO': pass camera=") as info:
+        open_exposure(foo)
+    assert "--" not in str(info.value) and info.value.source == str(foo)
+    r = cli("inspect", foo)
+    assert r.returncode == 1 and f"{foo}: no camera for INSTRUME='FOO': name the camera with --camera" in r.stderr
+    r = cli("inspect", "--camera", files["cam"], foo)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["history", "show", "--store", "S", "--start", "2025-13"], "--start"),
+    (["history", "check", "--store", "S", "--since", "yesterday"], "--since"),
+    (["history", "check", "--store", "S", "--window", "0"], "--window"),
+    (["report", "SRC", "--window", "-2"], "--window"),
+    (["metrics", "SRC", "--camera", "LSSTCamm"], "--camera"),
+])
+def test_bad_option_values_exit_2(args, flag, capsys):
+    """Usage errors exit 2 before any work, naming the flag and the bad value."""
+    from cpmosaic.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and f"argument {flag}:" in err and args[-1] in err, err

@@ -20,7 +20,7 @@ from astropy.io import fits
 from astropy.stats import mad_std
 from astropy.visualization import (AsinhStretch, LinearStretch, LogStretch, MinMaxInterval, PercentileInterval,
                                    SqrtStretch, ZScaleInterval)
-from bokeh.palettes import Viridis256
+from bokeh.palettes import Magma256, Viridis256
 from PIL import Image
 
 from cpmosaic.camera import get_camera, shrink_camera
@@ -260,6 +260,23 @@ def test_png_tile_and_notebook_agree(store, tmp_path):
     assert np.abs(lv_notebook - lv_png).max() <= 1  # the same colour within one level
 
 
+def test_too_large_render_is_a_library_error_with_cli_advice(store, tmp_path, monkeypatch, capsys):
+    """The library says what is wrong in Python terms; ``cpmosaic png`` adds its flags and exits 2."""
+    from cpmosaic.cli.main import main
+    from cpmosaic.viz import render
+
+    m = open_mosaic(store)
+    h, w = m.shape(0)
+    monkeypatch.setattr(render, "MAX_RENDER_PIXELS", h * w - 1)
+    with pytest.raises(render.TooLargeToRender, match="choose a coarser level or a smaller width") as info:
+        render.render_rgba(m, level=0)
+    assert "--" not in str(info.value) and (info.value.level, info.value.width, info.value.height) == (0, w, h)
+    assert main(["png", str(store), "-o", str(tmp_path / "a.png"), "--level", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{w} x {h}" in err and "--level" in err and "--width" in err
+    assert main(["png", str(store), "-o", str(tmp_path / "b.png"), "--level", "1"]) == 0  # a coarser level fits
+
+
 def test_colour_bar_labels_are_inverse_stretched(store):
     from cpmosaic.viz import mosaic_view
 
@@ -287,11 +304,39 @@ def test_display_imports_nothing_heavy():
         assert not loaded & {"holoviews", "bokeh", "datashader", "astropy", "colorcet", "panel"}, module
 
 
-@pytest.mark.parametrize("name", ["viridis", "coolwarm", "fire", "magma", "kbc", "bmy"])
-def test_html_plots_resolve_colour_maps_as_the_display_layer(name):
-    """Views that pass a colour-map name to HoloViews (the heat maps' HTML) get the table the
-    PNG rasteriser and the mosaics use.  (``gray`` is the exact ramp here and colorcet's
-    perceptual gray in HoloViews: the mosaic views pass the display palette itself.)"""
-    from holoviews.plotting.util import process_cmap
+@pytest.mark.parametrize("name", ["gray", "viridis", "fire", "coolwarm", "magma"])
+def test_heat_map_html_and_png_colour_from_the_display_tables(name, tmp_path):
+    """The heat map's bokeh colour mapper holds the display layer's table for the name (gray:
+    the exact ramp, not HoloViews' perceptual gray), and an amp of known value gets the raw
+    colour list's entry at its hand-quantised level in bokeh and in the PNG rasteriser."""
+    import holoviews as hv
+    import pandas as pd
+    from bokeh.core.property.vectorization import Field
+    from bokeh.models import ColorBar, GlyphRenderer, Quad
 
-    assert [c.lower() for c in process_cmap(name, ncolors=256)] == display.palette(name)
+    from cpmosaic.viz import focal_plane_heatmap, save_png
+
+    raw = {**RAW, "coolwarm": hex_table(list(colorcet.coolwarm)), "magma": hex_table(list(Magma256))}[name]
+    raw_hex = ["#%02x%02x%02x" % tuple(int(c) for c in row) for row in raw]
+    cam = get_camera("LSSTCam")
+    amps = [("R22_S11", "C10"), ("R03_S12", "C14"), ("R30_S01", "C03"), ("R14_S20", "C17")]
+    values = np.array([10.5, 76.5, 200.5, 255.5]) / 256  # mid-level: float rounding cannot cross an edge
+    df = pd.DataFrame({"detector": [cam[d].id for d, _ in amps], "amp": [a for _, a in amps],
+                       "metric": "NOISE", "value": values})
+    plot = focal_plane_heatmap(df, "NOISE", camera=cam, clim=(0.0, 1.0), cmap=name, labels="none",
+                               failing=False, width=500)
+    fig = hv.render(plot)
+    mappers = [r.glyph.fill_color.transform for r in fig.renderers
+               if isinstance(r, GlyphRenderer) and isinstance(r.glyph, Quad) and isinstance(r.glyph.fill_color, Field)]
+    bar = next(b for b in fig.right if isinstance(b, ColorBar))
+    assert len(mappers) == 1 and mappers[0] is bar.color_mapper
+    assert [c.lower() for c in mappers[0].palette] == raw_hex == display.palette(name)
+    assert (mappers[0].low, mappers[0].high) == (0.0, 1.0)
+
+    render = save_png(plot, tmp_path / "heat.png", width=500)
+    tr = render.panels[0]
+    img = np.asarray(render.image.convert("RGB")).astype(np.int16)
+    for (det, amp), v in zip(amps, values):
+        d = cam[det]
+        px, py = tr.to_pixel(*d.box_center_mm(d.amp(amp).bbox))
+        assert img[int(py), int(px)].tolist() == raw[level(np.array(v))].tolist(), (name, det, amp)

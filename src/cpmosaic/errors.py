@@ -13,6 +13,7 @@ import os
 __all__ = [
     "CpmosaicError",
     "InputError",
+    "UnknownInstrumentError",
     "CameraError",
     "UnknownDetectorError",
     "MixedCamerasError",
@@ -39,6 +40,18 @@ class InputError(CpmosaicError, ValueError):
         self.problem = problem
         prefix = f"{self.source}: " if self.source else ""
         super().__init__(prefix + problem)
+
+
+class UnknownInstrumentError(InputError):
+    """A file whose instrument (``INSTRUME``) names no camera cpmosaic knows: the caller must name one.
+
+    >>> str(UnknownInstrumentError("raw.fits", "FOO"))
+    "raw.fits: no camera for INSTRUME='FOO': pass camera= (a camera name or file)"
+    """
+
+    def __init__(self, source: str | os.PathLike | None, instrument: object) -> None:
+        self.instrument = instrument
+        super().__init__(source, f"no camera for INSTRUME={instrument!r}: pass camera= (a camera name or file)")
 
 
 class CameraError(CpmosaicError, ValueError):

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Literal
+from typing import Collection, Iterator, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import UnknownDetectorError
 
@@ -105,7 +106,7 @@ def _rotation(yaw_deg: float) -> np.ndarray:
     """Counter-clockwise rotation matrix, exact for multiples of 90 degrees."""
     q, rem = divmod(yaw_deg, 90.0)
     if rem == 0.0:
-        c, s = ((1, 0), (0, 1), (-1, 0), (0, -1))[int(q) % 4]
+        c, s = ((1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0))[int(q) % 4]
     else:
         t = math.radians(yaw_deg)
         c, s = math.cos(t), math.sin(t)
@@ -128,7 +129,7 @@ class Detector:
     pixel_size_mm: float
     amplifiers: tuple[Amplifier, ...]
     serial: str = ""
-    _amp_index: dict = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _amp_index: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_amp_index", {a.name: a for a in self.amplifiers})
@@ -172,7 +173,7 @@ class Detector:
     def rotation(self) -> np.ndarray:
         return _rotation(self.yaw_deg)
 
-    def pixel_to_focal_plane(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+    def pixel_to_focal_plane(self, x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Detector pixel coordinates -> focal-plane mm.
 
         >>> from cpmosaic.camera import get_camera
@@ -188,7 +189,7 @@ class Detector:
         return (self.offset_mm[0] + r[0, 0] * dx + r[0, 1] * dy,
                 self.offset_mm[1] + r[1, 0] * dx + r[1, 1] * dy)
 
-    def focal_plane_to_pixel(self, fx, fy) -> tuple[np.ndarray, np.ndarray]:
+    def focal_plane_to_pixel(self, fx: ArrayLike, fy: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Focal-plane mm -> detector pixel coordinates (inverse of the above)."""
         fx = np.asarray(fx, dtype=float) - self.offset_mm[0]
         fy = np.asarray(fy, dtype=float) - self.offset_mm[1]
@@ -250,8 +251,8 @@ class Camera:
     detectors: tuple[Detector, ...]
     plate_scale: float = float("nan")  # arcsec / mm
     focal_plane_parity: bool = False
-    _by_id: dict = field(default=None, init=False, repr=False, compare=False, hash=False)
-    _by_name: dict = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _by_id: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    _by_name: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         dets = tuple(sorted(self.detectors, key=lambda d: d.id))
@@ -283,7 +284,7 @@ class Camera:
                 f"(ids {min(self._by_id)}..{max(self._by_id)}, names like {self.detectors[0].name})"
             ) from None
 
-    def get(self, key: int | str, default=None):
+    def get(self, key: int | str, default: Detector | None = None) -> Detector | None:
         return self[key] if key in self else default
 
     @property
@@ -294,7 +295,8 @@ class Camera:
     def names(self) -> tuple[str, ...]:
         return tuple(d.name for d in self.detectors)
 
-    def select(self, types=("science", "guider", "wavefront", "focus"), names=None) -> "Camera":
+    def select(self, types: Collection[str] = ("science", "guider", "wavefront", "focus"),
+               names: Collection[str] | None = None) -> Camera:
         """A camera holding only some detectors (by type and/or name)."""
         keep = [d for d in self.detectors if d.type in types and (names is None or d.name in names)]
         return Camera(self.name, tuple(keep), self.plate_scale, self.focal_plane_parity)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from .options import camera_type, with_cli_advice
+
 log = logging.getLogger(__name__)
 
 
@@ -18,7 +20,7 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("raws", nargs="+", metavar="RAW", help="raw multi-HDU FITS files")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (created if needed)")
-    p.add_argument("--camera", metavar="NAME|PATH", help="camera to use (default: from INSTRUME)")
+    p.add_argument("--camera", type=camera_type, metavar="NAME|PATH", help="camera to use (default: from INSTRUME)")
     p.add_argument("--overscan", choices=("median", "mean", "single", "none"), default="median",
                    help="serial overscan correction: per-row median (default), per-row mean, one value, none")
     p.add_argument("--gains", action="store_true", help="multiply by the camera's amp gains (electrons)")
@@ -44,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
             log.debug("%s -> %s", raw, written[-1])
         except (CpmosaicError, OSError) as exc:  # log, skip, go on with the rest
             bad.append(raw)
-            log.error("%s", exc)
+            log.error("%s", with_cli_advice(exc))
     log.info("wrote %d of %d file(s) to %s", len(written), len(args.raws), out_dir)
     return exit_code(len(written), len(bad))

@@ -6,12 +6,15 @@ import argparse
 import json
 import sys
 
+from .options import camera_type
+
 
 def register(sub) -> None:
     p = sub.add_parser("camera", help="show camera geometry", description=__doc__)
     csub = p.add_subparsers(dest="camera_command", metavar="ACTION", required=True)
     show = csub.add_parser("show", help="print detectors and amps with focal-plane positions")
-    show.add_argument("camera", metavar="NAME_OR_PATH", help="LSSTCam, LSSTComCam, LATISS or a camera file")
+    show.add_argument("camera", metavar="NAME_OR_PATH", type=camera_type,
+                      help="LSSTCam, LSSTComCam, LATISS or a camera file")
     show.add_argument("--format", choices=("table", "json"), default="table")
     show.add_argument("--detector", action="append", help="only this detector (name or id; repeatable)")
     show.set_defaults(func=run_show)

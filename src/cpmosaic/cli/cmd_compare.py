@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from .options import camera_type
+
 EXIT_OK, EXIT_PARTIAL = 0, 3
 
 
@@ -26,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("b", metavar="B", nargs="?", help="compared: directory or Butler repository (default A)")
     p.add_argument("--collection-a", metavar="CA", help="Butler collection of A")
     p.add_argument("--collection-b", metavar="CB", help="Butler collection of B")
-    p.add_argument("--camera", help="camera name or file (default: from the data)")
+    p.add_argument("--camera", type=camera_type, help="camera name or file (default: from the data)")
     p.add_argument("-o", "--output", metavar="DIR", default="compare_out", help="output directory (default compare_out)")
     p.add_argument("--images", action="store_true", help="compare calibration images amp by amp")
     p.add_argument("--dataset-type", default="bias", help="Butler dataset type of the images (default bias)")

@@ -18,6 +18,7 @@ import logging
 import sys
 
 from ._records import records
+from .options import camera_type, day_obs_type, positive_int
 
 EXIT_OK, EXIT_ALERTS, EXIT_PARTIAL = 0, 1, 3
 
@@ -38,7 +39,7 @@ def register(sub) -> None:
     add.add_argument("--store", required=True, metavar="PATH", help="history store directory")
     add.add_argument("--collection", action="append", dest="collections", metavar="C",
                      help="Butler collection to read (repeatable)")
-    add.add_argument("--camera", help="camera name or file (default: from the data)")
+    add.add_argument("--camera", type=camera_type, help="camera name or file (default: from the data)")
     add.set_defaults(func=run_add)
 
     show = hsub.add_parser("show", help="per-night candlesticks over amps")
@@ -46,8 +47,8 @@ def register(sub) -> None:
     show.add_argument("--calib-type", metavar="T", help="only this calibration type")
     show.add_argument("--metric", metavar="M", help="only this metric (default: every metric)")
     show.add_argument("--by", choices=("day", "detector"), default="day", help="one candle per night, or per detector")
-    show.add_argument("--start", metavar="YYYYMMDD", help="first night")
-    show.add_argument("--end", metavar="YYYYMMDD", help="last night")
+    show.add_argument("--start", type=day_obs_type, metavar="YYYYMMDD", help="first night")
+    show.add_argument("--end", type=day_obs_type, metavar="YYYYMMDD", help="last night")
     show.add_argument("--format", choices=("table", "csv", "json"), default="table")
     show.set_defaults(func=run_show)
 
@@ -55,9 +56,9 @@ def register(sub) -> None:
     check.add_argument("--store", required=True, metavar="PATH", help="history store directory")
     check.add_argument("--calib-type", metavar="T", help="only this calibration type")
     check.add_argument("--format", choices=("table", "json"), default="table")
-    check.add_argument("--window", type=int, default=10, metavar="N", help="nights in a drift's fit (default 10)")
+    check.add_argument("--window", type=positive_int, default=10, metavar="N", help="nights in a drift's fit (default 10)")
     check.add_argument("--k", type=float, default=6.0, metavar="K", help="threshold in robust sigmas (default 6)")
-    check.add_argument("--since", metavar="YYYYMMDD",
+    check.add_argument("--since", type=day_obs_type, metavar="YYYYMMDD",
                        help="only report alerts from this night on (the whole history is still used)")
     check.set_defaults(func=run_check)
 

@@ -11,6 +11,8 @@ import json
 import logging
 import sys
 
+from .options import camera_type, with_cli_advice
+
 log = logging.getLogger(__name__)
 
 #: Keys of every JSON object, in order (plus ``error`` for a bad file).
@@ -22,7 +24,7 @@ def register(sub) -> None:
     p = sub.add_parser("inspect", help="identify raw/processed exposure files", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("files", nargs="+", metavar="FILE", help="FITS files (raw, processed or plain images)")
-    p.add_argument("--camera", metavar="NAME|PATH", help="camera to use (default: from INSTRUME)")
+    p.add_argument("--camera", type=camera_type, metavar="NAME|PATH", help="camera to use (default: from INSTRUME)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=run)
 
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             docs.append(identify(path, camera).to_dict())
         except (CpmosaicError, OSError) as exc:  # one bad file never stops the batch
             n_bad += 1
-            log.error("%s", exc)
+            log.error("%s", with_cli_advice(exc))
             docs.append({**dict.fromkeys(FIELDS), "path": path, "error": str(exc)})
     if args.format == "json":
         json.dump(docs, sys.stdout, indent=1)

@@ -11,6 +11,7 @@ import json
 import sys
 
 from ._records import records as plain_records
+from .options import camera_type
 
 EXIT_OK, EXIT_PARTIAL = 0, 3
 #: Columns of ``--outliers`` as a terminal table (CSV and JSON carry every column).
@@ -24,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("source", metavar="SOURCE", help="directory of cp_verify outputs or Butler repository root")
     p.add_argument("--collection", action="append", dest="collections", metavar="C",
                    help="Butler collection to read (repeatable)")
-    p.add_argument("--camera", help="camera name or file (default: from the data)")
+    p.add_argument("--camera", type=camera_type, help="camera name or file (default: from the data)")
     p.add_argument("--calib-type", action="append", dest="calib_types", metavar="TYPE",
                    help="only this calibration type: bias, dark, flat, ... (repeatable)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")

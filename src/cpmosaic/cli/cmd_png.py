@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..viz.render import render_png
+    from ..viz.render import TooLargeToRender, render_png
 
     if args.width is not None and args.width < 1:
         sys.stderr.write("--width must be >= 1\n")
@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
         w, h = render_png(args.store, args.output, level=args.level, width=args.width, stretch=args.stretch,
                           cmap=args.cmap, background=args.background,
                           limits=tuple(args.limits) if args.limits else None)
+    except TooLargeToRender as exc:
+        sys.stderr.write(f"cpmosaic png: level {exc.level} is {exc.width} x {exc.height} pixels, too large to "
+                         "render at once: use a coarser --level or a smaller --width\n")
+        return 2
     except ValueError as exc:
         if type(exc).__module__.startswith("cpmosaic.errors"):
             raise

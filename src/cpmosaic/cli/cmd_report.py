@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .options import camera_type, positive_int
+
 EXIT_OK, EXIT_USAGE, EXIT_PARTIAL = 0, 2, 3
 
 
@@ -36,12 +38,12 @@ def register(sub) -> None:
                    help="plot only this calibration type (repeatable; tests and tables cover all)")
     p.add_argument("--metric", action="append", dest="metrics", metavar="M",
                    help="plot only this metric (repeatable; tests and tables cover all)")
-    p.add_argument("--camera", help="camera name or file (default: from the data)")
+    p.add_argument("--camera", type=camera_type, help="camera name or file (default: from the data)")
     p.add_argument("--label-a", default=None, metavar="NAME", help="name of SOURCE in titles (default A)")
     p.add_argument("--label-b", default=None, metavar="NAME", help="name of OTHER in titles (default B)")
     p.add_argument("--title", help="report title")
     p.add_argument("--z", type=float, default=5.0, help="outlier threshold in robust sigmas (default 5)")
-    p.add_argument("--window", type=int, default=10, metavar="N", help="nights in a drift's fit (default 10)")
+    p.add_argument("--window", type=positive_int, default=10, metavar="N", help="nights in a drift's fit (default 10)")
     p.add_argument("--color-range", choices=("focal_plane", "sensor_type"), default="focal_plane",
                    help="heat-map colour range: one for the focal plane, or one per sensor type (E2V, ITL, "
                         "ITL_G, ITL_WF) so a vendor step does not saturate half of it (default focal_plane)")

@@ -95,7 +95,7 @@ def read_butler(root: str | os.PathLike, collections: str | Iterable[str], *,
         if info is None or info.kind == "Matrix" or (wanted and info.calib_type not in wanted):
             continue
         infos.append(info)
-    refs = []
+    refs: list = []
     for coll in colls:
         for info in infos:
             try:

@@ -309,8 +309,8 @@ def stats_to_chunk(doc: dict, info: DatasetTypeInfo, *, exposure: int | None = N
 
 def _detector_stats(doc: dict, rows: _Rows, exposure, detector, mjd, check: _Checker) -> None:
     det_id, det_name = _det_fields(detector)
-    verify = doc.get("VERIFY") if isinstance(doc.get("VERIFY"), dict) else {}
-    amp_verify = verify.get("AMP") if isinstance(verify.get("AMP"), dict) else {}
+    verify = v if isinstance(v := doc.get("VERIFY"), dict) else {}
+    amp_verify = a if isinstance(a := verify.get("AMP"), dict) else {}
     det_verify = {k: v for k, v in (verify.get("DET") or {}).items()} if isinstance(verify.get("DET"), dict) else {}
     # Some tasks (ptc, gain) put detector-level verdicts at the top of VERIFY.
     det_verify.update({k: v for k, v in verify.items() if k not in ("AMP", "DET", "EXP") and isinstance(v, bool)})
@@ -361,8 +361,8 @@ def _detector_stats(doc: dict, rows: _Rows, exposure, detector, mjd, check: _Che
 
 
 def _verdict_stats(doc: dict, rows: _Rows, info: DatasetTypeInfo, exposure, detector, mjd, check: _Checker) -> None:
-    verify = doc.get("VERIFY") if isinstance(doc.get("VERIFY"), dict) else {}
-    exp_verify = verify.get("EXP") if isinstance(verify.get("EXP"), dict) else {}
+    verify = v if isinstance(v := doc.get("VERIFY"), dict) else {}
+    exp_verify = e if isinstance(e := verify.get("EXP"), dict) else {}
 
     def add_exposure_level(exp, body: dict) -> None:
         for stat, v in (body.get("EXP") or {}).items() if isinstance(body.get("EXP"), dict) else ():

@@ -23,6 +23,8 @@ from .fitsfile import FileMap, ImageLayout, image_layout, open_fits, pread_exact
 from .fitsscan import ScannedFile, ScannedHDU
 
 if TYPE_CHECKING:  # astropy is imported where a file is opened
+    from astropy.io import fits
+
     from ..camera import Camera, Detector
     from .rice import RiceLayout
 
@@ -96,7 +98,8 @@ class Exposure:
     thread safe: serialise reads of it (different Exposures are independent).
     """
 
-    def __init__(self, info: ExposureInfo, detector: "Detector | None", camera: "Camera | None", hdul) -> None:
+    def __init__(self, info: ExposureInfo, detector: Detector | None, camera: Camera | None,
+                 hdul: fits.HDUList | ScannedFile | None) -> None:
         self.info = info
         self.detector = detector
         self.camera = camera
@@ -208,8 +211,8 @@ class Exposure:
         once per HDU."""
         if index in self._layouts:
             return self._layouts[index]
-        hdu = self._hdul[index]
-        layout = None
+        hdu = self._require_open()[index]
+        layout: ImageLayout | RiceLayout | None = None
         h = hdu.header
         if isinstance(hdu, ScannedHDU):
             if hdu.compressed:
@@ -284,7 +287,7 @@ class Exposure:
             self._hdul.close()
             self._hdul = None
 
-    def _require_open(self):
+    def _require_open(self) -> fits.HDUList | ScannedFile:
         """The open HDUs: an astropy ``HDUList``, or a :class:`~cpmosaic.io.fitsscan.ScannedFile`."""
         if self._hdul is None:
             raise ValueError(f"{self.info.path}: exposure is closed")

@@ -12,7 +12,7 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 from astropy.io import fits
@@ -20,7 +20,11 @@ from astropy.io import fits
 from ..errors import InputError
 from .exposure import Exposure, ExposureInfo, ExposureKind
 from .fitsfile import ImageLayout
+from .fitsscan import ScannedFile
 from .header import HeaderStack, _as_int, _as_str, exposure_metadata, find_detector, resolve_camera
+
+if TYPE_CHECKING:
+    from ..camera import Camera, Detector
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +184,8 @@ def _find(hdul, name: str) -> int | None:
 class ImageExposure(Exposure):
     """A processed (afw layout, kind ``processed``) or plain single-image file (``image``)."""
 
-    def __init__(self, info: ExposureInfo, detector, camera, hdul, image_index: int,
+    def __init__(self, info: ExposureInfo, detector: Detector | None, camera: Camera | None,
+                 hdul: fits.HDUList | ScannedFile | None, image_index: int,
                  mask_index: int | None = None, variance_index: int | None = None,
                  xy0: tuple[int, int] = (0, 0)) -> None:  # fmt: skip
         super().__init__(info, detector, camera, hdul)
@@ -190,14 +195,17 @@ class ImageExposure(Exposure):
         self.xy0 = xy0
 
     @classmethod
-    def from_hdul(cls, path: Path, hdul, camera, kind: ExposureKind, index: int) -> "ImageExposure":
+    def from_hdul(cls, path: Path, hdul: fits.HDUList | ScannedFile, camera: Camera | str | os.PathLike | None,
+                  kind: ExposureKind, index: int) -> ImageExposure:
         img_header = hdul[index].header
         header = HeaderStack([hdul[0].header] if index == 0 else [hdul[0].header, img_header])
-        shape = tuple(int(img_header.get(f"NAXIS{k}", 0)) for k in (2, 1))
+        shape = (int(img_header.get("NAXIS2", 0)), int(img_header.get("NAXIS1", 0)))
         if int(img_header.get("NAXIS", 0)) != 2 or min(shape) <= 0:
             raise InputError(path, f"HDU {index} is not a 2-D image (NAXIS={img_header.get('NAXIS')})")
         cam = resolve_camera(header, camera, path)
         det = find_detector(header, cam, path, required=False) if cam is not None else None
+        det_id: int | None
+        det_name: str | None
         if det is not None:
             det_id, det_name = det.id, det.name
         else:  # no camera to ask: take what the header says

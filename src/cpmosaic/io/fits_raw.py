@@ -11,15 +11,21 @@ DM-36115).  The pixel work is :func:`cpmosaic.kernels.assemble_amp`.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..camera import Amplifier, Camera, Detector
-from ..errors import CameraError, InputError
+from ..errors import CameraError, InputError, UnknownInstrumentError
 from ..kernels import assemble_amp
 from .exposure import Exposure, ExposureInfo
+from .fitsscan import ScannedFile
 from .header import HeaderStack, exposure_metadata, find_detector, resolve_camera
+
+if TYPE_CHECKING:
+    from astropy.io import fits
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +87,9 @@ def scan_segments(hdul, detector: Detector, path) -> dict[str, int]:
 class RawExposure(Exposure):
     """A raw file, assembled on read into trimmed, overscan-corrected detector pixels."""
 
-    def __init__(self, info: ExposureInfo, detector: Detector, camera: Camera, hdul,
+    detector: Detector  # a raw file is always matched to its detector
+
+    def __init__(self, info: ExposureInfo, detector: Detector, camera: Camera, hdul: fits.HDUList | ScannedFile | None,
                  segments: dict[str, int], *, overscan: str = "median", apply_gains: bool = False) -> None:  # fmt: skip
         super().__init__(info, detector, camera, hdul)
         self.segments = segments
@@ -96,12 +104,15 @@ class RawExposure(Exposure):
         self._tiled = area == detector.width * detector.height
 
     @classmethod
-    def from_hdul(cls, path: Path, hdul, camera, *, overscan: str = "median", apply_gains: bool = False) -> "RawExposure":
+    def from_hdul(cls, path: Path, hdul: fits.HDUList | ScannedFile, camera: Camera | str | os.PathLike | None, *,
+                  overscan: str = "median", apply_gains: bool = False) -> RawExposure:
         header = HeaderStack([hdul[0].header])
         cam = resolve_camera(header, camera, path)
         if cam is None:
-            raise InputError(path, f"unknown instrument INSTRUME={header.get('INSTRUME')!r}: give the camera explicitly")
+            raise UnknownInstrumentError(path, header.get("INSTRUME"))
         det = find_detector(header, cam, path)
+        if det is None:  # find_detector(required=True) raises first; this narrows the type
+            raise InputError(path, "no detector of the camera matches the header")
         segments = scan_segments(hdul, det, path)
         info = ExposureInfo(path=str(path), kind="raw", camera=cam.name, detector=det.id, detector_name=det.name,
                             shape=det.shape, **exposure_metadata(header, path))  # fmt: skip

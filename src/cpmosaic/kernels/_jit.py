@@ -19,6 +19,8 @@ a short row into a native float64 scratch row (:func:`decode_row`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 from numba import types
@@ -48,6 +50,10 @@ ngjit = numba.njit(nogil=True, cache=True, error_model="numpy")
 ngjit_fast = numba.njit(
     nogil=True, cache=True, error_model="numpy", fastmath={"reassoc", "nsz", "arcp", "contract"}
 )
+
+#: ``jit_options`` of the ``@overload`` implementations (cached like :data:`ngjit`); typed Any
+#: because numba's stubs leave ``cache``, which numba accepts, out of their TypedDict.
+OVERLOAD_OPTIONS: Any = {"cache": True}
 
 # How the bits of a raw element are to be read.
 KIND_SIGNED = 0
@@ -157,7 +163,7 @@ def bswap(u):  # pragma: no cover - replaced by the overload in jitted code
     raise NotImplementedError
 
 
-@overload(bswap, jit_options={"cache": True})
+@overload(bswap, jit_options=OVERLOAD_OPTIONS)
 def _ov_bswap(u):
     if u == types.uint16:
 
@@ -197,7 +203,7 @@ def as_int64(u):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(as_int64, jit_options={"cache": True})
+@overload(as_int64, jit_options=OVERLOAD_OPTIONS)
 def _ov_as_int64(u):
     if u == types.uint16:
         return lambda u: np.int64(np.uint16(u).view(np.int16))
@@ -212,7 +218,7 @@ def as_signed(u):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(as_signed, jit_options={"cache": True})
+@overload(as_signed, jit_options=OVERLOAD_OPTIONS)
 def _ov_as_signed(u):
     # LLVM folds the widening into the conversion: no int64 step at run time
     if u in (types.uint16, types.uint32, types.uint64):
@@ -224,7 +230,7 @@ def as_float(u):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(as_float, jit_options={"cache": True})
+@overload(as_float, jit_options=OVERLOAD_OPTIONS)
 def _ov_as_float(u):
     if u == types.uint32:
         return lambda u: np.float64(np.uint32(u).view(np.float32))

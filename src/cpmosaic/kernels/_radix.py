@@ -15,7 +15,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._jit import ngjit
+from ._jit import OVERLOAD_OPTIONS, ngjit
 
 __all__ = ["NBINS", "NRANK", "TRASH", "fkey", "hist_top", "key_bits", "key_value", "lerp", "median_only",
            "quartiles", "radix_select"]  # fmt: skip
@@ -34,7 +34,7 @@ def fkey(x):  # pragma: no cover - replaced by the overload in jitted code
     raise NotImplementedError
 
 
-@overload(fkey, jit_options={"cache": True})
+@overload(fkey, jit_options=OVERLOAD_OPTIONS)
 def _ov_fkey(x):
     # Flip all bits of negatives and the sign bit of positives: unsigned order of
     # the result is the float order (-0.0 sorts just below +0.0, both value 0).
@@ -63,7 +63,7 @@ def key_value(key, like):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(key_value, jit_options={"cache": True})
+@overload(key_value, jit_options=OVERLOAD_OPTIONS)
 def _ov_key_value(key, like):
     if like == types.float32:
 
@@ -86,7 +86,7 @@ def key_bits(like):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(key_bits, jit_options={"cache": True})
+@overload(key_bits, jit_options=OVERLOAD_OPTIONS)
 def _ov_key_bits(like):
     if like == types.float32:
         return lambda like: 32

@@ -10,7 +10,7 @@ with whole-array numpy operations.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -91,7 +91,9 @@ def block_reduce(
     count = np.sum(~np.isnan(blocks), axis=(1, 3))
     with warnings.catch_warnings():  # all-NaN blocks are fixed up below
         warnings.simplefilter("ignore", RuntimeWarning)
-        func = {"mean": np.nanmean, "sum": np.nansum, "max": np.nanmax, "min": np.nanmin}[how]
+        funcs: dict[str, Callable[..., np.ndarray]] = {"mean": np.nanmean, "sum": np.nansum, "max": np.nanmax,
+                                                       "min": np.nanmin}
+        func = funcs[how]
         res = func(blocks, axis=(1, 3))
     res = np.where(count > 0, res, np.nan).astype(np.float32)
     if out is not None:

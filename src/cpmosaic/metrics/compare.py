@@ -22,11 +22,15 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ..errors import CpmosaicError, InputError
+
+if TYPE_CHECKING:
+    from ..camera import Camera
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +209,7 @@ def _read(path: str, camera):
         return exp.read(), exp.detector
 
 
-def compare_images(a: str | os.PathLike, b: str | os.PathLike, *, camera=None, collection_a: str | None = None,
+def compare_images(a: str | os.PathLike, b: str | os.PathLike, *, camera: Camera | str | os.PathLike | None = None, collection_a: str | None = None,
                    collection_b: str | None = None, dataset_type: str = "bias", tolerance: float = 0.0,
                    progress: bool | None = None) -> pd.DataFrame:
     """Per-amp difference statistics ``B - A`` of two calibrations over the focal plane.

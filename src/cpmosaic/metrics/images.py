@@ -14,13 +14,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pandas as pd
 
 from ..errors import CpmosaicError, InputError
 from .table import COLUMNS, _frame
+
+if TYPE_CHECKING:
+    from ..camera import Camera, Detector
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ IMAGE_METRICS = {"MEAN": "mean", "MEDIAN": "median", "STDEV": "stdev", "CLIPPED_
                  "NOISE": "clipped_stdev"}
 
 
-def image_metrics(image: np.ndarray, detector, *, calib_type: str = "bias", run: str = "",
+def image_metrics(image: np.ndarray, detector: Detector, *, calib_type: str = "bias", run: str = "",
                   exposure: int | None = None, day_obs: int | None = None, mjd: float | None = None,
                   instrument: str = "LSSTCam", nsigma: float = 3.0, niter: int = 3,
                   mask: np.ndarray | None = None, n_threads: int | None = 1) -> pd.DataFrame:
@@ -91,7 +94,8 @@ def _image_files(source) -> list[Path]:
     return [Path(s) for s in source]
 
 
-def metrics_from_images(source: str | os.PathLike | Iterable[str | os.PathLike], *, camera=None,
+def metrics_from_images(source: str | os.PathLike | Iterable[str | os.PathLike], *,
+                        camera: Camera | str | os.PathLike | None = None,
                         calib_type: str = "bias", run: str | None = None, nsigma: float = 3.0,
                         niter: int = 3, progress: bool | None = None) -> pd.DataFrame:
     """Tidy metrics table measured on calibration images (a directory or a list of files).

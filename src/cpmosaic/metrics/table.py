@@ -14,13 +14,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InputError
 from ..io.cpverify import BY_NAME, EXPOSURE_WIDE, day_obs_of_exposure
+
+if TYPE_CHECKING:
+    from ..camera import Camera
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,7 @@ def _nullable_bool(a) -> pd.api.extensions.ExtensionArray:
     return pd.arrays.BooleanArray(a == 1.0, np.isnan(a))
 
 
-def build_table(chunks: Iterable[tuple[dict, dict]], camera, problems: list[dict] | None = None,
+def build_table(chunks: Iterable[tuple[dict, dict]], camera: Camera | None, problems: list[dict] | None = None,
                 calib_types: Iterable[str] | None = None) -> pd.DataFrame:
     """Merge chunks from ``cpmosaic.io.cpverify`` into the tidy table.
 
@@ -84,7 +87,7 @@ def build_table(chunks: Iterable[tuple[dict, dict]], camera, problems: list[dict
     from ..camera import get_camera
 
     problems = problems if problems is not None else []
-    cams: dict[str, object] = {}
+    cams: dict[str, Camera] = {}
     parts: list[dict[str, np.ndarray]] = []
     wanted = {c.lower() for c in calib_types} if calib_types else None
     for chunk, meta in chunks:
@@ -196,7 +199,8 @@ def _resolve_detectors(ids: np.ndarray, names: np.ndarray, camera):
     return ids, out_names, ok
 
 
-def load_metrics(source: str | os.PathLike, *, collections: str | list[str] | None = None, camera=None,
+def load_metrics(source: str | os.PathLike, *, collections: str | list[str] | None = None,
+                 camera: Camera | str | os.PathLike | None = None,
                  calib_types: Iterable[str] | None = None, progress: bool | None = None) -> pd.DataFrame:
     """Read cp_verify outputs into the tidy metrics table.
 

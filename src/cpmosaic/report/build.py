@@ -29,13 +29,21 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence, TypeAlias
 from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    from ..camera import Camera
+    from ..metrics.history import HistoryStore
+    from ..viz.save import PanelTransform
+
 log = logging.getLogger(__name__)
+
+#: What a report reads: a tidy metrics table, a directory of cp_verify outputs or a Butler root.
+Source: TypeAlias = pd.DataFrame | str | os.PathLike
 
 __all__ = ["Figure", "ReportResult", "build_report", "load_source", "FIGURES_FILE"]
 
@@ -63,7 +71,7 @@ class Figure:
     size: tuple[int, int] = (0, 0)
     panels: list[dict] = field(default_factory=list)
 
-    def transform(self, i: int = 0):
+    def transform(self, i: int = 0) -> PanelTransform:
         """Panel *i*'s :class:`~cpmosaic.viz.save.PanelTransform` (focal-plane mm -> PNG pixels)."""
         from ..viz.save import PanelTransform
 
@@ -104,7 +112,8 @@ class ReportResult:
         raise KeyError(f"no {kind} figure for {calib_type} {metric}")
 
 
-def load_source(source, *, collections: str | Sequence[str] | None = None, camera=None,
+def load_source(source: Source, *, collections: str | Sequence[str] | None = None,
+                camera: Camera | str | os.PathLike | None = None,
                 progress: bool | None = None) -> pd.DataFrame:
     """The tidy metrics table of a report source.
 
@@ -296,11 +305,12 @@ def _calib_sections(w: _Writer, items, tests, df, results, diff, df_b, labels, c
         w.bar.update(1)
 
 
-def build_report(source, out_dir: str | os.PathLike, *, collections: str | Sequence[str] | None = None,
-                 against=None, collections_b: str | Sequence[str] | None = None, history=None,
+def build_report(source: Source, out_dir: str | os.PathLike, *, collections: str | Sequence[str] | None = None,
+                 against: Source | None = None, collections_b: str | Sequence[str] | None = None,
+                 history: str | os.PathLike | HistoryStore | None = None,
                  mosaics: Sequence = (), image_comparisons: Mapping[str, pd.DataFrame] | None = None,
                  calib_types: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
-                 camera=None, labels: tuple[str, str] | None = None, title: str | None = None,
+                 camera: Camera | str | os.PathLike | None = None, labels: tuple[str, str] | None = None, title: str | None = None,
                  interactive: bool = True, z: float = 5.0, history_window: int = 10, note: str | None = None,
                  progress: bool | None = None, color_range: str = "focal_plane") -> ReportResult:
     """Write every plot of a calibration, the tables and the pass/fail summary under *out_dir*.
@@ -388,7 +398,7 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
         t = lap("history", t)
     outliers = find_outliers(df, z=z, camera=cam, alerts=alerts)
     df, df_b = _keep(df, calib_types, metrics), _keep(df_b, calib_types, metrics)
-    if not len(df):
+    if df is None or not len(df):
         from ..errors import InputError
 
         raise InputError(None if isinstance(source, pd.DataFrame) else source,
@@ -396,7 +406,7 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
     diff = compare_metrics(df, df_b) if df_b is not None else None
     cmp_summary = comparison_summary(diff) if diff is not None else None
     t = lap("evaluate", t)
-    stores = []
+    stores: list[tuple[str, object]] = []
     for s in mosaics:
         from ..viz.mosaic_view import open_store
 

@@ -234,15 +234,16 @@ def make_butler_repo(root: str | os.PathLike, source: "Manifest | str | os.PathL
 
     if mode not in ("auto", "put", "ingest"):
         raise ValueError(f"mode must be 'auto', 'put' or 'ingest', got {mode!r}")
+    src = None if isinstance(source, Manifest) else Path(source)
     manifest: Manifest | None = source if isinstance(source, Manifest) else None
-    if manifest is None and (Path(source) / "manifest.json").is_file():
-        manifest = read_manifest(source)
+    if src is not None and (src / "manifest.json").is_file():
+        manifest = read_manifest(src)
     if manifest is not None:
         vroot, cam, inst = manifest.verify_root, manifest.load_camera(), manifest.instrument
         metas = {int(e["exposure"]): e for e in manifest.exposures}
     else:
-        cam = get_camera(camera or "LSSTCam") if not hasattr(camera, "detectors") else camera
-        vroot, inst, metas = Path(source), instrument or cam.name, {}
+        cam = get_camera(camera or "LSSTCam") if isinstance(camera, (str, type(None))) else camera
+        vroot, inst, metas = src, instrument or cam.name, {}
     root = Path(root)
     if (root / "butler.yaml").exists() and overwrite:
         shutil.rmtree(root)
@@ -350,15 +351,16 @@ def _ingest_images(butler, manifest: "Manifest", inst: str, calib_chain: str, tr
     for e in manifest.images.get("calib", ()):
         if Path(e["path"]) in corrupt:
             continue
-        ref = DatasetRef(dtype(e["calib_type"], ["instrument", "detector"]),
-                         {"instrument": inst, "detector": e["detector"]}, run=e["run"])
+        ref = DatasetRef(dtype(e["calib_type"], ["instrument", "detector"]),  # a dict is standardised
+                         {"instrument": inst, "detector": e["detector"]}, run=e["run"])  # type: ignore[arg-type]
         todo.setdefault(e["run"], []).append(FileDataset(path=str(e["path"]), refs=[ref], formatter=fmt))
     for e in manifest.images.get("processed", ()):
         if Path(e["path"]) in corrupt:
             continue
         run = f"u/cpv/processed/{e['calib_type']}"
         ref = DatasetRef(dtype("postISRCCD", ["instrument", "exposure", "detector"]),
-                         {"instrument": inst, "exposure": e["exposure"], "detector": e["detector"]}, run=run)
+                         {"instrument": inst, "exposure": e["exposure"],  # a dict is standardised
+                          "detector": e["detector"]}, run=run)  # type: ignore[arg-type]
         todo.setdefault(run, []).append(FileDataset(path=str(e["path"]), refs=[ref], formatter=fmt))
     for run, datasets in todo.items():
         reg.registerCollection(run, CollectionType.RUN)

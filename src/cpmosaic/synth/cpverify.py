@@ -115,7 +115,7 @@ def verify_path(root: str | os.PathLike, run: str, dstype: str, *, instrument: s
     """
     parts = [dstype, instrument] + ([str(exposure)] if exposure is not None else [])
     parts += [detector_name] if detector_name else []
-    band = physical_filter.split("_")[0] if physical_filter else None
+    band = physical_filter.split("_")[0] if physical_filter else ""
     if physical_filter and exposure is None:
         parts += [band, physical_filter]
     name = "_".join(parts + [run.replace("/", "_")]) + f".{ext}"
@@ -280,7 +280,9 @@ def detector_products(calib_type: str, model: DetectorModel, meta: ExposureMeta,
     s = STAGE[calib_type]
     names = det.amp_names
     rn_nom = _nominal_read_noise(model)
-    amp_doc, verify_doc, isr = {}, {}, {}
+    amp_doc: dict = {}
+    verify_doc: dict = {}
+    isr: dict = {}
     meta_doc: dict = {}
     cols: dict[str, list] = {f.name: [] for f in results_schema(calib_type, prof_len)}
     has_rn = "READ_NOISE_ADU" in m["extra"]

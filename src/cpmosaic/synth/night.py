@@ -20,6 +20,7 @@ with its own seeded generator, so ``workers`` threads give identical bytes.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -308,16 +309,17 @@ def synthesize(root: str | os.PathLike, *, camera: str | Camera = "LSSTCam", shr
         for meta in metas:
             if meta.day_obs in image_day_set:
                 for det in cam:
-                    tasks.append(("image", lambda m=models[det.id], e=meta: _exposure_task(
-                        root, m, e, seed=seed, params=params, raw=raw, processed=processed, compress=compress,
-                        planes=planes, dead_mode=dead)))
+                    tasks.append(("image", functools.partial(
+                        _exposure_task, root, models[det.id], meta, seed=seed, params=params, raw=raw,
+                        processed=processed, compress=compress, planes=planes, dead_mode=dead)))
     if calibs:
         for label, run in calib_runs.items():
             for ct in calib_types:
                 for det in cam:
-                    tasks.append(("calib", lambda m=models[det.id], c=ct, lb=label, r=run: _calib_task(
-                        root, m, c, lb, r, seed=seed, params=params, instrument=instrument, differences=diffs,
-                        identical_b=identical_b, planes=planes, dead_mode=dead)))
+                    tasks.append(("calib", functools.partial(
+                        _calib_task, root, models[det.id], ct, label, run, seed=seed, params=params,
+                        instrument=instrument, differences=diffs, identical_b=identical_b, planes=planes,
+                        dead_mode=dead)))
     if verify:
         prof_len = (max(a.bbox.width for d in cam for a in d.amplifiers),
                     max(a.bbox.height for d in cam for a in d.amplifiers)) if profiles else None
@@ -325,9 +327,9 @@ def synthesize(root: str | os.PathLike, *, camera: str | Camera = "LSSTCam", shr
         for ct in calib_types:
             for day in days:
                 day_metas = [m for m in metas if m.calib_type == ct and m.day_obs == day]
-                tasks.append(("verify", lambda c=ct, d=day, ms=day_metas: _verify_task(
-                    root / "verify", cam, models, c, d, runs[c][d], ms, seed=seed, days=days, trends=trend_objs,
-                    params=params, prof_len=prof_len)))
+                tasks.append(("verify", functools.partial(
+                    _verify_task, root / "verify", cam, models, ct, day, runs[ct][day], day_metas, seed=seed,
+                    days=days, trends=trend_objs, params=params, prof_len=prof_len)))
 
     n_workers = max(1, int(workers or os.cpu_count() or 1))
     results: list[list[dict]] = [[] for _ in tasks]

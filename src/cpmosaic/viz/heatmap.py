@@ -18,23 +18,30 @@ polygon at a time (about 5 s to render 3,216).
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+import os
+from typing import TYPE_CHECKING, Any, Iterable, Sequence, TypeAlias
 
 import numpy as np
 import pandas as pd
 
-from . import style
+from . import display, style
+
+if TYPE_CHECKING:
+    from ..camera.model import Camera
 
 log = logging.getLogger(__name__)
+#: Amps to outline as failing: ``None`` (the table's ``passed``), ``False`` (none), a failures
+#: table or ``(detector_id, amp)`` pairs.
+Failing: TypeAlias = pd.DataFrame | Iterable[tuple[int, str]] | bool | None
 
 __all__ = ["amp_geometry", "amp_values", "focal_plane_heatmap", "resolve_camera", "sensor_type_z"]
 
 _GEOMETRY_CACHE: dict[int, tuple[object, pd.DataFrame]] = {}
 
 
-def resolve_camera(camera=None, df: pd.DataFrame | None = None):
+def resolve_camera(camera: Camera | str | os.PathLike | None = None, df: pd.DataFrame | None = None) -> Camera:
     """The camera to draw: *camera* (object or name), else the table's instrument, else LSSTCam."""
-    from ..camera import get_camera
+    from ..camera import Camera, get_camera
 
     if camera is None and df is not None and "instrument" in df.columns:
         names = pd.unique(df["instrument"].dropna())
@@ -46,10 +53,10 @@ def resolve_camera(camera=None, df: pd.DataFrame | None = None):
             raise MixedCamerasError(f"the table holds several instruments: {sorted(map(str, names))}")
     if camera is None:
         camera = "LSSTCam"
-    return get_camera(camera) if isinstance(camera, str) else camera
+    return camera if isinstance(camera, Camera) else get_camera(camera)
 
 
-def amp_geometry(camera) -> pd.DataFrame:
+def amp_geometry(camera: Camera) -> pd.DataFrame:
     """One row per amp: ids, names, vendor, type and the amp polygon in focal-plane mm.
 
     Columns: ``detector, detector_name, amp, raft, physical_type, detector_type, xs, ys``
@@ -79,7 +86,7 @@ def amp_geometry(camera) -> pd.DataFrame:
     return geo
 
 
-def _failing_keys(sub: pd.DataFrame, failing, metric: str) -> set[tuple[int, str]]:
+def _failing_keys(sub: pd.DataFrame, failing: Failing, metric: str) -> set[tuple[int, str]]:
     """(detector, amp) pairs to outline: from ``passed == False`` or a failures table/list."""
     if failing is False:
         return set()
@@ -98,11 +105,14 @@ def _failing_keys(sub: pd.DataFrame, failing, metric: str) -> set[tuple[int, str
                 break
         amps = f["amp"].astype(str) if "amp" in f.columns else pd.Series([""] * len(f), index=f.index)
         return set(zip(f["detector"].astype(int), amps))
+    if failing is True:
+        raise ValueError("failing must be None, False, a failures table or (detector, amp) pairs, not True")
     return {(int(d), str(a)) for d, a in failing}
 
 
-def amp_values(df: pd.DataFrame, metric: str, *, camera=None, calib_type: str | None = None,
-               exposure=None, failing=None) -> pd.DataFrame:
+def amp_values(df: pd.DataFrame, metric: str, *, camera: Camera | str | None = None,
+               calib_type: str | None = None, exposure: int | Iterable[int] | None = None,
+               failing: Failing = None) -> pd.DataFrame:
     """Per-amp values of *metric* joined to the amp geometry (one row per camera amp).
 
     The value is the median over exposures and runs when there are several; detector-level
@@ -191,7 +201,7 @@ def _amp_element(hv, table: pd.DataFrame, vdims: list, group: str):
     return hv.Polygons(polys, kdims=["x", "y"], vdims=vdims, group=group)
 
 
-def sensor_type_z(values, sensor_types, log: bool = False) -> np.ndarray:
+def sensor_type_z(values: Any, sensor_types: Any, log: bool = False) -> np.ndarray:
     """Robust z of each value within its sensor type (:func:`cpmosaic.robust.robust_z`).
 
     The shade of a per-sensor-type colour range: median +- 4 sigma_MAD of each type maps
@@ -214,12 +224,13 @@ def sensor_type_z(values, sensor_types, log: bool = False) -> np.ndarray:
     return out
 
 
-def focal_plane_heatmap(df: pd.DataFrame, metric: str, *, camera=None, calib_type: str | None = None,
-                        exposure=None, log: bool = False, clim: tuple[float, float] | None = None,
-                        failing=None, side_histogram: bool = False, title: str | None = None,
-                        cmap: str | None = None, symmetric: bool = False, labels: str = "both",
+def focal_plane_heatmap(df: pd.DataFrame, metric: str, *, camera: Camera | str | None = None,
+                        calib_type: str | None = None, exposure: int | Iterable[int] | None = None,
+                        log: bool = False, clim: tuple[float, float] | None = None, failing: Failing = None,
+                        side_histogram: bool = False, title: str | None = None,
+                        cmap: str | Sequence[str] | None = None, symmetric: bool = False, labels: str = "both",
                         width: int = 700, value_label: str | None = None, fill_alpha: float = 1.0,
-                        colorbar: bool = True, color_range: str = "focal_plane"):
+                        colorbar: bool = True, color_range: str = "focal_plane") -> Any:
     """Focal-plane heat map of one metric, every amp a polygon in focal-plane mm.
 
     Parameters
@@ -251,6 +262,10 @@ def focal_plane_heatmap(df: pd.DataFrame, metric: str, *, camera=None, calib_typ
         Adjoin a histogram of the amp values (returns an ``hv.AdjointLayout``).
     labels
         ``"raft"``, ``"detector"``, ``"both"`` or ``"none"``.
+    cmap
+        A colour-map name of :func:`cpmosaic.viz.display.colormap_lut` (default ``viridis``,
+        ``coolwarm`` when diverging) or a list of colours; the plot gets the display
+        layer's 256 colours (bokeh's quantisation), the PNG rasteriser the same table.
 
     Returns
     -------
@@ -280,13 +295,16 @@ def focal_plane_heatmap(df: pd.DataFrame, metric: str, *, camera=None, calib_typ
     if clim is None:
         clim = style.symmetric_range(have["value"]) if symmetric else style.robust_range(have["value"], log=log)
     cmap = cmap or (style.DIVERGING_CMAP if symmetric or color_range == "sensor_type" else style.DEFAULT_CMAP)
+    # The display layer's table, not a name for HoloViews to resolve: the HTML, the PNG
+    # rasteriser (viz.save), the mosaics and the tiles then share one value-to-colour path.
+    colours = display.palette(cmap) if isinstance(cmap, str) else list(cmap)
     value_dim = hv.Dimension("value", label=label)
     vdims = [value_dim, "detector_name", "amp", "detector", "physical_type", "n"] + (
         ["shade"] if shade_by == "shade" else [])
     tips = [("detector", "@detector_name (@detector)"), ("amp", "@amp"), (label, "@value{0.[0000]}"),
             ("vendor", "@physical_type"), ("rows", "@n")]
     amps = _amp_element(hv, have, vdims, "Amps").opts(
-        color=shade_by, cmap=cmap, clim=tuple(map(float, clim)), logz=log, colorbar=colorbar,
+        color=shade_by, cmap=colours, clim=tuple(map(float, clim)), logz=log, colorbar=colorbar,
         clabel=clabel, line_color=None, fill_alpha=fill_alpha, tools=["hover"], hover_tooltips=tips)
     missing = _amp_element(hv, miss, ["detector_name", "amp", "detector"], "Missing").opts(
         color=style.MISSING_COLOR, line_color=None, fill_alpha=fill_alpha, tools=["hover"],

@@ -23,10 +23,20 @@ from .display import STRETCHES
 log = logging.getLogger(__name__)
 
 __all__ = ["STRETCHES", "store_normalize", "store_window", "choose_level", "render_rgba", "render_image",
-           "render_png"]
+           "render_png", "TooLargeToRender"]
 
 #: Largest image (pixels) render_image will read in one go.
 MAX_RENDER_PIXELS = 16384**2
+
+
+class TooLargeToRender(ValueError):
+    """The level asked for is over :data:`MAX_RENDER_PIXELS`: choose a coarser ``level`` or a
+    smaller ``width``.  ``level``, ``width`` and ``height`` say which and how large."""
+
+    def __init__(self, level: int, width: int, height: int) -> None:
+        self.level, self.width, self.height = level, width, height
+        super().__init__(f"level {level} is {width} x {height} pixels, over the {MAX_RENDER_PIXELS:,} pixels "
+                         "rendered at once: choose a coarser level or a smaller width")
 
 
 def store_window(store: Any) -> tuple[float, float] | None:
@@ -105,8 +115,7 @@ def render_rgba(mosaic: MosaicStore | str, *, level: int | None = None, width: i
         raise ValueError(f"level {k} does not exist: the store has levels 0..{m.n_levels - 1}")
     h, w = m.shape(k)
     if h * w > MAX_RENDER_PIXELS:
-        raise ValueError(f"level {k} is {w} x {h} pixels, too large to render at once; "
-                         "use a coarser --level or --width")
+        raise TooLargeToRender(k, w, h)
     norm = store_normalize(m, stretch, limits)
     values = _values(m, k, width)
     return display.to_rgba(norm(values[::-1]), lut)
