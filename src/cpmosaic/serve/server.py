@@ -166,7 +166,7 @@ class TileServer:
 
 
 def make_server(locations: list[str], host: str = "127.0.0.1", port: int = 8000,
-                cache_bytes: int = 64 * 2**20, **options) -> TileServer:
+                cache_bytes: int = 64 * 2**20, **options: Any) -> TileServer:
     """A :class:`TileServer` for store paths/URLs (``NAME=PATH`` names one); run ``serve_forever``
     in a thread and stop it with ``shutdown``.  ``options`` are :class:`ServeConfig` fields.
 
