@@ -357,6 +357,12 @@ def make_plan(
     if shard is not None and (shard[0] % chunks[0] or shard[1] % chunks[1]):
         raise ValueError(f"shard shape {shard} must be a multiple of the chunk shape {chunks}")
     px = _pixel_size(camera)
+    smallest = min(camera, key=lambda d: min(d.height, d.width))
+    if b > min(smallest.height, smallest.width):
+        raise ValueError(f"binning {b} is larger than the smallest detector ({smallest.name}, "
+                         f"{smallest.width} x {smallest.height} pixels): detectors would be less than one "
+                         f"level-0 pixel and could land on each other; use at most "
+                         f"{min(smallest.height, smallest.width)}")
     s = px * b
     raw = []
     for det in camera:
