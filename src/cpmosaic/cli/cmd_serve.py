@@ -23,6 +23,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        log.error("--port must be 0..65535, got %d", args.port)
+        return 2
     from ..serve.app import make_server
 
     server = make_server(args.stores, host=args.host, port=args.port, cache_bytes=args.cache_mb * 2**20)

@@ -29,6 +29,10 @@ FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fz", ".fits.gz")
 _DETNAME = re.compile(r"R\d\d_S[A-Z0-9]{2,3}")
 
 
+class CameraNotNamedError(InputError):
+    """The inputs do not say which camera they come from (the caller must name it)."""
+
+
 @dataclass
 class InputSet:
     """Identified inputs, one file per detector.
@@ -202,8 +206,8 @@ def find_inputs(inputs, camera: Camera | str | os.PathLike | None = None) -> Inp
         name = next(iter(by_camera))
         if name == "None":
             _close_all(opened)
-            raise InputError(None, f"cannot tell the camera of the inputs (no INSTRUME key), e.g. {infos[0].path}; "
-                                   "give --camera")
+            raise CameraNotNamedError(None, f"cannot tell the camera of the inputs (no INSTRUME key), e.g. "
+                                            f"{infos[0].path}; name the camera")
         # a camera.json beside the data (shrunk synthetic cameras) describes the camera
         # the headers name, as for single files (cpmosaic.io.header.resolve_camera)
         nearby = camera_beside(infos[0].path)
@@ -220,7 +224,7 @@ def find_inputs(inputs, camera: Camera | str | os.PathLike | None = None) -> Inp
         if kind_shape != det.shape:
             bad.append({"path": info.path, "detector": det.id,
                         "reason": f"image shape {kind_shape} is not {det.name}'s {det.shape} in camera {cam.name} "
-                                  f"(wrong --camera?)"})
+                                  f"(wrong camera?)"})
             continue
         if det.id in result.files:
             result.skipped.append({"path": info.path, "reason": f"second file for {det.name}; using "

@@ -47,6 +47,10 @@ DEFAULT_SHARD_BYTES = 16 * 2**20
 DEFAULT_MIN_SHARD_ROWS = 16
 
 
+class BinningError(ValueError):
+    """A binning the camera cannot be mosaicked at."""
+
+
 def _round_half_up(v: float) -> int:
     # Python's round() is banker's rounding; a grid must not depend on parity.
     return int(math.floor(v + 0.5))
@@ -349,7 +353,7 @@ def make_plan(
     camera = get_camera(camera)
     b = int(binning)
     if b != binning or b < 1:
-        raise ValueError(f"binning must be a positive integer, got {binning!r}")
+        raise BinningError(f"binning must be a positive integer, got {binning!r}")
     chunks = (int(chunk), int(chunk)) if np.isscalar(chunk) else tuple(int(c) for c in chunk)
     if min(chunks) < 2 or chunks[0] % 2 or chunks[1] % 2:
         # pyramid tasks read back whole chunks; even chunks keep the 2x2 blocks aligned
@@ -359,7 +363,7 @@ def make_plan(
     px = _pixel_size(camera)
     smallest = min(camera, key=lambda d: min(d.height, d.width))
     if b > min(smallest.height, smallest.width):
-        raise ValueError(f"binning {b} is larger than the smallest detector ({smallest.name}, "
+        raise BinningError(f"binning {b} is larger than the smallest detector ({smallest.name}, "
                          f"{smallest.width} x {smallest.height} pixels): detectors would be less than one "
                          f"level-0 pixel and could land on each other; use at most "
                          f"{min(smallest.height, smallest.width)}")
