@@ -44,7 +44,7 @@ def _usage(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    from ..errors import CameraError, InputError
     from ..mosaic.build import build_mosaic
     from ..mosaic.inputs import CameraNotNamedError, butler_paths
     from ..mosaic.plan import BinningError
@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
                               compressor=args.compressor, num_workers=args.workers, progress=args.progress)
     except BinningError as exc:
         return _usage(f"--binning: {exc}")
+    except CameraError as exc:  # a bad --camera value or file
+        return _usage(f"--camera: {exc}" if args.camera else str(exc))
     except CameraNotNamedError as exc:
         return _usage(f"{exc}: give --camera NAME|PATH")
     except StoreExistsError as exc:
