@@ -13,7 +13,15 @@ centre first (9 = raft R22).  In one run:
 * ome-zarr-py ``write_image`` making the pyramid (local mean) of the naive
   assembled array - target: cpmosaic's whole build faster, with lower peak memory;
 * ``--scaling 9,50,205``: peak memory of binning-1 builds as the detector count
-  grows (target <= 2 GiB and flat).
+  grows (target <= 2 GiB and flat);
+* ``--whole N``: the whole ``cpmosaic mosaic --binning 8`` command against the
+  whole naive process (``naive_visualize_visit.py``), each a fresh Python
+  process as a user runs it (imports, numba's cached kernels and all), N pairs
+  run alternately; and the start-up of ``cpmosaic --help`` and ``cpmosaic info``
+  against ``python -c pass`` - targets: >= 5x, and under 0.3 s;
+* ``--codecs``: compressors on real-looking level-0 data (speed, size), and
+  where the time of a full-resolution build goes against the same bytes written
+  by numpy to the same disk (see :func:`codec_table`).
 
 Every case runs in its own child process, so its peak RSS (VmHWM) is its
 alone; "peak anon" leaves out memory-mapped input pages (page cache).  Imports,
@@ -30,6 +38,7 @@ Usage::
     python benchmarks/bench_mosaic.py --detectors 9 --binning 8 --repeats 5   # loaded machine
     python benchmarks/bench_mosaic.py --detectors 205 --scaling 9,50,205 --workdir /big/disk
     python benchmarks/bench_mosaic.py --detectors 205 --inputs /big/disk/inputs --workdir /big/disk
+    python benchmarks/bench_mosaic.py --detectors 205 --binning 8 --whole 5 --inputs /big/disk/inputs
 """
 
 from __future__ import annotations
@@ -212,6 +221,67 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
+# -- whole processes -------------------------------------------------------------------
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: modules come from their .pyc
+    src = str(HERE.parent / "src")
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def timed_process(cmd: list[str], env: dict) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one whole process."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:6])} ... failed ({proc.returncode}):\n{err[-2000:]}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def whole_commands(files: list[str], work: Path, repeats: int) -> list[tuple]:
+    """``cpmosaic mosaic --binning 8`` and the naive process, whole, alternately; start-up times."""
+    import compileall
+
+    compileall.compile_dir(str(HERE.parent / "src" / "cpmosaic"), quiet=1)  # a pip install has them
+    env = _child_env()
+    py = sys.executable
+    store = str(work / "whole.zarr")
+    ours_cmd = [py, "-m", "cpmosaic", "-q", "mosaic", *files, "-o", store, "--binning", "8", "--overwrite",
+                "--no-progress"]
+    naive_cmd = [py, str(HERE / "naive_visualize_visit.py"), *files, "-o", str(work / "naive_whole.npy"),
+                 "--binning", "8"]
+    timed_process(ours_cmd, env)  # numba's cache and the page cache warm for both
+    ours, naive = [], []
+    for _ in range(repeats):
+        ours.append(timed_process(ours_cmd, env))
+        naive.append(timed_process(naive_cmd, env))
+    o, n = min(ours), min(naive)
+    rows = [("whole `cpmosaic mosaic --binning 8`", len(files), 8, f"{o[0]:.2f}", "-", _mib(o[1]), "-",
+             f"{n[0] / o[0]:.1f}x the naive whole process (best of {repeats} alternating; all: "
+             f"{', '.join(f'{w:.2f}' for w, _ in ours)})"),
+            ("whole naive process b=8", len(files), 8, f"{n[0]:.2f}", "-", _mib(n[1]), "-",
+             f"all: {', '.join(f'{w:.2f}' for w, _ in naive)}")]
+    starts = {"python -c pass": [py, "-c", "pass"], "cpmosaic --help": [py, "-m", "cpmosaic", "--help"],
+              "cpmosaic info STORE": [py, "-m", "cpmosaic", "info", store]}
+    best = {k: [] for k in starts}
+    for _ in range(max(5, repeats)):
+        for k, cmd in starts.items():
+            best[k].append(timed_process(cmd, env))
+    for k, runs in best.items():
+        w, rss = min(runs)
+        rows.append((k, "-", "-", f"{w:.3f}", "-", _mib(rss), "-",
+                     f"best of {len(runs)}, interleaved" + (f"; target < 0.3 s" if k != "python -c pass" else "")))
+    return rows
+
+
 # -- main ------------------------------------------------------------------------------
 
 
@@ -229,6 +299,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--inputs", help="directory of the input FITS files, made there if missing and kept "
                                      "(default: inside the work directory)")
+    ap.add_argument("--whole", type=int, default=0, metavar="N",
+                    help="also time the whole cpmosaic mosaic command and the whole naive process, N pairs")
+    ap.add_argument("--only-whole", action="store_true", help="only the --whole comparison")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -248,6 +321,9 @@ def main(argv=None) -> int:
         files = [str(p) for p in all_files[:n]]
         in_bytes = sum(os.path.getsize(f) for f in files)
         sys.stderr.write(f"wrote {len(all_files)} inputs in {time.perf_counter() - t:.1f} s\n")
+        if args.only_whole:
+            rows.extend(whole_commands(files, work, max(1, args.whole)))
+            binnings, scaling = [], []
         bw = copy_bandwidth(2**27 if args.quick else 2**29)
         rows.append(("np.copyto", "-", "-", f"{1.0 / bw:.3f} s/GB", f"{bw:.2f}", "-", "-", "memory bandwidth ceiling"))
         ours = {}
@@ -267,6 +343,10 @@ def main(argv=None) -> int:
                          _mib(r["anon"]),
                          f"{gbs / bw:.0%} of copyto; {r['workers']} threads; {r['shards']} shards; "
                          f"level 0 {r['shape'][1]}x{r['shape'][0]}"))
+        if args.whole and not args.only_whole:
+            rows.extend(whole_commands(files, work, args.whole))
+        if not binnings:
+            return _print(rows, n, in_bytes)
         nv = min(naive_runs, key=lambda x: x["wall"]) if naive_runs else \
             run_child("naive", files=files, out=str(work / "naive.npy"), binning=8)
         gbs = in_bytes / nv["wall"] / 1e9
@@ -295,6 +375,10 @@ def main(argv=None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    return _print(rows, n, in_bytes)
+
+
+def _print(rows: list, n: int, in_bytes: int) -> int:
     out = sys.stdout.write
     out(f"\nInputs: {n} real-size LSSTCam detectors ({in_bytes / 1e9:.2f} GB of float32 FITS, warm page cache); "
         f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at the end.\n\n")

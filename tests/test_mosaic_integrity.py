@@ -160,6 +160,31 @@ def test_foreign_shards_are_never_marked_complete(setup, tmp_path):
     assert open_mosaic(out).complete is False
 
 
+def test_shards_of_a_stopped_writer_are_made_again(setup, tmp_path):
+    """A shard another writer wrote in flight (once) is made again: complete, and this build's data."""
+    from cpmosaic.mosaic import tasks
+
+    d, camera, refs = setup
+    out = str(tmp_path / "m.zarr")
+    real = tasks.write_marker
+    seen = []
+
+    def once(array, i, j, content):
+        foreign = (i, j) == (0, 0) and not seen
+        if foreign:
+            seen.append(1)
+            array[0:8, 0:8] = np.float32(-1.0)  # its data too
+        real(array, i, j, {**content, "build_id": "0" * 32} if foreign else content)
+
+    tasks.write_marker = once
+    try:
+        build_mosaic([d / "a"], out, camera=camera, binning=2, chunk=32, shard=(64, 128), progress=False)
+    finally:
+        tasks.write_marker = real
+    m = open_mosaic(out)
+    assert seen and m.complete and same_data(m, refs["a"])
+
+
 # -- failed starts leave nothing ---------------------------------------------------------
 
 

@@ -18,10 +18,10 @@ def register(sub) -> None:
 def info_document(m, store: str) -> dict:
     """The JSON document of ``info --format json``."""
     levels = []
-    for k, arr in enumerate(m.levels):
+    for k in range(m.n_levels):
         levels.append({
-            "level": k, "shape": list(arr.shape), "chunks": list(arr.chunks),
-            "shards": list(arr.shards) if getattr(arr, "shards", None) else None,
+            "level": k, "shape": list(m.shape(k)), "chunks": list(m.chunks(k)),
+            "shards": list(m.shards(k)) if m.shards(k) else None,
             "detector_pixels_per_pixel": m.level_scale(k), "scale_um": list(m.scale_um(k)),
             "translation_um": list(m.translation_um(k)), "extent_mm": list(m.extent_mm(k)),
             "window": None if m.window(k) is None else list(m.window(k)),
@@ -36,10 +36,10 @@ def info_document(m, store: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..mosaic.reader import open_mosaic
+    from ..mosaic.reader import read_metadata
 
     try:
-        m = open_mosaic(args.store)
+        m = read_metadata(args.store)  # JSON only for a local store: no zarr, no numpy
     except InputError as exc:  # not a store, or a damaged one: one line, no traceback
         logging.getLogger(__name__).error("%s", exc)
         return 2

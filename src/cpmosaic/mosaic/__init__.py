@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import importlib
 
-from .plan import LevelSpec, MosaicPlan, Placement, make_plan
-from .reader import MosaicStore, open_mosaic
-
-#: name -> module, imported on first use (reading a store needs no dask)
+#: name -> module, imported on first use (reading a store needs no dask, the CLI's
+#: --help nothing of this)
 _LAZY = {
     "BuildReport": ".build",
     "build_mosaic": ".build",
     "InputSet": ".inputs",
     "find_inputs": ".inputs",
+    "LevelSpec": ".plan",
+    "MosaicPlan": ".plan",
+    "Placement": ".plan",
+    "make_plan": ".plan",
+    "MosaicStore": ".reader",
+    "open_mosaic": ".reader",
 }
 
 __all__ = [

@@ -20,15 +20,17 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 
 from ..errors import InputError
 from ..io.cache import EXPOSURES, ReadOptions
 from ._memory import big_blocks_mapped
+from ._startup import load_numba_target
 from ._zarrio import check_zarr
 from .graph import build_graph, level_box
 from .inputs import InputSet, find_inputs
-from .owner import StoreInUseError, check_claim, foreign_markers, local_lock, new_id, write_claim
+from .owner import SETTLE_S, StoreInUseError, check_claim, foreign_markers, local_lock, new_id, write_claim
 from .plan import DEFAULT_CHUNK, DEFAULT_SHARD_BYTES, MosaicPlan, make_plan
 from .schedule import Scheduler, parse_scheduler, run_graph
 from .store import (
@@ -229,6 +231,8 @@ def build_mosaic(
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other")
     options = ReadOptions(overscan, bool(apply_gains))
+    if sched.local:
+        load_numba_target()  # before the first kernel: see cpmosaic.mosaic._startup
     inputs = inputs if isinstance(inputs, InputSet) else find_inputs(inputs, camera)
     try:
         cam = inputs.camera
@@ -296,13 +300,7 @@ def _build(inputs: InputSet, plan: MosaicPlan, store, sched: Scheduler, compress
     if new_failed:
         failed = _repair(group, plan, cam, store, sources, options, failed, new_failed, attrs, sched, workers,
                          progress, writer)
-    markers = read_markers(group, plan)
-    check_claim(group.store_path, writer, "before marking the store complete")
-    foreign = foreign_markers(markers, build_id)
-    if foreign:
-        raise StoreInUseError(f"{store}: {len(foreign)} shard(s) (first: level {foreign[0][0]}, shard "
-                              f"{foreign[0][1]},{foreign[0][2]}) were written by another build; the store is "
-                              "left incomplete")
+    markers = _own_markers(group, plan, cam, store, sources, options, build_id, writer, sched, workers, progress)
     windows = [merge_windows([m for (k, _, _), m in markers.items() if k == lv.level]) for lv in plan.levels]
     attrs.update({"failed": failed, "missing": _missing(plan, inputs, failed), "windows": windows, "complete": True})
     with compact_json():
@@ -313,6 +311,36 @@ def _build(inputs: InputSet, plan: MosaicPlan, store, sched: Scheduler, compress
         log.warning("built with problems: %d bad input(s), %d detector(s) failed to read",
                     len(inputs.bad), len(failed))
     return report
+
+
+def _own_markers(group, plan, cam, store, sources, options, build_id, writer, sched, workers, progress) -> dict:
+    """The store's markers, once every shard is this build's and the store still its own.
+
+    Shards another build wrote (writes of a writer this one took the store from,
+    in flight when it did) are made again, once, after a pause for such writes
+    to land; if any is still another build's, the store is left incomplete.
+    """
+    markers = read_markers(group, plan)
+    check_claim(group.store_path, writer, "before marking the store complete")
+    foreign = foreign_markers(markers, build_id)
+    if not foreign:
+        return markers
+    log.warning("%s: %d shard(s) were written by another build meanwhile; making them again", store, len(foreign))
+    time.sleep(SETTLE_S)
+    only: dict[int, set] = {}
+    for k, i, j in foreign:
+        only.setdefault(k, set()).add((i, j))
+    with fast_codecs():
+        run_graph(build_graph(plan, cam, store, sources, set(), options, build_id=build_id, writer=writer,
+                              only=only), sched, workers, progress)
+    markers = read_markers(group, plan)
+    check_claim(group.store_path, writer, "before marking the store complete")
+    foreign = foreign_markers(markers, build_id)
+    if foreign:
+        raise StoreInUseError(f"{store}: {len(foreign)} shard(s) (first: level {foreign[0][0]}, shard "
+                              f"{foreign[0][1]},{foreign[0][2]}) were written by another build; the store is "
+                              "left incomplete")
+    return markers
 
 
 def _adopt(inputs: InputSet, cam, options: ReadOptions, local: bool) -> None:

@@ -16,14 +16,14 @@ from urllib.parse import parse_qs, urlparse
 
 from ..camera import Camera, camera_beside, get_camera
 from ..errors import CpmosaicError, InputError, MixedCamerasError
-from ..io.cache import EXPOSURES, ExposureCache  # noqa: F401 - re-exported (moved to cpmosaic.io.cache)
+from ..io.cache import EXPOSURES, ExposureCache, open_file_budget  # noqa: F401 - re-exported (moved to io.cache)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["InputSet", "find_inputs", "expand_paths", "butler_paths", "ExposureCache", "EXPOSURES"]
 
 #: Files :func:`find_inputs` keeps open after identifying them (for the build).
-KEEP_OPEN = 24
+KEEP_OPEN = open_file_budget()
 #: File name endings taken from directories (files named explicitly are always tried).
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fz", ".fits.gz")
 _DETNAME = re.compile(r"R\d\d_S[A-Z0-9]{2,3}")
