@@ -221,6 +221,71 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
+# -- codecs ------------------------------------------------------------------------------
+
+#: Compressor names (as ``--compressor`` takes them) compared by :func:`codec_table`.
+CODECS = ("none", "blosc-lz4", "blosc-lz4-bitshuffle", "blosc-zstd", "zstd-1", "zstd-3", "zstd-5")
+
+
+def real_looking_shard(kind: str, seed: int = 0) -> np.ndarray:
+    """A real-size E2V detector as cpmosaic.synth draws it (signal, shot and read noise,
+    per-amp structure, cosmic rays), in electrons: ``kind`` bias or flat."""
+    from cpmosaic.camera import get_camera
+    from cpmosaic.synth.images import exposure_image, make_detector_model
+
+    det = get_camera("LSSTCam")["R22_S11"]
+    model = make_detector_model(det, seed)
+    rng = np.random.default_rng(seed)
+    ex = exposure_image(model, kind, rng, darktime=0.0 if kind == "bias" else 30.0, planes=False,
+                        bias=kind == "bias")
+    img = ex.image if ex.bias is None else ex.image + ex.bias
+    return np.ascontiguousarray(img[:4096, :4096], np.float32)
+
+
+def _numcodec(name: str):
+    """The numcodecs codec zarr's own codec object for ``name`` wraps (same bytes)."""
+    from numcodecs import Blosc, Zstd
+
+    if name == "none":
+        return None
+    if name.startswith("zstd-"):
+        return Zstd(level=int(name[5:]))
+    cname = "zstd" if name == "blosc-zstd" else "lz4"
+    clevel = 1 if cname == "zstd" else 5
+    shuffle = Blosc.BITSHUFFLE if name.endswith("bitshuffle") else Blosc.SHUFFLE
+    return Blosc(cname=cname, clevel=clevel, shuffle=shuffle, blocksize=0)
+
+
+def codec_table(repeats: int = 3) -> list[tuple]:
+    """Encode and decode speed (one thread, MB/s of float32) and compression ratio of each
+    of :data:`CODECS` on the 256 x 256 chunks of a real-size bias and flat.
+
+    The codecs are numcodecs' objects that zarr's ``BloscCodec``/``ZstdCodec`` wrap
+    (``cpmosaic.mosaic.store.parse_compressor`` makes those), with the same settings.
+    """
+    from numcodecs import blosc
+
+    blosc.set_nthreads(1)  # one build thread per shard: the same as in a build
+    rows = []
+    for kind in ("bias", "flat"):
+        img = real_looking_shard(kind)
+        chunks = [np.ascontiguousarray(img[y:y + 256, x:x + 256]) for y in range(0, 4096, 256)
+                  for x in range(0, 4096, 256)]
+        nbytes = img.nbytes
+        for name in CODECS:
+            codec = _numcodec(name)
+            if codec is None:
+                t = min(_timed(lambda: [c.tobytes() for c in chunks]) for _ in range(repeats))
+                rows.append((kind, name, nbytes / t / 1e6, nbytes / t / 1e6, 1.0))
+                continue
+            out = [codec.encode(c) for c in chunks]
+            enc_t = min(_timed(lambda: [codec.encode(c) for c in chunks]) for _ in range(repeats))
+            dec_t = min(_timed(lambda: [codec.decode(o) for o in out]) for _ in range(repeats))
+            assert np.array_equal(np.frombuffer(codec.decode(out[5]), np.float32).reshape(256, 256), chunks[5])
+            rows.append((kind, name, nbytes / enc_t / 1e6, nbytes / dec_t / 1e6, nbytes / sum(len(o) for o in out)))
+    return rows
+
+
 # -- whole processes -------------------------------------------------------------------
 
 

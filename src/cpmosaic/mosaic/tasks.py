@@ -34,6 +34,7 @@ hoarding freed blocks (:mod:`cpmosaic.mosaic._memory`).
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -42,6 +43,7 @@ from ..io.cache import EXPOSURES
 from ._memory import release_free_memory
 from .owner import check_claim
 from .plan import rotate_box
+from .shardio import shard_writer
 from .specs import Level0Spec, PyramidSpec, ShardKey
 from .store import open_level, shard_stats, write_marker
 
@@ -49,6 +51,8 @@ __all__ = ["READ_BAND_BYTES", "level0_task", "pyramid_task", "result_of", "read_
 
 #: Detector rows are read in bands of about this many bytes.
 READ_BAND_BYTES = 4 * 2**20
+#: Write whole shards of local stores directly (:mod:`.shardio`); False: always through zarr.
+USE_SHARD_WRITER = os.environ.get("CPMOSAIC_SHARD_WRITER", "1") != "0"
 
 
 class Opaque:
@@ -96,7 +100,11 @@ def _finish(array, spec, region, out: np.ndarray, failures: list):
     key: ShardKey = spec.key
     check_claim(_group_path(array), spec.writer, f"before writing shard {key.i},{key.j} of level {key.level}")
     if out.size:
-        array[region[0]:region[1], region[2]:region[3]] = out
+        writer = _writer(array)
+        if writer is not None:  # the task owns the whole shard: one file, no read-modify-write
+            writer.write(key.i, key.j, region, out)
+        else:
+            array[region[0]:region[1], region[2]:region[3]] = out
     write_marker(array, key.i, key.j, {"level": key.level, "i": key.i, "j": key.j, "build_id": spec.build_id,
                                        **shard_stats(out)})
     piece = None
@@ -104,6 +112,22 @@ def _finish(array, spec, region, out: np.ndarray, failures: list):
         piece = (region[0] // 2, region[2] // 2, pyramid_reduce(out))
     release_free_memory()
     return {"level": key.level, "i": key.i, "j": key.j, "failures": failures}, piece
+
+
+_WRITERS: dict = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writer(array):
+    """The direct shard writer of a level array (None: write through zarr), made once per build."""
+    key = id(array)
+    with _WRITERS_LOCK:
+        if key in _WRITERS:
+            return _WRITERS[key][1]
+    writer = shard_writer(array) if USE_SHARD_WRITER else None
+    with _WRITERS_LOCK:
+        _WRITERS[key] = (array, writer)  # the array kept alive: its id stays its own
+    return writer
 
 
 def result_of(task_output):
@@ -155,8 +179,10 @@ _POOL = _BufferPool()
 
 
 def forget_buffers() -> None:
-    """Empty the buffer pool (end of a build)."""
+    """Empty the buffer pool and forget the shard writers (end of a build)."""
     _POOL.clear()
+    with _WRITERS_LOCK:
+        _WRITERS.clear()
 
 
 def _nan_buffer(buf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
