@@ -151,18 +151,42 @@ def make_inputs(directory: Path, n: int, seed: int = 0) -> list[Path]:
 # -- cases (each runs in a child process) -------------------------------------------------
 
 
-def case_build(files: list[str], store: str, binning: int, workers: int | None) -> dict:
-    from cpmosaic.mosaic import build_mosaic
-    from cpmosaic.mosaic.build import _default_workers
+def case_build(files: list[str], store: str, binning: int, workers: int | None, compressor: str = "blosc-lz4",
+               direct: bool = True, sync: bool = False) -> dict:
+    from cpmosaic.mosaic import build_mosaic, tasks
+    from cpmosaic.mosaic.build import default_workers
 
+    tasks.USE_SHARD_WRITER = direct
     warm_up()
     base = peak_rss()
     with AnonPeak() as anon:
         t = time.perf_counter()
-        report = build_mosaic(files, store, binning=binning, overwrite=True, num_workers=workers, progress=False)
+        report = build_mosaic(files, store, binning=binning, overwrite=True, num_workers=workers, progress=False,
+                              compressor=compressor)
         wall = time.perf_counter() - t
-    return {"wall": wall, "rss": peak_rss(), "rss_base": base, "anon": anon.peak, "shards": report.shards_written,
-            "workers": workers or _default_workers(report.plan, 3 * 2**29), "shape": list(report.plan.shape)}
+        if sync:
+            os.sync()  # writeback of what the build left dirty in the page cache
+        synced = time.perf_counter() - t
+    return {"wall": wall, "synced": synced, "rss": peak_rss(), "rss_base": base, "anon": anon.peak,
+            "shards": report.shards_written, "bytes": _tree_bytes(store),
+            "workers": workers or default_workers(report.plan, 3 * 2**29), "shape": list(report.plan.shape)}
+
+
+def _tree_bytes(path: str) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def case_floor(folder: str, nbytes: int, files: int) -> dict:
+    """The same bytes written by numpy to the same disk, as ``files`` files, then ``os.sync``."""
+    os.makedirs(folder, exist_ok=True)
+    block = np.random.default_rng(0).integers(0, 255, max(1, nbytes // files), np.uint8)
+    t = time.perf_counter()
+    for k in range(files):
+        with open(os.path.join(folder, f"{k}"), "wb") as f:
+            block.tofile(f)
+    wall = time.perf_counter() - t
+    os.sync()
+    return {"wall": wall, "synced": time.perf_counter() - t, "bytes": block.nbytes * files}
 
 
 def case_naive(files: list[str], out: str, binning: int) -> dict:
@@ -195,7 +219,7 @@ def case_omezarr(array_path: str, store: str, levels: int) -> dict:
     return {"wall": wall, "rss": peak_rss(), "rss_base": base, "anon": anon.peak, "shape": list(image.shape)}
 
 
-CASES = {"build": case_build, "naive": case_naive, "omezarr": case_omezarr}
+CASES = {"build": case_build, "naive": case_naive, "omezarr": case_omezarr, "floor": case_floor}
 
 
 def run_child(job: str, **kwargs) -> dict:
@@ -286,6 +310,30 @@ def codec_table(repeats: int = 3) -> list[tuple]:
     return rows
 
 
+def fullres_table(files: list[str], work: Path, workers: int | None, setups: list[tuple[str, bool]]) -> list[tuple]:
+    """Full-resolution builds with each ``(compressor, direct shard writes)`` setup, each
+    followed by a floor run writing as many bytes to the same disk; all with ``os.sync``."""
+    in_bytes = sum(os.path.getsize(f) for f in files)
+    rows = []
+    for compressor, direct in setups:
+        os.sync()
+        store = str(work / "full.zarr")
+        r = run_child("build", files=files, store=store, binning=1, workers=workers, compressor=compressor,
+                      direct=direct, sync=True)
+        shutil.rmtree(store, ignore_errors=True)
+        os.sync()
+        fl = run_child("floor", folder=str(work / "floor"), nbytes=r["bytes"], files=r["shards"])
+        shutil.rmtree(work / "floor", ignore_errors=True)
+        how = f"{compressor}, {'direct shards' if direct else 'through zarr'}"
+        rows.append((f"b=1 {how}", len(files), 1, f"{r['wall']:.2f}", f"{in_bytes / r['wall'] / 1e9:.2f}",
+                     _mib(r["rss"]), _mib(r["anon"]),
+                     f"+sync {r['synced']:.2f} s; wrote {r['bytes'] / 1e9:.2f} GB "
+                     f"({in_bytes / r['bytes']:.2f}x smaller than the input); floor (numpy, same bytes, same disk) "
+                     f"{fl['wall']:.2f} s, +sync {fl['synced']:.2f} s: build {r['wall'] / fl['wall']:.2f}x, "
+                     f"with sync {r['synced'] / fl['synced']:.2f}x the floor"))
+    return rows
+
+
 # -- whole processes -------------------------------------------------------------------
 
 
@@ -367,6 +415,10 @@ def main(argv=None) -> int:
     ap.add_argument("--whole", type=int, default=0, metavar="N",
                     help="also time the whole cpmosaic mosaic command and the whole naive process, N pairs")
     ap.add_argument("--only-whole", action="store_true", help="only the --whole comparison")
+    ap.add_argument("--codecs", action="store_true", help="only the codec table (no inputs needed)")
+    ap.add_argument("--fullres", default="",
+                    help="only full-resolution builds against the disk floor, for each of these compressors "
+                         "(comma separated; a trailing :zarr writes through zarr), e.g. blosc-lz4,blosc-lz4:zarr")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -375,6 +427,13 @@ def main(argv=None) -> int:
         sys.stdout.write("RESULT " + json.dumps(result) + "\n")
         return 0
 
+    if args.codecs:
+        out = sys.stdout.write
+        out(f"\n{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}\n\n")
+        out("| data | compressor | encode MB/s | decode MB/s | ratio |\n|---|---|---:|---:|---:|\n")
+        for kind, name, enc, dec, ratio in codec_table():
+            out(f"| {kind} | {name} | {enc:.0f} | {dec:.0f} | {ratio:.3f} |\n")
+        return 0
     n = 3 if args.quick else args.detectors
     binnings = [int(b) for b in args.binning.split(",") if b]
     scaling = [int(c) for c in args.scaling.split(",") if c]
@@ -388,6 +447,10 @@ def main(argv=None) -> int:
         sys.stderr.write(f"wrote {len(all_files)} inputs in {time.perf_counter() - t:.1f} s\n")
         if args.only_whole:
             rows.extend(whole_commands(files, work, max(1, args.whole)))
+            binnings, scaling = [], []
+        if args.fullres:
+            setups = [(c.split(":")[0], not c.endswith(":zarr")) for c in args.fullres.split(",") if c]
+            rows.extend(fullres_table(files, work, args.workers, setups))
             binnings, scaling = [], []
         bw = copy_bandwidth(2**27 if args.quick else 2**29)
         rows.append(("np.copyto", "-", "-", f"{1.0 / bw:.3f} s/GB", f"{bw:.2f}", "-", "-", "memory bandwidth ceiling"))

@@ -46,6 +46,16 @@ def _data_box(plan: MosaicPlan, sources: dict, level: int, region: tuple[int, in
     return (y0 - y0 % 2, max(h[1] for h in hits), x0 - x0 % 2, max(h[3] for h in hits))
 
 
+def _placements_by_shard_row(plan: MosaicPlan) -> dict[int, list]:
+    """Level-0 placements per shard row (a shard's candidates, in plan order)."""
+    sh = plan.levels[0].shards[0]
+    rows: dict[int, list] = {}
+    for p in plan.placements:
+        for i in range(p.box[0] // sh, -(-p.box[1] // sh)):
+            rows.setdefault(i, []).append(p)
+    return rows
+
+
 def build_graph(plan: MosaicPlan, camera, store, sources: dict, done: set, options: ReadOptions, *,
                 build_id: str, writer: str, only: dict | None = None) -> tuple[list, dict]:
     """Delayed tasks of every shard not in ``done`` (``only``: per level, the shard set to run).
@@ -62,6 +72,7 @@ def build_graph(plan: MosaicPlan, camera, store, sources: dict, done: set, optio
     empty: set = set()  # shards without data (no task, nothing in the store)
     uses: Counter = Counter()
     last = plan.levels[-1].level
+    by_row = _placements_by_shard_row(plan)
     for lv in plan.levels:
         k = lv.level
         for i, j in lv.iter_shards():
@@ -71,7 +82,7 @@ def build_graph(plan: MosaicPlan, camera, store, sources: dict, done: set, optio
             name = f"{TASK_PREFIX}-{k}-{i}-{j}-{token}"
             key = ShardKey(k, i, j)
             if k == 0:
-                srcs = [Source(p, sources[p.id]) for p in plan.placements_in(box) if p.id in sources]
+                srcs = [Source(p, sources[p.id]) for p in by_row.get(i, ()) if p.id in sources and p.overlap(box)]
                 if srcs:  # shard rows start at different detectors so that threads seldom share a file
                     srcs = srcs[i % len(srcs):] + srcs[:i % len(srcs)]
                 if not srcs and only is None:
