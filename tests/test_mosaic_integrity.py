@@ -453,3 +453,18 @@ def test_s3_second_writer_never_leaves_a_mixed_complete_store(setup, s3):
         assert same_data(m, refs["a"]) or same_data(m, refs["b"])
         winners = [k for k, (code, _) in zip("ab", results) if code == 0]
         assert any(same_data(m, refs[w]) for w in winners)
+
+
+def test_resume_keeps_the_store_compressor(setup, tmp_path, caplog, capsys):
+    out = str(tmp_path / "m.zarr")
+    assert main(cli_args(setup, "a", out, "--compressor", "blosc-lz4")) == 0
+    assert main(cli_args(setup, "a", out, "--resume")) == 0  # no --compressor: the store's own
+    assert "already done" in capsys.readouterr().out
+    assert main(cli_args(setup, "a", out, "--resume", "--compressor", "zstd")) == 1
+    assert "cannot resume: the store was started with a different build (use --overwrite" in caplog.text
+    doc = json.loads((Path(out) / "0" / "zarr.json").read_text())
+    assert doc["codecs"][0]["configuration"]["codecs"][1]["configuration"]["shuffle"] == "shuffle"
+    fresh = str(tmp_path / "n.zarr")
+    assert main(cli_args(setup, "a", fresh)) == 0
+    doc = json.loads((Path(fresh) / "0" / "zarr.json").read_text())
+    assert doc["codecs"][0]["configuration"]["codecs"][1]["configuration"]["shuffle"] == "bitshuffle"

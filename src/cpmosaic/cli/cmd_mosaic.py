@@ -28,8 +28,9 @@ def register(sub) -> None:
                    help="overscan correction of raw files (default median per row)")
     p.add_argument("--apply-gains", action="store_true", help="raw files: multiply by amp gains (ADU -> e-)")
     p.add_argument("--chunk", type=int, default=256, metavar="PX", help="chunk (tile) size (default 256)")
-    p.add_argument("--compressor", default="blosc-lz4",
-                   help="blosc-lz4 (default), blosc-lz4-bitshuffle, blosc-zstd, zstd[-LEVEL] (1..22) or none")
+    p.add_argument("--compressor", default=None,
+                   help="blosc-lz4-bitshuffle (default for a new store; a resumed one keeps its own), blosc-lz4, "
+                        "blosc-zstd, zstd[-LEVEL] (1..22) or none")
     p.add_argument("--butler", metavar="ROOT", help="Butler repository to take inputs from")
     p.add_argument("--collection", help="Butler collection (with --butler)")
     p.add_argument("--dataset-type", help="Butler dataset type, e.g. verifyBiasProc (with --butler)")
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return _usage(f"--workers must be >= 1, got {args.workers}")
     if args.chunk < 2 or args.chunk % 2:
         return _usage(f"--chunk must be even and >= 2, got {args.chunk}")
-    for flag, check, value in (("--compressor", parse_compressor, args.compressor),
+    for flag, check, value in (("--compressor", parse_compressor, args.compressor or "none"),
                                ("--scheduler", parse_scheduler, args.scheduler)):
         try:
             check(value)

@@ -34,6 +34,7 @@ from .owner import SETTLE_S, StoreInUseError, check_claim, foreign_markers, loca
 from .plan import DEFAULT_CHUNK, DEFAULT_SHARD_BYTES, MosaicPlan, make_plan
 from .schedule import Scheduler, parse_scheduler, run_graph
 from .store import (
+    DEFAULT_COMPRESSOR,
     FORMAT_VERSION,
     compact_json,
     delete_marker,
@@ -154,7 +155,7 @@ def build_mosaic(
     chunk: int = DEFAULT_CHUNK,
     shard: tuple[int, int] | None = None,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
-    compressor: str = "blosc-lz4",
+    compressor: str | None = None,
     num_workers: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     name: str | None = None,
@@ -185,8 +186,10 @@ def build_mosaic(
     chunk, shard, shard_bytes
         Chunk (tile) size, shard shape or shard byte budget (see :func:`make_plan`).
     compressor
-        ``"blosc-lz4"`` (default), ``"zstd"``/``"zstd-LEVEL"``, ``"none"`` and
-        more (:func:`~cpmosaic.mosaic.store.parse_compressor`).
+        ``"blosc-lz4-bitshuffle"`` (:data:`~cpmosaic.mosaic.store.DEFAULT_COMPRESSOR`,
+        for a new store; a resumed store keeps its own), ``"blosc-lz4"``,
+        ``"zstd"``/``"zstd-LEVEL"``, ``"none"`` and more
+        (:func:`~cpmosaic.mosaic.store.parse_compressor`).
     num_workers, memory_budget
         Local threads (default: as many as fit ``memory_budget``).
     name
@@ -223,7 +226,7 @@ def build_mosaic(
     """
     check_zarr()
     sched = parse_scheduler(scheduler)
-    compressors = parse_compressor(compressor)
+    compressors = parse_compressor(compressor or DEFAULT_COMPRESSOR)
     if overscan not in ("median", "mean", "single", "none"):
         raise ValueError(f"overscan {overscan!r} is not one of median, mean, single, none")
     if num_workers is not None and num_workers < 1:
@@ -256,7 +259,7 @@ def build_mosaic(
         sched.close()
 
 
-def _build(inputs: InputSet, plan: MosaicPlan, store, sched: Scheduler, compressors: list, compressor: str,
+def _build(inputs: InputSet, plan: MosaicPlan, store, sched: Scheduler, compressors: list, compressor: str | None,
            options: ReadOptions, resume: bool, overwrite: bool, workers: int, name, progress) -> BuildReport:
     cam = inputs.camera
     exposures = sorted({i.exposure for i in inputs.files.values() if i.exposure is not None})

@@ -40,10 +40,14 @@ from .reader import MosaicStore, open_mosaic
 log = logging.getLogger(__name__)
 
 __all__ = ["MosaicStore", "open_mosaic", "ome_attributes", "merge_windows", "parse_compressor", "prepare_store",
-           "FORMAT_VERSION"]
+           "DEFAULT_COMPRESSOR", "FORMAT_VERSION"]
 
 #: Version of the ``cpmosaic`` attribute schema.
 FORMAT_VERSION = 1
+#: The compressor of new stores: on real-looking float32 detector data it compresses
+#: best of blosc-lz4, blosc-zstd and zstd 1-5, and encodes fastest after "none"
+#: (benchmarks/RESULTS.md, ``bench_mosaic.py --codecs``).
+DEFAULT_COMPRESSOR = "blosc-lz4-bitshuffle"
 #: Compressor names a build accepts (``zstd-LEVEL``: LEVEL 1..22).
 COMPRESSORS = ("blosc-lz4", "lz4", "blosc-zstd", "blosc-lz4-bitshuffle", "zstd", "zstd-LEVEL", "none")
 #: Percentiles of the default display window.
@@ -300,6 +304,8 @@ def check_resume(group, attrs: dict, store) -> dict:
     old = group.attrs.asdict().get("cpmosaic")
     if old is None:
         raise InputError(str(store), "cannot resume: not a cpmosaic mosaic store")
+    if attrs.get("build", {}).get("compressor") is None:  # not asked for: the store's own
+        attrs["build"] = {**attrs["build"], "compressor": (old.get("build") or {}).get("compressor")}
     for key in ("camera", "binning", "pixel_size_mm", "origin", "levels", "placements", "build"):
         if old.get(key) != attrs.get(key):
             raise InputError(str(store), f"cannot resume: the store was started with a different {key}")
@@ -331,6 +337,8 @@ def prepare_store(store, plan: MosaicPlan, attrs: dict, compressors: list, resum
     if exists and not overwrite:
         raise StoreExistsError(str(store), "a store already exists here (resume it or overwrite it)")
     created = not exists and not (isinstance(store, str) and "://" not in store and os.path.isdir(store))
+    if attrs["build"].get("compressor") is None:
+        attrs["build"] = {**attrs["build"], "compressor": DEFAULT_COMPRESSOR}
     group = open_group(store, "w")
     try:
         write_group_attributes(group, {"ome": ome_attributes(plan, attrs["name"]), "cpmosaic": attrs})
