@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import CameraError, InputError
     from ..mosaic.build import build_mosaic
     from ..mosaic.inputs import CameraNotNamedError, butler_paths
-    from ..mosaic.plan import BinningError
+    from ..mosaic.plan import BinningError, OptionError
     from ..mosaic.schedule import parse_scheduler
     from ..mosaic.store import StoreExistsError, parse_compressor
 
@@ -92,9 +92,7 @@ def run(args: argparse.Namespace) -> int:
             log.error("%s (use --overwrite to start again)", exc)
             return 1
         raise
-    except ValueError as exc:
-        if type(exc).__module__.startswith("cpmosaic.errors"):
-            raise
+    except OptionError as exc:
         return _usage(str(exc))  # an option value the library refused before writing anything
     plan = report.plan
     out = sys.stdout.write

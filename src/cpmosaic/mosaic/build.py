@@ -17,6 +17,7 @@ is tuned for the build and put back when it returns (:mod:`._memory`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -31,7 +32,7 @@ from ._zarrio import check_zarr
 from .graph import build_graph, level_box
 from .inputs import InputSet, find_inputs
 from .owner import SETTLE_S, StoreInUseError, check_claim, foreign_markers, local_lock, new_id, write_claim
-from .plan import DEFAULT_CHUNK, DEFAULT_SHARD_BYTES, MosaicPlan, make_plan
+from .plan import DEFAULT_CHUNK, DEFAULT_SHARD_BYTES, MosaicPlan, OptionError, make_plan
 from .schedule import Scheduler, parse_scheduler, run_graph
 from .store import (
     DEFAULT_COMPRESSOR,
@@ -203,8 +204,8 @@ def build_mosaic(
 
     Raises
     ------
-    ValueError
-        A bad option (the message names it and its value); nothing is written.
+    OptionError
+        A bad option (a ValueError naming it and its value); nothing is written.
     InputError
         No usable input, or the store exists (without ``resume``/``overwrite``,
         :class:`~cpmosaic.mosaic.store.StoreExistsError`), or cannot be resumed.
@@ -222,17 +223,17 @@ def build_mosaic(
     >>> build_mosaic(["visit/"], "visit.zarr", binning=8, compressor="zstd-99")  # doctest: +SKIP
     Traceback (most recent call last):
     ...
-    ValueError: compressor 'zstd-99': zstd levels are 1..22
+    cpmosaic.mosaic.plan.OptionError: compressor 'zstd-99': zstd levels are 1..22
     """
     check_zarr()
     sched = parse_scheduler(scheduler)
     compressors = parse_compressor(compressor or DEFAULT_COMPRESSOR)
     if overscan not in ("median", "mean", "single", "none"):
-        raise ValueError(f"overscan {overscan!r} is not one of median, mean, single, none")
+        raise OptionError(f"overscan {overscan!r} is not one of median, mean, single, none")
     if num_workers is not None and num_workers < 1:
-        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        raise OptionError(f"num_workers must be >= 1, got {num_workers}")
     if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other")
+        raise OptionError("resume and overwrite exclude each other")
     options = ReadOptions(overscan, bool(apply_gains))
     if sched.local:
         load_numba_target()  # before the first kernel: see cpmosaic.mosaic._startup
@@ -295,9 +296,10 @@ def _build(inputs: InputSet, plan: MosaicPlan, store, sched: Scheduler, compress
     log.info("mosaic of %d detectors, binning %d: %d levels, level 0 %s, %d shards (%d done), %s",
              len(sources), plan.binning, plan.n_levels, plan.shape, total, len(done),
              f"{workers} threads" if sched.local else f"scheduler {sched.describe()}")
-    graph = build_graph(plan, cam, store, sources, done, options, build_id=build_id, writer=writer)
+    locked = sched.local and isinstance(store, str) and "://" not in store  # the OS lock is ours
+    graph = build_graph(plan, cam, store, sources, done, options, build_id=build_id, writer=writer, locked=locked)
     _adopt(inputs, cam, options, local=sched.local)
-    with fast_codecs():
+    with fast_codecs(), _taken_over_says_so(group, writer):
         results = run_graph(graph, sched, workers, progress)
     new_failed = [f for r in results for f in r["failures"]]
     if new_failed:
@@ -314,6 +316,24 @@ def _build(inputs: InputSet, plan: MosaicPlan, store, sched: Scheduler, compress
         log.warning("built with problems: %d bad input(s), %d detector(s) failed to read",
                     len(inputs.bad), len(failed))
     return report
+
+
+@contextlib.contextmanager
+def _taken_over_says_so(group, writer: str):
+    """A task failing because another build took the store over (and rewrote or removed
+    what this one expected) raises :class:`StoreInUseError`, not the error it met."""
+    try:
+        yield
+    except StoreInUseError:
+        raise
+    except Exception as exc:
+        try:
+            check_claim(group.store_path, writer, f"(a task failed: {type(exc).__name__}: {exc})")
+        except StoreInUseError as taken:
+            raise taken from exc
+        except Exception:  # noqa: BLE001 - the claim cannot be read: report the first error
+            pass
+        raise
 
 
 def _own_markers(group, plan, cam, store, sources, options, build_id, writer, sched, workers, progress) -> dict:

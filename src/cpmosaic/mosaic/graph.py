@@ -57,7 +57,7 @@ def _placements_by_shard_row(plan: MosaicPlan) -> dict[int, list]:
 
 
 def build_graph(plan: MosaicPlan, camera, store, sources: dict, done: set, options: ReadOptions, *,
-                build_id: str, writer: str, only: dict | None = None) -> tuple[list, dict]:
+                build_id: str, writer: str, locked: bool = False, only: dict | None = None) -> tuple[list, dict]:
     """Delayed tasks of every shard not in ``done`` (``only``: per level, the shard set to run).
 
     Returns ``(tasks, uses)``, ``uses`` the number of reads (bands) of each input file.
@@ -91,7 +91,7 @@ def build_graph(plan: MosaicPlan, camera, store, sources: dict, done: set, optio
                 for s in srcs:
                     uses[s.path] += len(read_bands(s.placement, box, plan.binning)[0])
                 spec0 = Level0Spec(key, box, plan.binning, tuple(srcs), options, clear=only is not None,
-                                   halve=k < last, build_id=build_id, writer=writer)
+                                   halve=k < last, build_id=build_id, writer=writer, locked=locked)
                 tasks[(k, i, j)] = delayed(level0_task, pure=False)(cam, store, Opaque(spec0), dask_key_name=name)
                 continue
             prev = plan.levels[k - 1]
@@ -115,7 +115,7 @@ def build_graph(plan: MosaicPlan, camera, store, sources: dict, done: set, optio
                     if db is not None:
                         read_back.append(db)
             spec = PyramidSpec(key, box, data_box, tuple(read_back), clear=only is not None, halve=k < last,
-                               build_id=build_id, writer=writer)
+                               build_id=build_id, writer=writer, locked=locked)
             tasks[(k, i, j)] = delayed(pyramid_task, pure=False)(store, Opaque(spec), *deps, dask_key_name=name)
     results = [delayed(result_of, pure=True)(t, dask_key_name=f"cpmosaic-result-{key[0]}-{key[1]}-{key[2]}-{token}")
                for key, t in tasks.items()]

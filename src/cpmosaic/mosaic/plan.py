@@ -47,7 +47,11 @@ DEFAULT_SHARD_BYTES = 16 * 2**20
 DEFAULT_MIN_SHARD_ROWS = 16
 
 
-class BinningError(ValueError):
+class OptionError(ValueError):
+    """A build option with a value it cannot take (raised before anything is written)."""
+
+
+class BinningError(OptionError):
     """A binning the camera cannot be mosaicked at."""
 
 
@@ -357,9 +361,9 @@ def make_plan(
     chunks = (int(chunk), int(chunk)) if np.isscalar(chunk) else tuple(int(c) for c in chunk)
     if min(chunks) < 2 or chunks[0] % 2 or chunks[1] % 2:
         # pyramid tasks read back whole chunks; even chunks keep the 2x2 blocks aligned
-        raise ValueError(f"chunk sizes must be even and >= 2, got {chunks}")
+        raise OptionError(f"chunk sizes must be even and >= 2, got {chunks}")
     if shard is not None and (shard[0] % chunks[0] or shard[1] % chunks[1]):
-        raise ValueError(f"shard shape {shard} must be a multiple of the chunk shape {chunks}")
+        raise OptionError(f"shard shape {shard} must be a multiple of the chunk shape {chunks}")
     px = _pixel_size(camera)
     smallest = min(camera, key=lambda d: min(d.height, d.width))
     if b > min(smallest.height, smallest.width):

@@ -5,7 +5,7 @@
 >>> parse_scheduler("Thredas")
 Traceback (most recent call last):
 ...
-ValueError: scheduler 'Thredas' is not one of threads, sync, processes, a dask.distributed address (tcp://HOST:PORT) or a distributed.Client
+cpmosaic.mosaic.plan.OptionError: scheduler 'Thredas' is not one of threads, sync, processes, a dask.distributed address (tcp://HOST:PORT) or a distributed.Client
 
 ``distributed`` is imported only for an address or a client; the local
 schedulers are handed to dask as functions, so that dask does not look for a
@@ -25,6 +25,7 @@ from ..errors import CpmosaicError
 from ..io.cache import EXPOSURES
 from ._memory import restore_allocator, use_mmap_for_big_blocks
 from .graph import TASK_PREFIX
+from .plan import OptionError
 from .store import forget_levels
 from .tasks import forget_buffers
 
@@ -105,11 +106,11 @@ def parse_scheduler(scheduler) -> Scheduler:
             return Scheduler(name=_CANONICAL.get(low, low))
         if _ADDRESS.match(text):
             return Scheduler(address=text)
-        raise ValueError(f"scheduler {scheduler!r} is not one of threads, sync, processes, a dask.distributed "
-                         "address (tcp://HOST:PORT) or a distributed.Client")
+        raise OptionError(f"scheduler {scheduler!r} is not one of threads, sync, processes, a dask.distributed "
+                          "address (tcp://HOST:PORT) or a distributed.Client")
     if type(scheduler).__name__ == "Client" and hasattr(scheduler, "compute"):
         return Scheduler(client=scheduler)
-    raise ValueError(f"scheduler {scheduler!r} is not a scheduler name, address or distributed.Client")
+    raise OptionError(f"scheduler {scheduler!r} is not a scheduler name, address or distributed.Client")
 
 
 def forget_build_state() -> None:

@@ -49,8 +49,9 @@ class Level0Spec:
 
     ``clear``: write the whole shard (a repair erasing a dropped detector);
     ``halve``: hand a halved copy to the next level; ``build_id``: the store's
-    build, written into the marker and checked before writing (see
-    :mod:`cpmosaic.mosaic.owner`).
+    build, written into the marker; ``writer``: the claim checked before
+    writing, unless ``locked`` (the build holds the store's OS lock and runs on
+    this machine: no other writer can be there; see :mod:`cpmosaic.mosaic.owner`).
     """
 
     key: ShardKey
@@ -62,6 +63,7 @@ class Level0Spec:
     halve: bool
     build_id: str
     writer: str
+    locked: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,3 +82,4 @@ class PyramidSpec:
     halve: bool
     build_id: str
     writer: str
+    locked: bool = False

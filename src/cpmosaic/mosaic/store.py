@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._zarrio import delete_key, delete_prefix, get_bytes, list_keys, set_bytes, set_json
-from .plan import MosaicPlan
+from .plan import MosaicPlan, OptionError
 from .reader import MosaicStore, open_mosaic
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ def parse_compressor(name: str) -> list:
     >>> parse_compressor("zstd-99")
     Traceback (most recent call last):
     ...
-    ValueError: compressor 'zstd-99': zstd levels are 1..22
+    cpmosaic.mosaic.plan.OptionError: compressor 'zstd-99': zstd levels are 1..22
     """
     from zarr.codecs import BloscCodec, ZstdCodec
 
@@ -274,13 +274,13 @@ def parse_compressor(name: str) -> list:
         try:
             level = int(level_text) if text != "zstd" else 1
         except ValueError:
-            raise ValueError(f"compressor {name!r}: zstd-LEVEL needs a whole number LEVEL, 1..22") from None
+            raise OptionError(f"compressor {name!r}: zstd-LEVEL needs a whole number LEVEL, 1..22") from None
         if not 1 <= level <= 22:
-            raise ValueError(f"compressor {name!r}: zstd levels are 1..22")
+            raise OptionError(f"compressor {name!r}: zstd levels are 1..22")
         return [ZstdCodec(level=level)]
     if text == "none":
         return []
-    raise ValueError(f"compressor {name!r} is not one of blosc-lz4, lz4, blosc-lz4-bitshuffle, blosc-zstd, "
+    raise OptionError(f"compressor {name!r} is not one of blosc-lz4, lz4, blosc-lz4-bitshuffle, blosc-zstd, "
                      "zstd, zstd-LEVEL (1..22), none")
 
 
