@@ -37,3 +37,38 @@ def test_serve_port_out_of_range(tmp_path, port):
     r = cpmosaic("serve", str(tmp_path), "--port", port)
     assert r.returncode == 2 and f"--port must be 0..65535, got {port}" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def _modules_after(code: str) -> set[str]:
+    r = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC})
+    assert r.returncode == 0, r.stderr
+    return set(r.stdout.strip().splitlines()[-1].split())
+
+
+def test_commands_import_only_what_they_need(tmp_path):
+    """Start-up: --help and info load no heavy library; a local build loads no dask.array or distributed."""
+    import numpy as np
+    from astropy.io import fits
+
+    from cpmosaic.camera import get_camera, shrink_camera, write_camera_json
+
+    cam = shrink_camera(get_camera("LSSTCam"), 32)
+    write_camera_json(cam, tmp_path / "cam.json")
+    (tmp_path / "in").mkdir()
+    det = cam["R22_S11"]
+    fits.HDUList([fits.PrimaryHDU(header=fits.Header({"DETNAME": det.name, "INSTRUME": "LSSTCam"})),
+                  fits.ImageHDU(np.ones(det.shape, np.float32), name="IMAGE")]).writeto(tmp_path / "in" / "a.fits")
+    store = tmp_path / "m.zarr"
+    build = _modules_after(
+        "from cpmosaic.cli.main import main\n"
+        f"assert main(['-q', 'mosaic', {str(tmp_path / 'in')!r}, '-o', {str(store)!r}, '--camera', "
+        f"{str(tmp_path / 'cam.json')!r}, '--binning', '4', '--no-progress']) == 0")
+    assert "dask.delayed" in build and "zarr" in build  # it did build
+    assert not {"dask.array", "distributed", "scipy.linalg", "pandas", "holoviews", "bokeh"} & build
+    info = _modules_after(f"from cpmosaic.cli.main import main\nassert main(['info', {str(store)!r}]) == 0")
+    assert not {"numpy", "zarr", "dask", "numba", "astropy"} & info
+    helped = _modules_after("import contextlib, io\nfrom cpmosaic.cli.main import main\n"
+                            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+                            "    main(['--help'])")
+    assert not {"zarr", "dask", "numba", "astropy", "pandas", "holoviews"} & helped
