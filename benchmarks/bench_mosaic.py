@@ -377,10 +377,11 @@ def whole_commands(files: list[str], work: Path, repeats: int) -> list[tuple]:
         ours.append(timed_process(ours_cmd, env))
         naive.append(timed_process(naive_cmd, env))
     o, n = min(ours), min(naive)
-    rows = [("whole `cpmosaic mosaic --binning 8`", len(files), 8, f"{o[0]:.2f}", "-", _mib(o[1]), "-",
+    # (no peak RSS for whole processes: a forked child's ru_maxrss starts at its parent's)
+    rows = [("whole `cpmosaic mosaic --binning 8`", len(files), 8, f"{o[0]:.2f}", "-", "-", "-",
              f"{n[0] / o[0]:.1f}x the naive whole process (best of {repeats} alternating; all: "
              f"{', '.join(f'{w:.2f}' for w, _ in ours)})"),
-            ("whole naive process b=8", len(files), 8, f"{n[0]:.2f}", "-", _mib(n[1]), "-",
+            ("whole naive process b=8", len(files), 8, f"{n[0]:.2f}", "-", "-", "-",
              f"all: {', '.join(f'{w:.2f}' for w, _ in naive)}")]
     starts = {"python -c pass": [py, "-c", "pass"], "cpmosaic --help": [py, "-m", "cpmosaic", "--help"],
               "cpmosaic info STORE": [py, "-m", "cpmosaic", "info", store]}
@@ -389,8 +390,8 @@ def whole_commands(files: list[str], work: Path, repeats: int) -> list[tuple]:
         for k, cmd in starts.items():
             best[k].append(timed_process(cmd, env))
     for k, runs in best.items():
-        w, rss = min(runs)
-        rows.append((k, "-", "-", f"{w:.3f}", "-", _mib(rss), "-",
+        w, _ = min(runs)
+        rows.append((k, "-", "-", f"{w:.3f}", "-", "-", "-",
                      f"best of {len(runs)}, interleaved" + (f"; target < 0.3 s" if k != "python -c pass" else "")))
     return rows
 
