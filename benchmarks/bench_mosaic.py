@@ -94,7 +94,7 @@ class AnonPeak:
                         self.peak = max(self.peak, int(line.split()[1]) * 1024)
             self._stop.wait(0.01)
 
-    def __enter__(self) -> "AnonPeak":
+    def __enter__(self) -> AnonPeak:
         self._thread.start()
         return self
 
@@ -392,7 +392,7 @@ def whole_commands(files: list[str], work: Path, repeats: int) -> list[tuple]:
     for k, runs in best.items():
         w, _ = min(runs)
         rows.append((k, "-", "-", f"{w:.3f}", "-", "-", "-",
-                     f"best of {len(runs)}, interleaved" + (f"; target < 0.3 s" if k != "python -c pass" else "")))
+                     f"best of {len(runs)}, interleaved" + ("; target < 0.3 s" if k != "python -c pass" else "")))
     return rows
 
 

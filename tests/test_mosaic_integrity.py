@@ -347,7 +347,12 @@ def test_zarr_helpers_agree_with_zarr_public_api(tmp_path):
     import zarr
 
     from cpmosaic.mosaic import _zarrio
-    from cpmosaic.mosaic.store import open_group, read_markers, write_group_attributes, write_marker
+    from cpmosaic.mosaic.store import (
+        open_group,
+        read_markers,
+        write_group_attributes,
+        write_marker,
+    )
 
     _zarrio.check_zarr()  # the installed zarr is one the helpers were tested with
     lo, hi = _zarrio.TESTED

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import CameraError, CpmosaicError, InputError, MixedCamerasError, UnknownDetectorError
+from .errors import (
+    CameraError,
+    CpmosaicError,
+    InputError,
+    MixedCamerasError,
+    UnknownDetectorError,
+)
 
 __version__ = "0.1.0"
 

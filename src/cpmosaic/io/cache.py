@@ -13,7 +13,7 @@ import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["ReadOptions", "ExposureCache", "EXPOSURES", "open_file_budget"]
+__all__ = ["EXPOSURES", "ExposureCache", "ReadOptions", "open_file_budget"]
 
 
 def open_file_budget(most: int = 256) -> int:
@@ -52,7 +52,7 @@ class ReadOptions:
 
 
 class _Entry:
-    __slots__ = ("exposure", "lock", "closed")
+    __slots__ = ("closed", "exposure", "lock")
 
     def __init__(self, exposure) -> None:
         self.exposure, self.lock, self.closed = exposure, threading.Lock(), False

@@ -22,7 +22,7 @@ def load_numba_target() -> None:
     if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
         return  # already set up, or scipy already paid for: nothing to save
     try:
-        import numba.np.linalg as linalg
+        from numba.np import linalg
     except ImportError:
         return
     probe = linalg.ensure_blas

@@ -21,7 +21,7 @@ import uuid
 
 import numpy as np
 
-__all__ = ["TESTED", "check_zarr", "get_bytes", "set_bytes", "delete_key", "delete_prefix", "list_keys", "set_json"]
+__all__ = ["TESTED", "check_zarr", "delete_key", "delete_prefix", "get_bytes", "list_keys", "set_bytes", "set_json"]
 
 #: zarr versions the helpers here were tested with: ``>= TESTED[0], < TESTED[1]``.
 TESTED = ((3, 1), (3, 5))

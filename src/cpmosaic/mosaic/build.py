@@ -31,7 +31,15 @@ from ._startup import load_numba_target
 from ._zarrio import check_zarr
 from .graph import build_graph, level_box
 from .inputs import InputSet, find_inputs
-from .owner import SETTLE_S, StoreInUseError, check_claim, foreign_markers, local_lock, new_id, write_claim
+from .owner import (
+    SETTLE_S,
+    StoreInUseError,
+    check_claim,
+    foreign_markers,
+    local_lock,
+    new_id,
+    write_claim,
+)
 from .plan import DEFAULT_CHUNK, DEFAULT_SHARD_BYTES, MosaicPlan, OptionError, make_plan
 from .schedule import Scheduler, parse_scheduler, run_graph
 from .store import (

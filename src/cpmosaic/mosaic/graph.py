@@ -64,7 +64,9 @@ def build_graph(plan: MosaicPlan, camera, store, sources: dict, done: set, optio
     Each shard's task returns ``(result, halved piece)``; ``tasks`` are the
     results alone, so that pieces are dropped once the next level has them.
     """
-    from dask.delayed import delayed  # not dask.array: the local scheduler needs none of it
+    from dask.delayed import (
+        delayed,  # not dask.array: the local scheduler needs none of it
+    )
 
     token = uuid.uuid4().hex[:8]
     cam = delayed(Opaque(camera), pure=True, name=f"cpmosaic-camera-{token}")

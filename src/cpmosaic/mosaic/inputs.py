@@ -16,11 +16,11 @@ from urllib.parse import parse_qs, urlparse
 
 from ..camera import Camera, camera_beside, get_camera
 from ..errors import CpmosaicError, InputError, MixedCamerasError
-from ..io.cache import EXPOSURES, ExposureCache, open_file_budget  # noqa: F401 - re-exported (moved to io.cache)
+from ..io.cache import EXPOSURES, ExposureCache, open_file_budget
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InputSet", "find_inputs", "expand_paths", "butler_paths", "ExposureCache", "EXPOSURES"]
+__all__ = ["EXPOSURES", "ExposureCache", "InputSet", "butler_paths", "expand_paths", "find_inputs"]
 
 #: Files :func:`find_inputs` keeps open after identifying them (for the build).
 KEEP_OPEN = open_file_budget()

@@ -31,8 +31,16 @@ from collections.abc import Iterator
 from ..errors import CpmosaicError
 from ._zarrio import get_bytes, set_json
 
-__all__ = ["StoreInUseError", "new_id", "local_lock", "lock_path", "write_claim", "check_claim",
-           "foreign_markers", "OWNER_KEY"]
+__all__ = [
+    "OWNER_KEY",
+    "StoreInUseError",
+    "check_claim",
+    "foreign_markers",
+    "local_lock",
+    "lock_path",
+    "new_id",
+    "write_claim",
+]
 
 #: Key of the writer claim, relative to the group (inside level 0: zarr ignores it there).
 OWNER_KEY = "0/owner.json"

@@ -26,15 +26,15 @@ least ``min_shard_rows`` shard rows (parallelism).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
 from ..camera import Camera, Detector, get_camera
 from ..errors import CameraError
 
-__all__ = ["Placement", "LevelSpec", "MosaicPlan", "make_plan", "rotate_box", "source_window"]
+__all__ = ["LevelSpec", "MosaicPlan", "Placement", "make_plan", "rotate_box", "source_window"]
 
 #: Default inner chunk (tile) size and the byte budget of one shard.  16 MB,
 #: not 32: a build holds about three shards per thread (the buffer, zarr's
@@ -146,7 +146,7 @@ class Placement:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Placement":
+    def from_dict(cls, d: dict) -> Placement:
         return cls(
             int(d["id"]), d["name"], d.get("type", "science"), int(d["n_quarter"]),
             tuple(int(v) for v in d["box"]), tuple(int(v) for v in d["detector_shape"]),
@@ -286,7 +286,7 @@ class MosaicPlan:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MosaicPlan":
+    def from_dict(cls, d: dict) -> MosaicPlan:
         return cls(
             d["camera"], int(d["binning"]), float(d["pixel_size_mm"]), tuple(int(v) for v in d["origin"]),
             tuple(Placement.from_dict(p) for p in d["placements"]),

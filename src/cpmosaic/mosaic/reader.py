@@ -49,7 +49,7 @@ class MosaicMetadata:
             raise ValueError(f"{where}: damaged OME attributes ({type(exc).__name__}: {exc})") from None
 
     @property
-    def plan(self) -> "MosaicPlan":
+    def plan(self) -> MosaicPlan:
         from .plan import MosaicPlan
 
         plan = self.__dict__.get("_plan")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..io.cache import ReadOptions
 from .plan import Placement
 
-__all__ = ["ReadOptions", "ShardKey", "Source", "Level0Spec", "PyramidSpec"]
+__all__ = ["Level0Spec", "PyramidSpec", "ReadOptions", "ShardKey", "Source"]
 
 Box = tuple[int, int, int, int]
 

@@ -33,14 +33,29 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ._zarrio import delete_key, delete_prefix, get_bytes, list_keys, set_bytes, set_json
+from ._zarrio import (
+    delete_key,
+    delete_prefix,
+    get_bytes,
+    list_keys,
+    set_bytes,
+    set_json,
+)
 from .plan import MosaicPlan, OptionError
 from .reader import MosaicStore, open_mosaic
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MosaicStore", "open_mosaic", "ome_attributes", "merge_windows", "parse_compressor", "prepare_store",
-           "DEFAULT_COMPRESSOR", "FORMAT_VERSION"]
+__all__ = [
+    "DEFAULT_COMPRESSOR",
+    "FORMAT_VERSION",
+    "MosaicStore",
+    "merge_windows",
+    "ome_attributes",
+    "open_mosaic",
+    "parse_compressor",
+    "prepare_store",
+]
 
 #: Version of the ``cpmosaic`` attribute schema.
 FORMAT_VERSION = 1

@@ -47,7 +47,7 @@ from .shardio import shard_writer
 from .specs import Level0Spec, PyramidSpec, ShardKey
 from .store import open_level, shard_stats, write_marker
 
-__all__ = ["READ_BAND_BYTES", "level0_task", "pyramid_task", "result_of", "read_bands", "forget_buffers"]
+__all__ = ["READ_BAND_BYTES", "forget_buffers", "level0_task", "pyramid_task", "read_bands", "result_of"]
 
 #: Detector rows are read in bands of about this many bytes.
 READ_BAND_BYTES = 4 * 2**20
