@@ -13,7 +13,15 @@ centre first (9 = raft R22).  In one run:
 * ome-zarr-py ``write_image`` making the pyramid (local mean) of the naive
   assembled array - target: cpmosaic's whole build faster, with lower peak memory;
 * ``--scaling 9,50,205``: peak memory of binning-1 builds as the detector count
-  grows (target <= 2 GiB and flat).
+  grows (target <= 2 GiB and flat);
+* ``--whole N``: the whole ``cpmosaic mosaic --binning 8`` command against the
+  whole naive process (``naive_visualize_visit.py``), each a fresh Python
+  process as a user runs it (imports, numba's cached kernels and all), N pairs
+  run alternately; and the start-up of ``cpmosaic --help`` and ``cpmosaic info``
+  against ``python -c pass`` - targets: >= 5x, and under 0.3 s;
+* ``--codecs``: compressors on real-looking level-0 data (speed, size), and
+  where the time of a full-resolution build goes against the same bytes written
+  by numpy to the same disk (see :func:`codec_table`).
 
 Every case runs in its own child process, so its peak RSS (VmHWM) is its
 alone; "peak anon" leaves out memory-mapped input pages (page cache).  Imports,
@@ -30,6 +38,7 @@ Usage::
     python benchmarks/bench_mosaic.py --detectors 9 --binning 8 --repeats 5   # loaded machine
     python benchmarks/bench_mosaic.py --detectors 205 --scaling 9,50,205 --workdir /big/disk
     python benchmarks/bench_mosaic.py --detectors 205 --inputs /big/disk/inputs --workdir /big/disk
+    python benchmarks/bench_mosaic.py --detectors 205 --binning 8 --whole 5 --inputs /big/disk/inputs
 """
 
 from __future__ import annotations
@@ -85,7 +94,7 @@ class AnonPeak:
                         self.peak = max(self.peak, int(line.split()[1]) * 1024)
             self._stop.wait(0.01)
 
-    def __enter__(self) -> "AnonPeak":
+    def __enter__(self) -> AnonPeak:
         self._thread.start()
         return self
 
@@ -142,18 +151,42 @@ def make_inputs(directory: Path, n: int, seed: int = 0) -> list[Path]:
 # -- cases (each runs in a child process) -------------------------------------------------
 
 
-def case_build(files: list[str], store: str, binning: int, workers: int | None) -> dict:
-    from cpmosaic.mosaic import build_mosaic
-    from cpmosaic.mosaic.build import _default_workers
+def case_build(files: list[str], store: str, binning: int, workers: int | None, compressor: str = "blosc-lz4",
+               direct: bool = True, sync: bool = False) -> dict:
+    from cpmosaic.mosaic import build_mosaic, tasks
+    from cpmosaic.mosaic.build import default_workers
 
+    tasks.USE_SHARD_WRITER = direct
     warm_up()
     base = peak_rss()
     with AnonPeak() as anon:
         t = time.perf_counter()
-        report = build_mosaic(files, store, binning=binning, overwrite=True, num_workers=workers, progress=False)
+        report = build_mosaic(files, store, binning=binning, overwrite=True, num_workers=workers, progress=False,
+                              compressor=compressor)
         wall = time.perf_counter() - t
-    return {"wall": wall, "rss": peak_rss(), "rss_base": base, "anon": anon.peak, "shards": report.shards_written,
-            "workers": workers or _default_workers(report.plan, 3 * 2**29), "shape": list(report.plan.shape)}
+        if sync:
+            os.sync()  # writeback of what the build left dirty in the page cache
+        synced = time.perf_counter() - t
+    return {"wall": wall, "synced": synced, "rss": peak_rss(), "rss_base": base, "anon": anon.peak,
+            "shards": report.shards_written, "bytes": _tree_bytes(store),
+            "workers": workers or default_workers(report.plan, 3 * 2**29), "shape": list(report.plan.shape)}
+
+
+def _tree_bytes(path: str) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def case_floor(folder: str, nbytes: int, files: int) -> dict:
+    """The same bytes written by numpy to the same disk, as ``files`` files, then ``os.sync``."""
+    os.makedirs(folder, exist_ok=True)
+    block = np.random.default_rng(0).integers(0, 255, max(1, nbytes // files), np.uint8)
+    t = time.perf_counter()
+    for k in range(files):
+        with open(os.path.join(folder, f"{k}"), "wb") as f:
+            block.tofile(f)
+    wall = time.perf_counter() - t
+    os.sync()
+    return {"wall": wall, "synced": time.perf_counter() - t, "bytes": block.nbytes * files}
 
 
 def case_naive(files: list[str], out: str, binning: int) -> dict:
@@ -186,7 +219,7 @@ def case_omezarr(array_path: str, store: str, levels: int) -> dict:
     return {"wall": wall, "rss": peak_rss(), "rss_base": base, "anon": anon.peak, "shape": list(image.shape)}
 
 
-CASES = {"build": case_build, "naive": case_naive, "omezarr": case_omezarr}
+CASES = {"build": case_build, "naive": case_naive, "omezarr": case_omezarr, "floor": case_floor}
 
 
 def run_child(job: str, **kwargs) -> dict:
@@ -212,6 +245,157 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
+# -- codecs ------------------------------------------------------------------------------
+
+#: Compressor names (as ``--compressor`` takes them) compared by :func:`codec_table`.
+CODECS = ("none", "blosc-lz4", "blosc-lz4-bitshuffle", "blosc-zstd", "zstd-1", "zstd-3", "zstd-5")
+
+
+def real_looking_shard(kind: str, seed: int = 0) -> np.ndarray:
+    """A real-size E2V detector as cpmosaic.synth draws it (signal, shot and read noise,
+    per-amp structure, cosmic rays), in electrons: ``kind`` bias or flat."""
+    from cpmosaic.camera import get_camera
+    from cpmosaic.synth.images import exposure_image, make_detector_model
+
+    det = get_camera("LSSTCam")["R22_S11"]
+    model = make_detector_model(det, seed)
+    rng = np.random.default_rng(seed)
+    ex = exposure_image(model, kind, rng, darktime=0.0 if kind == "bias" else 30.0, planes=False,
+                        bias=kind == "bias")
+    img = ex.image if ex.bias is None else ex.image + ex.bias
+    return np.ascontiguousarray(img[:4096, :4096], np.float32)
+
+
+def _numcodec(name: str):
+    """The numcodecs codec zarr's own codec object for ``name`` wraps (same bytes)."""
+    from numcodecs import Blosc, Zstd
+
+    if name == "none":
+        return None
+    if name.startswith("zstd-"):
+        return Zstd(level=int(name[5:]))
+    cname = "zstd" if name == "blosc-zstd" else "lz4"
+    clevel = 1 if cname == "zstd" else 5
+    shuffle = Blosc.BITSHUFFLE if name.endswith("bitshuffle") else Blosc.SHUFFLE
+    return Blosc(cname=cname, clevel=clevel, shuffle=shuffle, blocksize=0)
+
+
+def codec_table(repeats: int = 3) -> list[tuple]:
+    """Encode and decode speed (one thread, MB/s of float32) and compression ratio of each
+    of :data:`CODECS` on the 256 x 256 chunks of a real-size bias and flat.
+
+    The codecs are numcodecs' objects that zarr's ``BloscCodec``/``ZstdCodec`` wrap
+    (``cpmosaic.mosaic.store.parse_compressor`` makes those), with the same settings.
+    """
+    from numcodecs import blosc
+
+    blosc.set_nthreads(1)  # one build thread per shard: the same as in a build
+    rows = []
+    for kind in ("bias", "flat"):
+        img = real_looking_shard(kind)
+        chunks = [np.ascontiguousarray(img[y:y + 256, x:x + 256]) for y in range(0, 4096, 256)
+                  for x in range(0, 4096, 256)]
+        nbytes = img.nbytes
+        for name in CODECS:
+            codec = _numcodec(name)
+            if codec is None:
+                t = min(_timed(lambda: [c.tobytes() for c in chunks]) for _ in range(repeats))
+                rows.append((kind, name, nbytes / t / 1e6, nbytes / t / 1e6, 1.0))
+                continue
+            out = [codec.encode(c) for c in chunks]
+            enc_t = min(_timed(lambda: [codec.encode(c) for c in chunks]) for _ in range(repeats))
+            dec_t = min(_timed(lambda: [codec.decode(o) for o in out]) for _ in range(repeats))
+            assert np.array_equal(np.frombuffer(codec.decode(out[5]), np.float32).reshape(256, 256), chunks[5])
+            rows.append((kind, name, nbytes / enc_t / 1e6, nbytes / dec_t / 1e6, nbytes / sum(len(o) for o in out)))
+    return rows
+
+
+def fullres_table(files: list[str], work: Path, workers: int | None, setups: list[tuple[str, bool]]) -> list[tuple]:
+    """Full-resolution builds with each ``(compressor, direct shard writes)`` setup, each
+    followed by a floor run writing as many bytes to the same disk; all with ``os.sync``."""
+    in_bytes = sum(os.path.getsize(f) for f in files)
+    rows = []
+    for compressor, direct in setups:
+        os.sync()
+        store = str(work / "full.zarr")
+        r = run_child("build", files=files, store=store, binning=1, workers=workers, compressor=compressor,
+                      direct=direct, sync=True)
+        shutil.rmtree(store, ignore_errors=True)
+        os.sync()
+        fl = run_child("floor", folder=str(work / "floor"), nbytes=r["bytes"], files=r["shards"])
+        shutil.rmtree(work / "floor", ignore_errors=True)
+        how = f"{compressor}, {'direct shards' if direct else 'through zarr'}"
+        rows.append((f"b=1 {how}", len(files), 1, f"{r['wall']:.2f}", f"{in_bytes / r['wall'] / 1e9:.2f}",
+                     _mib(r["rss"]), _mib(r["anon"]),
+                     f"+sync {r['synced']:.2f} s; wrote {r['bytes'] / 1e9:.2f} GB "
+                     f"({in_bytes / r['bytes']:.2f}x smaller than the input); floor (numpy, same bytes, same disk) "
+                     f"{fl['wall']:.2f} s, +sync {fl['synced']:.2f} s: build {r['wall'] / fl['wall']:.2f}x, "
+                     f"with sync {r['synced'] / fl['synced']:.2f}x the floor"))
+    return rows
+
+
+# -- whole processes -------------------------------------------------------------------
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: modules come from their .pyc
+    src = str(HERE.parent / "src")
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def timed_process(cmd: list[str], env: dict) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one whole process."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:6])} ... failed ({proc.returncode}):\n{err[-2000:]}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def whole_commands(files: list[str], work: Path, repeats: int) -> list[tuple]:
+    """``cpmosaic mosaic --binning 8`` and the naive process, whole, alternately; start-up times."""
+    import compileall
+
+    compileall.compile_dir(str(HERE.parent / "src" / "cpmosaic"), quiet=1)  # a pip install has them
+    env = _child_env()
+    py = sys.executable
+    store = str(work / "whole.zarr")
+    ours_cmd = [py, "-m", "cpmosaic", "-q", "mosaic", *files, "-o", store, "--binning", "8", "--overwrite",
+                "--no-progress"]
+    naive_cmd = [py, str(HERE / "naive_visualize_visit.py"), *files, "-o", str(work / "naive_whole.npy"),
+                 "--binning", "8"]
+    timed_process(ours_cmd, env)  # numba's cache and the page cache warm for both
+    ours, naive = [], []
+    for _ in range(repeats):
+        ours.append(timed_process(ours_cmd, env))
+        naive.append(timed_process(naive_cmd, env))
+    o, n = min(ours), min(naive)
+    # (no peak RSS for whole processes: a forked child's ru_maxrss starts at its parent's)
+    rows = [("whole `cpmosaic mosaic --binning 8`", len(files), 8, f"{o[0]:.2f}", "-", "-", "-",
+             f"{n[0] / o[0]:.1f}x the naive whole process (best of {repeats} alternating; all: "
+             f"{', '.join(f'{w:.2f}' for w, _ in ours)})"),
+            ("whole naive process b=8", len(files), 8, f"{n[0]:.2f}", "-", "-", "-",
+             f"all: {', '.join(f'{w:.2f}' for w, _ in naive)}")]
+    starts = {"python -c pass": [py, "-c", "pass"], "cpmosaic --help": [py, "-m", "cpmosaic", "--help"],
+              "cpmosaic info STORE": [py, "-m", "cpmosaic", "info", store]}
+    best = {k: [] for k in starts}
+    for _ in range(max(5, repeats)):
+        for k, cmd in starts.items():
+            best[k].append(timed_process(cmd, env))
+    for k, runs in best.items():
+        w, _ = min(runs)
+        rows.append((k, "-", "-", f"{w:.3f}", "-", "-", "-",
+                     f"best of {len(runs)}, interleaved" + ("; target < 0.3 s" if k != "python -c pass" else "")))
+    return rows
+
+
 # -- main ------------------------------------------------------------------------------
 
 
@@ -229,6 +413,13 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--inputs", help="directory of the input FITS files, made there if missing and kept "
                                      "(default: inside the work directory)")
+    ap.add_argument("--whole", type=int, default=0, metavar="N",
+                    help="also time the whole cpmosaic mosaic command and the whole naive process, N pairs")
+    ap.add_argument("--only-whole", action="store_true", help="only the --whole comparison")
+    ap.add_argument("--codecs", action="store_true", help="only the codec table (no inputs needed)")
+    ap.add_argument("--fullres", default="",
+                    help="only full-resolution builds against the disk floor, for each of these compressors "
+                         "(comma separated; a trailing :zarr writes through zarr), e.g. blosc-lz4,blosc-lz4:zarr")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -237,6 +428,13 @@ def main(argv=None) -> int:
         sys.stdout.write("RESULT " + json.dumps(result) + "\n")
         return 0
 
+    if args.codecs:
+        out = sys.stdout.write
+        out(f"\n{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}\n\n")
+        out("| data | compressor | encode MB/s | decode MB/s | ratio |\n|---|---|---:|---:|---:|\n")
+        for kind, name, enc, dec, ratio in codec_table():
+            out(f"| {kind} | {name} | {enc:.0f} | {dec:.0f} | {ratio:.3f} |\n")
+        return 0
     n = 3 if args.quick else args.detectors
     binnings = [int(b) for b in args.binning.split(",") if b]
     scaling = [int(c) for c in args.scaling.split(",") if c]
@@ -248,6 +446,13 @@ def main(argv=None) -> int:
         files = [str(p) for p in all_files[:n]]
         in_bytes = sum(os.path.getsize(f) for f in files)
         sys.stderr.write(f"wrote {len(all_files)} inputs in {time.perf_counter() - t:.1f} s\n")
+        if args.only_whole:
+            rows.extend(whole_commands(files, work, max(1, args.whole)))
+            binnings, scaling = [], []
+        if args.fullres:
+            setups = [(c.split(":")[0], not c.endswith(":zarr")) for c in args.fullres.split(",") if c]
+            rows.extend(fullres_table(files, work, args.workers, setups))
+            binnings, scaling = [], []
         bw = copy_bandwidth(2**27 if args.quick else 2**29)
         rows.append(("np.copyto", "-", "-", f"{1.0 / bw:.3f} s/GB", f"{bw:.2f}", "-", "-", "memory bandwidth ceiling"))
         ours = {}
@@ -267,6 +472,10 @@ def main(argv=None) -> int:
                          _mib(r["anon"]),
                          f"{gbs / bw:.0%} of copyto; {r['workers']} threads; {r['shards']} shards; "
                          f"level 0 {r['shape'][1]}x{r['shape'][0]}"))
+        if args.whole and not args.only_whole:
+            rows.extend(whole_commands(files, work, args.whole))
+        if not binnings:
+            return _print(rows, n, in_bytes)
         nv = min(naive_runs, key=lambda x: x["wall"]) if naive_runs else \
             run_child("naive", files=files, out=str(work / "naive.npy"), binning=8)
         gbs = in_bytes / nv["wall"] / 1e9
@@ -295,6 +504,10 @@ def main(argv=None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    return _print(rows, n, in_bytes)
+
+
+def _print(rows: list, n: int, in_bytes: int) -> int:
     out = sys.stdout.write
     out(f"\nInputs: {n} real-size LSSTCam detectors ({in_bytes / 1e9:.2f} GB of float32 FITS, warm page cache); "
         f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at the end.\n\n")

@@ -213,3 +213,36 @@ def test_public_api_resolves_and_import_stays_light():
         "assert not missing, missing\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("pixel_size_mm", 0.0, "pixel size must be a positive number of mm, got 0.0"),
+    ("pixel_size_mm", -0.01, "pixel size must be a positive number of mm, got -0.01"),
+    ("offset_mm", [float("nan"), 1.0], "offset must be finite"),
+])
+def test_impossible_geometry_names_the_file_and_detector(tmp_path, field, value, words):
+    from cpmosaic.camera.compact import camera_to_dict
+
+    doc = camera_to_dict(get_camera("LSSTCam"))
+    det = next(d for d in doc["detectors"] if d["name"] == "R22_S11")
+    det[field] = value
+    path = tmp_path / "cam.json"
+    path.write_text(json.dumps(doc))  # Python writes NaN as the NaN literal, which it reads back
+    with pytest.raises(CameraError) as info:
+        get_camera(path)
+    assert str(path) in str(info.value) and "R22_S11" in str(info.value) and words in str(info.value)
+    assert "different pixel sizes" not in str(info.value)
+    # and through the CLI: one line, exit 2, no traceback
+    r = subprocess.run([sys.executable, "-m", "cpmosaic", "mosaic", str(tmp_path), "-o", str(tmp_path / "m.zarr"),
+                        "--camera", str(path)], capture_output=True, text=True)
+    assert r.returncode == 2 and str(path) in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "m.zarr").exists()
+
+
+def test_obs_lsst_yaml_with_zero_pixel_size_names_the_file(tmp_path, reference_dir):
+    text = (reference_dir / "camera" / "lsstCam.yaml").read_text()
+    assert "pixelSize : [0.010, 0.010]" in text
+    bad = tmp_path / "zero.yaml"
+    bad.write_text(text.replace("pixelSize : [0.010, 0.010]", "pixelSize : [0.0, 0.0]", 1))
+    with pytest.raises(CameraError, match=r"zero.yaml: detector \w+: pixel size must be a positive number"):
+        read_obs_lsst_yaml(bad)

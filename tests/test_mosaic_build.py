@@ -100,6 +100,7 @@ def assert_same_store(a, b) -> None:
     assert ma.n_levels == mb.n_levels
     for k in range(ma.n_levels):
         assert np.array_equal(ma.read(k), mb.read(k), equal_nan=True), f"level {k} differs"
+    assert ma.attrs.pop("build_id") != mb.attrs.pop("build_id")  # each store its own build
     assert ma.attrs == mb.attrs
     assert ma.ome == mb.ome
 
@@ -125,9 +126,9 @@ def test_full_resolution_matches_numpy_assembly(inputs, camera, tmp_path):
 
 def test_banded_reads_give_the_same_mosaic(inputs, camera, built, tmp_path, monkeypatch):
     """Detector rows read a few blocks at a time (as real-size detectors are) land in the same places."""
-    from cpmosaic.mosaic import build
+    from cpmosaic.mosaic import tasks
 
-    monkeypatch.setattr(build, "READ_BAND_BYTES", 4 * 128 * 7)  # 6-row bands at binning 3, 1-chunk pyramid pieces
+    monkeypatch.setattr(tasks, "READ_BAND_BYTES", 4 * 128 * 7)  # 6-row bands at binning 3, 1-chunk pyramid pieces
     build_mosaic([inputs], tmp_path / "m.zarr", camera=camera, binning=3, chunk=32, shard=(64, 128), progress=False)
     a, b = open_mosaic(tmp_path / "m.zarr"), open_mosaic(built[0])
     for k in range(a.n_levels):
@@ -295,12 +296,12 @@ def test_read_failure_during_build_leaves_detector_empty(inputs, camera, tmp_pat
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     from cpmosaic.camera import get_camera, shrink_camera
-    from cpmosaic.mosaic import build, store as st
-    real = st.write_marker
+    from cpmosaic.mosaic import build, tasks
+    real = tasks.write_marker
     def slow(*a, **k):
         real(*a, **k)
         time.sleep(0.15)
-    build.write_marker = slow
+    tasks.write_marker = slow
     cam = shrink_camera(get_camera("LSSTCam"), {shrink})
     build.build_mosaic([sys.argv[1]], sys.argv[2], camera=cam, binning=3, chunk=32, shard=(64, 128),
                        num_workers=1, progress=False)
@@ -329,9 +330,14 @@ def test_resume_after_sigkill_is_identical(inputs, camera, built, tmp_path):
                           progress=False)
     assert report.shards_skipped >= n_done
     assert_same_store(store, built[0])
+    build_id = open_mosaic(store).attrs["build_id"]
     for level in (0, 1):
         for f in sorted((built[0] / str(level) / "done").iterdir()):
-            assert json.loads(f.read_text()) == json.loads((store / str(level) / "done" / f.name).read_text())
+            ours = json.loads((store / str(level) / "done" / f.name).read_text())
+            assert ours.pop("build_id") == build_id  # markers of both runs carry the store's build id
+            ref = json.loads(f.read_text())
+            ref.pop("build_id")
+            assert ours == ref
 
 
 def test_allocator_helpers_hand_memory_back() -> None:

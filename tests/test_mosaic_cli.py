@@ -122,8 +122,8 @@ def test_usage_errors(setup, tmp_path):
     d, _ = setup
     (tmp_path / "empty").mkdir()
     assert main(["mosaic", str(tmp_path / "empty"), "-o", str(tmp_path / "e.zarr")]) == 1
-    assert main(["mosaic", "-o", str(tmp_path / "e.zarr")]) == 1
-    assert main(["info", str(tmp_path / "nothing.zarr")]) == 1
+    assert main(["mosaic", "-o", str(tmp_path / "e.zarr")]) == 2  # no inputs: usage
+    assert main(["info", str(tmp_path / "nothing.zarr")]) == 2  # not a store: usage
     comcam = get_camera("LSSTComCam")
     (tmp_path / "mixed").mkdir()
     for cam, inst in ((shrink_camera(get_camera("LSSTCam"), 32), "LSSTCam"), (comcam, "LSSTComCam")):

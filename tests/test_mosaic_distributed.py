@@ -45,4 +45,6 @@ def test_local_cluster_build_is_identical(tmp_path):
         ref = a.read(k)
         assert np.array_equal(b.read(k), ref, equal_nan=True), k
         assert np.array_equal(c.read(k), ref, equal_nan=True), k
+    ids = {m.attrs.pop("build_id") for m in (a, b, c)}
+    assert len(ids) == 3  # one build id per store
     assert a.attrs == b.attrs == c.attrs and a.ome == b.ome

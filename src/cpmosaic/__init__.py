@@ -1,8 +1,9 @@
 """cpmosaic: focal-plane mosaics and calibration-verification metrics.
 
 The public API, by stage of the pipeline (camera -> exposures -> kernels ->
-mosaic store -> metrics -> views).  Everything but the camera and the errors is
-imported on first use, so ``import cpmosaic`` stays light.
+mosaic store -> metrics -> views).  Everything but the errors is imported on
+first use, so ``import cpmosaic`` (and ``cpmosaic --help``) stays light: not
+even numpy is imported until a name needs it.
 
 >>> import cpmosaic
 >>> cam = cpmosaic.get_camera("LSSTCam")
@@ -14,13 +15,26 @@ from __future__ import annotations
 
 import importlib
 
-from .camera import Amplifier, Box, Camera, Detector, get_camera, load_camera, shrink_camera
-from .errors import CameraError, CpmosaicError, InputError, MixedCamerasError, UnknownDetectorError
+from .errors import (
+    CameraError,
+    CpmosaicError,
+    InputError,
+    MixedCamerasError,
+    UnknownDetectorError,
+)
 
 __version__ = "0.1.0"
 
 #: name -> module it comes from (imported on first use)
 _LAZY = {
+    # camera
+    "Amplifier": "cpmosaic.camera",
+    "Box": "cpmosaic.camera",
+    "Camera": "cpmosaic.camera",
+    "Detector": "cpmosaic.camera",
+    "get_camera": "cpmosaic.camera",
+    "load_camera": "cpmosaic.camera",
+    "shrink_camera": "cpmosaic.camera",
     # exposures
     "identify": "cpmosaic.io",
     "open_exposure": "cpmosaic.io",
@@ -44,18 +58,11 @@ _LAZY = {
 }
 
 __all__ = [
-    "Amplifier",
-    "Box",
-    "Camera",
     "CameraError",
     "CpmosaicError",
-    "Detector",
     "InputError",
     "MixedCamerasError",
     "UnknownDetectorError",
-    "get_camera",
-    "load_camera",
-    "shrink_camera",
     *sorted(_LAZY),
 ]
 

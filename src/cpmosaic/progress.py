@@ -1,15 +1,18 @@
 """Progress reporting: a tqdm bar on terminals, quiet elsewhere.
 
 Long-running functions accept ``progress: bool | None``; ``None`` means "show a
-bar when stderr is a terminal or the CLI asked for one".  The CLI turns bars on
-with :func:`enable`; notebooks can use dask's own progress bars instead.
+bar when stderr is a terminal and the CLI has not turned bars off".  Bars never
+go to a redirected stderr unless a caller passes ``progress=True`` itself (a
+command's explicit ``--progress``); :func:`enable` (the CLI's ``--no-progress``)
+can only turn them off.  Notebooks can use dask's own progress bars instead.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -17,17 +20,25 @@ _FORCED: bool | None = None
 
 
 def enable(flag: bool | None = True) -> None:
-    """Force progress bars on (True), off (False) or back to automatic (None)."""
+    """Allow progress bars on a terminal (True or None) or turn them off (False)."""
     global _FORCED
     _FORCED = flag
 
 
 def wanted(progress: bool | None = None) -> bool:
+    """Whether to draw a bar: ``progress`` when given, else on a terminal unless turned off.
+
+    >>> wanted(False), wanted(True)
+    (False, True)
+    """
     if progress is not None:
         return progress
-    if _FORCED is not None:
-        return _FORCED
-    return sys.stderr.isatty()
+    if _FORCED is False:
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
 
 
 def track(iterable: Iterable[T], *, total: int | None = None, desc: str = "", progress: bool | None = None) -> Iterator[T]:

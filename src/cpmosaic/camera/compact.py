@@ -40,7 +40,7 @@ import os
 from pathlib import Path
 
 from ..errors import CameraError
-from .model import Amplifier, Box, Camera, Detector
+from .model import Amplifier, Box, Camera, Detector, check_detector_geometry
 
 __all__ = ["FORMAT", "camera_to_dict", "camera_from_dict", "read_camera_json", "write_camera_json"]
 
@@ -176,6 +176,7 @@ def camera_from_dict(doc: dict, source: str = "<camera>") -> Camera:
                     serial=str(d.get("serial", "")),
                 )
             )
+            check_detector_geometry(detectors[-1], source)
     except CameraError:
         raise
     except (KeyError, TypeError, ValueError, IndexError) as exc:

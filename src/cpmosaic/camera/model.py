@@ -113,6 +113,22 @@ def _rotation(yaw_deg: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]], dtype=float)
 
 
+def check_detector_geometry(det: "Detector", source: str) -> None:
+    """Raise CameraError (naming ``source`` and the detector) for impossible geometry:
+    a pixel size that is not a positive number, a non-finite offset, reference
+    position or yaw, or an empty detector."""
+    from ..errors import CameraError
+
+    where = f"{source}: detector {det.name}"
+    if not (math.isfinite(det.pixel_size_mm) and det.pixel_size_mm > 0):
+        raise CameraError(f"{where}: pixel size must be a positive number of mm, got {det.pixel_size_mm!r}")
+    for label, values in (("offset", det.offset_mm), ("refpos", det.refpos), ("yaw", (det.yaw_deg,))):
+        if not all(math.isfinite(v) for v in values):
+            raise CameraError(f"{where}: {label} must be finite, got {values if len(values) > 1 else values[0]!r}")
+    if det.width < 1 or det.height < 1:
+        raise CameraError(f"{where}: size must be at least 1 x 1 pixels, got {det.width} x {det.height}")
+
+
 @dataclass(frozen=True)
 class Detector:
     """One detector (CCD) and its place in the focal plane."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import CameraError
-from .model import DETECTOR_TYPES, Amplifier, Box, Camera, Detector
+from .model import DETECTOR_TYPES, Amplifier, Box, Camera, Detector, check_detector_geometry
 
 __all__ = ["read_obs_lsst_yaml", "amplifier_from_obs_lsst"]
 
@@ -65,7 +65,7 @@ def _detector(name: str, spec: dict, source: str) -> Detector:
             # find segments by EXTNAME (as cpmosaic's do) are not affected.
             log.warning("%s: detector %s lists duplicate amplifier HDUs %s", source, name, hdus)
         det_type = int(spec.get("detectorType", 0))
-        return Detector(
+        det = Detector(
             id=int(spec["id"]),
             name=name,
             type=DETECTOR_TYPES.get(det_type, "science"),
@@ -79,6 +79,8 @@ def _detector(name: str, spec: dict, source: str) -> Detector:
             amplifiers=amps,
             serial=str(spec.get("serial", "")),
         )
+        check_detector_geometry(det, source)
+        return det
     except CameraError:
         raise
     except (KeyError, TypeError, ValueError, IndexError) as exc:

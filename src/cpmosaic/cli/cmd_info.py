@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 
@@ -17,13 +18,13 @@ def register(sub) -> None:
 def info_document(m, store: str) -> dict:
     """The JSON document of ``info --format json``."""
     levels = []
-    for k, arr in enumerate(m.levels):
+    for k in range(m.n_levels):
         levels.append({
-            "level": k, "shape": list(arr.shape), "chunks": list(arr.chunks),
-            "shards": list(arr.shards) if getattr(arr, "shards", None) else None,
+            "level": k, "shape": list(m.shape(k)), "chunks": list(m.chunks(k)),
+            "shards": list(m.shards(k)) if m.shards(k) else None,
             "detector_pixels_per_pixel": m.level_scale(k), "scale_um": list(m.scale_um(k)),
             "translation_um": list(m.translation_um(k)), "extent_mm": list(m.extent_mm(k)),
-            "window": list(m.window(k)),
+            "window": None if m.window(k) is None else list(m.window(k)),
         })
     return {
         "store": store, "camera": m.camera, "binning": m.binning, "complete": m.complete,
@@ -34,9 +35,14 @@ def info_document(m, store: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..mosaic import open_mosaic
+    from ..errors import InputError
+    from ..mosaic.reader import read_metadata
 
-    m = open_mosaic(args.store)
+    try:
+        m = read_metadata(args.store)  # JSON only for a local store: no zarr, no numpy
+    except InputError as exc:  # not a store, or a damaged one: one line, no traceback
+        logging.getLogger(__name__).error("%s", exc)
+        return 2
     doc = info_document(m, args.store)
     if args.format == "json":
         json.dump(doc, sys.stdout, indent=1)
@@ -52,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         ext = lv["extent_mm"]
         w(f"{lv['level']:>5} {lv['shape'][0]:>7} x {lv['shape'][1]:<6} {'x'.join(map(str, lv['chunks'])):>11} "
           f"{sh:>13} {lv['detector_pixels_per_pixel']:>9} {ext[0]:>9.2f}..{ext[1]:<8.2f} {ext[2]:>9.2f}..{ext[3]:<8.2f} "
-          f"{lv['window'][0]:>11.4g}..{lv['window'][1]:<10.4g}\n")
+          + (f"{lv['window'][0]:>11.4g}..{lv['window'][1]:<10.4g}" if lv["window"] else f"{'-':>11}")
+          + "\n")
     present, missing = doc["detectors"]["present"], doc["detectors"]["missing"]
     w(f"detectors: {len(present)} present, {len(missing)} missing\n")
     no_input = [d["name"] for d in missing if d.get("reason") == "no input"]

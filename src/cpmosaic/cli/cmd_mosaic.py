@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--camera", metavar="NAME|PATH", help="camera (default: from the file headers)")
     p.add_argument("--binning", type=int, default=1, metavar="N", help="detector pixels per level-0 pixel (default 1)")
     p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="dask.distributed scheduler (tcp://host:port); default: local threads")
+                   help="dask.distributed scheduler (tcp://host:port), or threads (default), sync, processes")
     p.add_argument("--workers", type=int, metavar="N", help="local threads (default: as many as memory allows)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="finish an interrupted build (only missing shards)")
@@ -28,7 +28,9 @@ def register(sub) -> None:
                    help="overscan correction of raw files (default median per row)")
     p.add_argument("--apply-gains", action="store_true", help="raw files: multiply by amp gains (ADU -> e-)")
     p.add_argument("--chunk", type=int, default=256, metavar="PX", help="chunk (tile) size (default 256)")
-    p.add_argument("--compressor", default="blosc-lz4", help="blosc-lz4 (default), zstd[-LEVEL] or none")
+    p.add_argument("--compressor", default=None,
+                   help="blosc-lz4-bitshuffle (default for a new store; a resumed one keeps its own), blosc-lz4, "
+                        "blosc-zstd, zstd[-LEVEL] (1..22) or none")
     p.add_argument("--butler", metavar="ROOT", help="Butler repository to take inputs from")
     p.add_argument("--collection", help="Butler collection (with --butler)")
     p.add_argument("--dataset-type", help="Butler dataset type, e.g. verifyBiasProc (with --butler)")
@@ -37,26 +39,61 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..mosaic import build_mosaic
-    from ..mosaic.inputs import butler_paths
+def _usage(message: str) -> int:
+    log.error("%s", message)
+    return 2
 
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import CameraError, InputError
+    from ..mosaic.build import build_mosaic
+    from ..mosaic.inputs import CameraNotNamedError, butler_paths
+    from ..mosaic.plan import BinningError, OptionError
+    from ..mosaic.schedule import parse_scheduler
+    from ..mosaic.store import StoreExistsError, parse_compressor
+
+    # every option checked before anything is read or written
+    if args.binning < 1:
+        return _usage(f"--binning must be >= 1, got {args.binning}")
+    if args.workers is not None and args.workers < 1:
+        return _usage(f"--workers must be >= 1, got {args.workers}")
+    if args.chunk < 2 or args.chunk % 2:
+        return _usage(f"--chunk must be even and >= 2, got {args.chunk}")
+    for flag, check, value in (("--compressor", parse_compressor, args.compressor or "none"),
+                               ("--scheduler", parse_scheduler, args.scheduler)):
+        try:
+            check(value)
+        except ValueError as exc:
+            return _usage(f"{flag}: {exc}")
     inputs = list(args.inputs)
     if args.butler:
         if not (args.collection and args.dataset_type):
-            log.error("--butler needs --collection and --dataset-type")
-            return 2
+            return _usage("--butler needs --collection and --dataset-type")
         inputs += butler_paths(root=args.butler, collection=args.collection, dataset_type=args.dataset_type)
     if not inputs:
-        raise InputError(None, "no inputs: give FITS files, directories or --butler")
-    if args.binning < 1:
-        log.error("--binning must be >= 1")
-        return 2
-    report = build_mosaic(inputs, args.output, camera=args.camera, binning=args.binning, scheduler=args.scheduler,
-                          resume=args.resume, overwrite=args.overwrite, overscan=args.overscan,
-                          apply_gains=args.apply_gains, chunk=args.chunk, compressor=args.compressor,
-                          num_workers=args.workers, progress=args.progress)
+        return _usage("no inputs: give FITS files, directories or --butler")
+    try:
+        report = build_mosaic(inputs, args.output, camera=args.camera, binning=args.binning,
+                              scheduler=args.scheduler, resume=args.resume, overwrite=args.overwrite,
+                              overscan=args.overscan, apply_gains=args.apply_gains, chunk=args.chunk,
+                              compressor=args.compressor, num_workers=args.workers, progress=args.progress)
+    except BinningError as exc:
+        return _usage(f"--binning: {exc}")
+    except CameraError as exc:  # a bad --camera value or file
+        return _usage(f"--camera: {exc}" if args.camera else str(exc))
+    except CameraNotNamedError as exc:
+        return _usage(f"{exc}: give --camera NAME|PATH")
+    except StoreExistsError as exc:
+        log.error("%s%s", exc, "" if "not a zarr store" in str(exc) else
+                  "; use --resume to finish it or --overwrite to replace it")
+        return 1
+    except InputError as exc:
+        if str(exc.problem).startswith("cannot resume"):
+            log.error("%s (use --overwrite to start again)", exc)
+            return 1
+        raise
+    except OptionError as exc:
+        return _usage(str(exc))  # an option value the library refused before writing anything
     plan = report.plan
     out = sys.stdout.write
     out(f"{report.store}: {plan.camera_name} binning {plan.binning}, {plan.n_levels} levels, "

@@ -4,6 +4,7 @@ calibration products, cp_verify outputs over several days, a Butler repository).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 
@@ -37,12 +38,27 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _check(args: argparse.Namespace) -> str | None:
+    """The first bad option value, said as one line (None: all good)."""
+    for flag, value, low in (("--days", args.days, 1), ("--shrink", args.shrink, 1), ("--exposures", args.exposures, 1),
+                             ("--image-days", args.image_days, 0), ("--workers", args.workers, 1)):
+        if value is not None and value < low:
+            return f"{flag} must be >= {low}, got {value}"
+    if not any(t.strip() for t in args.types.split(",")):
+        return "--types names no calibration type"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import progress
+
+    problem = _check(args)
+    if problem:  # before anything is written: no partial folder
+        logging.getLogger(__name__).error("%s", problem)
+        return 2
     from ..synth import synthesize
 
-    if not args.no_progress:
-        progress.enable(True)
+    progress.enable(False if args.no_progress else None)
     types = tuple(t.strip().lower() for t in args.types.split(",") if t.strip())
     detectors = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else None
     m = synthesize(

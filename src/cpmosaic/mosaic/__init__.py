@@ -8,10 +8,24 @@
 Stores are zarr v3 groups with OME-Zarr 0.5 metadata (see ``store.py`` for the layout).
 """
 
-from .build import BuildReport, build_mosaic
-from .inputs import InputSet, find_inputs
-from .plan import LevelSpec, MosaicPlan, Placement, make_plan
-from .store import MosaicStore, open_mosaic
+from __future__ import annotations
+
+import importlib
+
+#: name -> module, imported on first use (reading a store needs no dask, the CLI's
+#: --help nothing of this)
+_LAZY = {
+    "BuildReport": ".build",
+    "build_mosaic": ".build",
+    "InputSet": ".inputs",
+    "find_inputs": ".inputs",
+    "LevelSpec": ".plan",
+    "MosaicPlan": ".plan",
+    "Placement": ".plan",
+    "make_plan": ".plan",
+    "MosaicStore": ".reader",
+    "open_mosaic": ".reader",
+}
 
 __all__ = [
     "BuildReport",
@@ -25,3 +39,11 @@ __all__ = [
     "make_plan",
     "open_mosaic",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,24 +10,27 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
-from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from ..camera import Camera, camera_beside, get_camera
 from ..errors import CpmosaicError, InputError, MixedCamerasError
+from ..io.cache import EXPOSURES, ExposureCache, open_file_budget
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InputSet", "find_inputs", "expand_paths", "butler_paths", "ExposureCache", "EXPOSURES"]
+__all__ = ["EXPOSURES", "ExposureCache", "InputSet", "butler_paths", "expand_paths", "find_inputs"]
 
 #: Files :func:`find_inputs` keeps open after identifying them (for the build).
-KEEP_OPEN = 24
+KEEP_OPEN = open_file_budget()
 #: File name endings taken from directories (files named explicitly are always tried).
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fz", ".fits.gz")
 _DETNAME = re.compile(r"R\d\d_S[A-Z0-9]{2,3}")
+
+
+class CameraNotNamedError(InputError):
+    """The inputs do not say which camera they come from (the caller must name it)."""
 
 
 @dataclass
@@ -47,7 +50,7 @@ class InputSet:
     opened
         Absolute path -> the :class:`cpmosaic.io.Exposure` that identified it, still
         open (at most :data:`KEEP_OPEN` of them), so that a build does not parse the
-        headers again; a build takes them over (:meth:`ExposureCache.adopt`).
+        headers again; a build takes them over (:meth:`cpmosaic.io.cache.ExposureCache.adopt`).
     """
 
     camera: Camera
@@ -189,8 +192,8 @@ def find_inputs(inputs, camera: Camera | str | os.PathLike | None = None) -> Inp
         name = next(iter(by_camera))
         if name == "None":
             _close_all(opened)
-            raise InputError(None, f"cannot tell the camera of the inputs (no INSTRUME key), e.g. {infos[0].path}; "
-                                   "give --camera")
+            raise CameraNotNamedError(None, f"cannot tell the camera of the inputs (no INSTRUME key), e.g. "
+                                            f"{infos[0].path}; name the camera")
         # a camera.json beside the data (shrunk synthetic cameras) describes the camera
         # the headers name, as for single files (cpmosaic.io.header.resolve_camera)
         nearby = camera_beside(infos[0].path)
@@ -207,7 +210,7 @@ def find_inputs(inputs, camera: Camera | str | os.PathLike | None = None) -> Inp
         if kind_shape != det.shape:
             bad.append({"path": info.path, "detector": det.id,
                         "reason": f"image shape {kind_shape} is not {det.name}'s {det.shape} in camera {cam.name} "
-                                  f"(wrong --camera?)"})
+                                  f"(wrong camera?)"})
             continue
         if det.id in result.files:
             result.skipped.append({"path": info.path, "reason": f"second file for {det.name}; using "
@@ -248,144 +251,3 @@ def _no_input(files: list, bad: list) -> InputError:
         return InputError(None, "no usable input files")
     first = bad[0]
     return InputError(None, f"no usable input files: {len(bad)} bad; first: {first['path']}: {first['reason']}")
-
-
-class _Entry:
-    __slots__ = ("exposure", "lock", "closed")
-
-    def __init__(self, exposure) -> None:
-        self.exposure, self.lock, self.closed = exposure, threading.Lock(), False
-
-
-class ExposureCache:
-    """Open exposures shared by the build tasks of one process.
-
-    Opening a FITS file (header parsing, ~8 ms) costs more than reading a
-    shard's rows of it, and a detector is needed by every shard row it spans, so
-    files stay open between tasks.  A file is closed after its last expected use
-    (:meth:`expect`, known to the local scheduler) or when it is the least
-    recently used of ``capacity``: memory-mapped pages count in the resident
-    size while a file is open.  Reads of one file are serialised by its lock
-    (astropy objects are not known to be thread safe).
-    """
-
-    def __init__(self, capacity: int = 24) -> None:
-        self.capacity = capacity
-        self._lock = threading.Lock()
-        self._entries: OrderedDict = OrderedDict()
-        self._uses: Counter = Counter()
-
-    def expect(self, uses: dict[str, int]) -> None:
-        """Announce how many reads each path will get (then it is closed)."""
-        with self._lock:
-            self._uses.update(uses)
-
-    @staticmethod
-    def _key(path: str, camera, options: dict) -> tuple:
-        st = os.stat(path)
-        return (path, st.st_mtime_ns, st.st_size, camera.name, len(camera), options["overscan"],
-                options["apply_gains"], camera.detectors[0].pixel_size_mm)
-
-    def adopt(self, path: str, exposure, camera, options: dict) -> bool:
-        """Take over an open exposure of ``path`` (from :func:`find_inputs`) for reads
-        with ``camera`` and ``options``; False (and nothing taken) when it does not fit.
-
-        A processed or plain image reads the same whatever the camera and options;
-        a raw only when it was opened with this camera (its overscan options are set).
-        """
-        if exposure.info.kind == "raw":
-            if exposure.camera is not camera:
-                return False
-            exposure.overscan, exposure.apply_gains = options["overscan"], bool(options["apply_gains"])
-        try:
-            key = self._key(path, camera, options)
-        except OSError:
-            return False
-        with self._lock:
-            if key in self._entries:
-                return False
-            self._entries[key] = _Entry(exposure)
-            self._evict()
-        return True
-
-    def read(self, path: str, camera, options: dict, rows: slice, *, stored: bool = False, out=None):
-        """``open_exposure(path, camera, **options).read(rows=rows)``, reusing an open file.
-
-        ``stored``: :meth:`~cpmosaic.io.Exposure.read_stored` instead (maybe
-        big-endian, maybe a view into the file map, which stays valid after the
-        file is closed here as long as the view lives, or into ``out``).
-        """
-        from ..io import open_exposure
-
-        key = self._key(path, camera, options)
-        while True:
-            with self._lock:
-                entry = self._entries.get(key)
-                if entry is not None:
-                    self._entries.move_to_end(key)
-            if entry is None:
-                exp = open_exposure(path, camera, overscan=options["overscan"], apply_gains=options["apply_gains"])
-                with self._lock:
-                    entry = self._entries.get(key)
-                    if entry is None:
-                        entry = self._entries[key] = _Entry(exp)
-                        exp = None
-                        self._evict()
-                if exp is not None:  # another thread opened it meanwhile
-                    exp.close()
-            with entry.lock:
-                if entry.closed:
-                    continue  # evicted between lookup and lock: open again
-                data = entry.exposure.read_stored(rows, out) if stored else entry.exposure.read(rows=rows)
-            done = False
-            with self._lock:
-                if path in self._uses:
-                    self._uses[path] -= 1
-                    if self._uses[path] <= 0:
-                        del self._uses[path]
-                        if self._entries.get(key) is entry:
-                            del self._entries[key]
-                        done = True
-            if done:
-                self._close(entry)
-            return data
-
-    def release(self, path: str, camera, options: dict, rows: slice | None = None) -> None:
-        """Unmap the pages reads of ``rows`` of ``path`` touched (:meth:`cpmosaic.io.Exposure.release_pages`),
-        once the caller is done with what :meth:`read` returned; the file stays open."""
-        try:
-            key = self._key(path, camera, options)
-        except OSError:
-            return
-        with self._lock:
-            entry = self._entries.get(key)
-        if entry is not None:
-            with entry.lock:
-                if not entry.closed:
-                    entry.exposure.release_pages(rows)
-
-    def _evict(self) -> None:
-        while len(self._entries) > self.capacity:
-            _, old = self._entries.popitem(last=False)
-            # closing waits for a read in progress; not under the cache lock
-            threading.Thread(target=self._close, args=(old,), daemon=True).start()
-
-    @staticmethod
-    def _close(entry: _Entry) -> None:
-        with entry.lock:
-            if not entry.closed:
-                entry.closed = True
-                entry.exposure.close()
-
-    def clear(self) -> None:
-        """Close every open exposure and forget expected uses."""
-        with self._lock:
-            entries = list(self._entries.values())
-            self._entries.clear()
-            self._uses.clear()
-        for e in entries:
-            self._close(e)
-
-
-#: The process-wide cache the build tasks read through.
-EXPOSURES = ExposureCache()

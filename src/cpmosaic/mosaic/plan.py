@@ -26,15 +26,15 @@ least ``min_shard_rows`` shard rows (parallelism).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
 from ..camera import Camera, Detector, get_camera
 from ..errors import CameraError
 
-__all__ = ["Placement", "LevelSpec", "MosaicPlan", "make_plan", "rotate_box", "source_window"]
+__all__ = ["LevelSpec", "MosaicPlan", "Placement", "make_plan", "rotate_box", "source_window"]
 
 #: Default inner chunk (tile) size and the byte budget of one shard.  16 MB,
 #: not 32: a build holds about three shards per thread (the buffer, zarr's
@@ -45,6 +45,14 @@ __all__ = ["Placement", "LevelSpec", "MosaicPlan", "make_plan", "rotate_box", "s
 DEFAULT_CHUNK = 256
 DEFAULT_SHARD_BYTES = 16 * 2**20
 DEFAULT_MIN_SHARD_ROWS = 16
+
+
+class OptionError(ValueError):
+    """A build option with a value it cannot take (raised before anything is written)."""
+
+
+class BinningError(OptionError):
+    """A binning the camera cannot be mosaicked at."""
 
 
 def _round_half_up(v: float) -> int:
@@ -138,7 +146,7 @@ class Placement:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Placement":
+    def from_dict(cls, d: dict) -> Placement:
         return cls(
             int(d["id"]), d["name"], d.get("type", "science"), int(d["n_quarter"]),
             tuple(int(v) for v in d["box"]), tuple(int(v) for v in d["detector_shape"]),
@@ -278,7 +286,7 @@ class MosaicPlan:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MosaicPlan":
+    def from_dict(cls, d: dict) -> MosaicPlan:
         return cls(
             d["camera"], int(d["binning"]), float(d["pixel_size_mm"]), tuple(int(v) for v in d["origin"]),
             tuple(Placement.from_dict(p) for p in d["placements"]),
@@ -349,14 +357,20 @@ def make_plan(
     camera = get_camera(camera)
     b = int(binning)
     if b != binning or b < 1:
-        raise ValueError(f"binning must be a positive integer, got {binning!r}")
+        raise BinningError(f"binning must be a positive integer, got {binning!r}")
     chunks = (int(chunk), int(chunk)) if np.isscalar(chunk) else tuple(int(c) for c in chunk)
     if min(chunks) < 2 or chunks[0] % 2 or chunks[1] % 2:
         # pyramid tasks read back whole chunks; even chunks keep the 2x2 blocks aligned
-        raise ValueError(f"chunk sizes must be even and >= 2, got {chunks}")
+        raise OptionError(f"chunk sizes must be even and >= 2, got {chunks}")
     if shard is not None and (shard[0] % chunks[0] or shard[1] % chunks[1]):
-        raise ValueError(f"shard shape {shard} must be a multiple of the chunk shape {chunks}")
+        raise OptionError(f"shard shape {shard} must be a multiple of the chunk shape {chunks}")
     px = _pixel_size(camera)
+    smallest = min(camera, key=lambda d: min(d.height, d.width))
+    if b > min(smallest.height, smallest.width):
+        raise BinningError(f"binning {b} is larger than the smallest detector ({smallest.name}, "
+                         f"{smallest.width} x {smallest.height} pixels): detectors would be less than one "
+                         f"level-0 pixel and could land on each other; use at most "
+                         f"{min(smallest.height, smallest.width)}")
     s = px * b
     raw = []
     for det in camera:

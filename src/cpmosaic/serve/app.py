@@ -462,6 +462,10 @@ def summary(s: ServedStore) -> dict:
             "world_bounds_mm": list(s.grid.world_bounds_mm(s.m))}
 
 
+def _listed(window: tuple[float, float] | None) -> list[float] | None:
+    return None if window is None else list(window)
+
+
 def info_doc(s: ServedStore) -> dict:
     m = s.m
     xmin, ymin, xmax, ymax = s.summary_bounds
@@ -469,9 +473,9 @@ def info_doc(s: ServedStore) -> dict:
         "name": s.name, "camera": m.camera, "binning": m.binning, "complete": m.complete,
         "bounds": [xmin, ymin, xmax, ymax], "bounds_units": "focal-plane mm (xmin, ymin, xmax, ymax)",
         "levels": [{"level": k, "shape": list(m.shape(k)), "extent_mm": list(m.extent_mm(k)),
-                    "scale_um": list(m.scale_um(k)), "window": list(m.window(k)),
+                    "scale_um": list(m.scale_um(k)), "window": _listed(m.window(k)),
                     "dtype": str(m.levels[k].dtype)} for k in range(m.n_levels)],
-        "window": list(m.window(0)),
+        "window": _listed(m.window(0)),
         "detectors": {"present": m.present, "missing": m.missing},
         "tiles": {"minzoom": 0, "maxzoom": s.grid.maxzoom, "tile_size": tiles.TILE,
                   "world_bounds_mm": list(s.grid.world_bounds_mm(m)),

@@ -41,10 +41,10 @@ class TooLargeToRender(ValueError):
 
 def store_window(store: Any) -> tuple[float, float] | None:
     """The store's display window of level 0 (``None`` when it has none)."""
-    attrs = getattr(store, "attrs", None) or {}
-    if not attrs.get("windows") or not hasattr(store, "window"):
+    w = store.window(0) if hasattr(store, "window") else None
+    if w is None:
         return None
-    lo, hi = (float(v) for v in store.window(0))
+    lo, hi = float(w[0]), float(w[1])
     return (lo, hi) if hi > lo else None
 
 
