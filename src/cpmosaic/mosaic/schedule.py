@@ -5,7 +5,7 @@
 >>> parse_scheduler("Thredas")
 Traceback (most recent call last):
 ...
-cpmosaic.mosaic.plan.OptionError: scheduler 'Thredas' is not one of threads, sync, processes, a dask.distributed address (tcp://HOST:PORT) or a distributed.Client
+cpmosaic.mosaic.plan.OptionError: scheduler 'Thredas' is not one of threads, sync, processes, ...
 
 ``distributed`` is imported only for an address or a client; the local
 schedulers are handed to dask as functions, so that dask does not look for a
