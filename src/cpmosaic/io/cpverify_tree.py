@@ -160,7 +160,15 @@ def find_products(root: str | os.PathLike) -> list[Product]:
         prod = parse_product_path(root, None)
         return [prod] if prod and prod.info.kind != "Matrix" else []
     out: list[Product] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    # Run directories are often symlinks into another user's area: follow them, but visit each
+    # real directory once, so a link back up the tree cannot loop.
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames.sort()
         rel = tuple(x for x in Path(os.path.relpath(dirpath, root)).parts if x not in (".", ""))
         idx = _dataset_folder(rel)
