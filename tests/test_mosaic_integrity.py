@@ -253,16 +253,18 @@ def test_existing_store_advice_comes_from_the_cli(setup, tmp_path, caplog):
 # -- reading damaged stores ------------------------------------------------------------------
 
 
-def test_info_on_a_store_missing_a_level_exits_2(setup, tmp_path, capsys):
+@pytest.mark.parametrize("command", [["info"], ["png", "-o", "out.png"]])
+def test_reading_a_store_missing_a_level_exits_2(setup, tmp_path, command):
     d, _, refs = setup
     broken = tmp_path / "broken.zarr"
     shutil.copytree(d / "ref_a.zarr", broken)
     (broken / "1" / "zarr.json").unlink()
-    r = subprocess.run([sys.executable, "-m", "cpmosaic", "info", str(broken)], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": SRC})
+    r = subprocess.run([sys.executable, "-m", "cpmosaic", command[0], str(broken), *command[1:]], cwd=tmp_path,
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC})
     assert r.returncode == 2, r.stderr
     assert "level 1 has no readable metadata" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_window_of_a_store_without_one_is_none(setup, tmp_path):

@@ -30,6 +30,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
     from ..viz.render import TooLargeToRender, render_png
 
     if args.width is not None and args.width < 1:
@@ -42,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     except TooLargeToRender as exc:
         sys.stderr.write(f"cpmosaic png: level {exc.level} is {exc.width} x {exc.height} pixels, too large to "
                          "render at once: use a coarser --level or a smaller --width\n")
+        return 2
+    except InputError as exc:  # not a store, or a damaged one: one line, no traceback, as `info`
+        sys.stderr.write(f"cpmosaic png: {exc}\n")
         return 2
     except ValueError as exc:
         if type(exc).__module__.startswith("cpmosaic.errors"):
