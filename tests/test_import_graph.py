@@ -26,7 +26,6 @@ MAX_LINES = 550
 HINTS_PENDING = {
     "cpmosaic.metrics.tests.evaluate", "cpmosaic.metrics.tests.summary", "cpmosaic.mosaic.build.build_mosaic",
     "cpmosaic.mosaic.inputs.find_inputs", "cpmosaic.mosaic.plan.MosaicPlan", "cpmosaic.mosaic.plan.make_plan",
-    "cpmosaic.mosaic.store.MosaicStore", "cpmosaic.mosaic.store.open_mosaic",
 }
 #: Package pairs that must never import each other in this direction (layering).
 FORBIDDEN = [("cpmosaic.mosaic", "cpmosaic.viz"), ("cpmosaic.mosaic", "cpmosaic.serve"),

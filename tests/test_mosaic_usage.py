@@ -35,7 +35,7 @@ def test_synth_bad_numbers(tmp_path, args, words):
 @pytest.mark.parametrize("port", ["99999", "-1"])
 def test_serve_port_out_of_range(tmp_path, port):
     r = cpmosaic("serve", str(tmp_path), "--port", port)
-    assert r.returncode == 2 and f"--port must be 0..65535, got {port}" in r.stderr
+    assert r.returncode == 2 and f"--port: {port} is outside 0..65535" in r.stderr
     assert "Traceback" not in r.stderr
 
 

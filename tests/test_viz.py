@@ -255,7 +255,7 @@ class _TinyStore:
         return (-320.0, 320.0, -320.0, 320.0)
 
     def window(self, k):
-        return (0.0, 1.0)
+        return None  # as MosaicStore.window for a store without a display window
 
     def read(self, k, y0=None, y1=None, x0=None, x1=None):
         return np.asarray(self.levels[k][y0:y1, x0:x1])

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-from astropy.io import fits
 
 from ..errors import InputError
 from .exposure import Exposure, ExposureInfo, ExposureKind
@@ -24,6 +23,9 @@ from .fitsscan import ScannedFile
 from .header import HeaderStack, _as_int, _as_str, exposure_metadata, find_detector, resolve_camera
 
 if TYPE_CHECKING:
+    # astropy is imported where files are written: a build reads through our own header scan
+    from astropy.io import fits
+
     from ..camera import Camera, Detector
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ def _structural(key: str) -> bool:
 
 def carry_header(header: "fits.Header | Mapping[str, Any] | None") -> fits.Header:
     """A copy of *header* without layout cards, ready to become a primary header."""
+    from astropy.io import fits
+
     out = fits.Header()
     if header is None:
         return out
@@ -138,6 +142,8 @@ def write_processed_fits(
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {image.shape}")
+    from astropy.io import fits
+
     x0, y0 = (int(v) for v in xy0)
     primary = fits.PrimaryHDU(header=carry_header(header))
     hdus = [primary]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 
@@ -172,7 +172,7 @@ class MosaicStore(MosaicMetadata):
         As :class:`MosaicMetadata`.
     """
 
-    def __init__(self, group) -> None:
+    def __init__(self, group: Any) -> None:
         self.group = group
         attrs = group.attrs.asdict()
         where = str(group.store_path)
@@ -197,7 +197,7 @@ class MosaicStore(MosaicMetadata):
         xs = slice(*slice(x0, x1).indices(w)[:2])
         return np.asarray(arr[ys, xs])
 
-    def to_dask(self, level: int = 0):
+    def to_dask(self, level: int = 0) -> Any:
         """``level`` as a dask array with one block per shard."""
         import dask.array as da
 
@@ -206,7 +206,7 @@ class MosaicStore(MosaicMetadata):
         return da.from_zarr(arr, chunks=chunks)
 
 
-def open_mosaic(store, storage_options: dict | None = None) -> MosaicStore:
+def open_mosaic(store: str | os.PathLike | Any, storage_options: dict | None = None) -> MosaicStore:
     """Open a mosaic store for reading.
 
     Parameters
