@@ -39,7 +39,7 @@ the relative scatter of the same detector means (std / mean <= 0.05);
 
 **Disagreements** with cp_verify's flag carry a reason in ``disagreement``: ``nominal
 read noise`` (no PTC: cp_verify used the PTC's), ``threshold changed``, ``value
-missing``, ``relative scatter`` (the degenerate test above), ``not re-evaluated``,
+missing`` (a statistic the test needs is absent or NaN: not measured, never a pass), ``relative scatter`` (the degenerate test above), ``not re-evaluated``,
 else ``unexplained``.
 
 A test whose inputs are present but whose comparison is undefined (0/0, sqrt of
@@ -216,11 +216,12 @@ def _bias_dark(w, f, df, th: Thresholds, camera, ptc=None) -> list[pd.DataFrame]
                 _have(noise, rn), reference=ref, note=rn_note),
         _result(w, "CR_NOISE", cr_rel, th.cr_noise_tolerance, cr_rel <= th.cr_noise_tolerance, f, ["CR_NOISE"],
                 _have(noise, cr)),
-        # A zero overscan read noise (an unpowered amp) is not judged inconsistent, as in cp_verify.
+        # A zero overscan read noise (an unpowered amp) is not measured: cp_verify writes no
+        # flag there (verifyBias/verifyDark test only a truthy overscan read noise).
         _result(w, "READ_NOISE_CONSISTENT", rn_rel, th.read_noise_consistent_tolerance,
-                (rn_rel <= th.read_noise_consistent_tolerance) | (measured == 0), f,
-                ["READ_NOISE_CONSISTENT", "READ_NOISE_ADU"], _have(measured, ref_rn), reference=rnc_ref,
-                note=rnc_note),
+                rn_rel <= th.read_noise_consistent_tolerance, f,
+                ["READ_NOISE_CONSISTENT", "READ_NOISE_ADU"], _have(measured, ref_rn) & (measured != 0),
+                reference=rnc_ref, note=rnc_note),
     ]
 
 
@@ -430,6 +431,17 @@ _THRESHOLD_FIELDS = {
 }
 
 
+#: (calib_type group, tier) -> the tests evaluate() implements there: a flag of one of them
+#: without a verdict of ours lacks an input ("value missing"), it is not an unknown test.
+_IMPLEMENTED = {
+    ("biasdark", "amp"): {"MEAN", "NOISE", "CR_NOISE", "READ_NOISE_CONSISTENT"},
+    ("flat", "amp"): {"NOISE"}, ("flat", "detector"): {"SCATTER"}, ("flat", "exposure"): {"SCATTER"},
+    ("defects", "amp"): {"OUTLIERS", "STDEV", "MIN", "MAX"},
+    ("ptc", "amp"): {"PTC_GAIN", "PTC_NOISE", "PTC_TURNOFF", "PTC_BFE_A00"},
+    ("gain", "amp"): {"GAIN_FROM_FLAT_PAIR", "ISR_NOISE"},
+}
+
+
 def _disagreement(res: pd.DataFrame, th: Thresholds) -> np.ndarray:
     """Why each verdict differs from cp_verify's flag ("" where they agree or cp_verify has none)."""
     changed = {f for f in Thresholds.__dataclass_fields__ if getattr(th, f) != getattr(DEFAULT_THRESHOLDS, f)}
@@ -442,7 +454,8 @@ def _disagreement(res: pd.DataFrame, th: Thresholds) -> np.ndarray:
         group = "biasdark" if r["calib_type"] in ("bias", "dark") else r["calib_type"]
         fields = [f for f in _THRESHOLD_FIELDS.get((group, r["tier"], r["test"]), ()) if f in changed]
         if missing[i]:
-            out[i] = "value missing" if not np.isfinite(r["value"]) else "not re-evaluated"
+            known = r["test"] in _IMPLEMENTED.get((group, r["tier"]), ())
+            out[i] = "value missing" if known or not np.isfinite(r["value"]) else "not re-evaluated"
         elif fields:
             out[i] = "threshold changed: " + ", ".join(
                 f"{f} {getattr(th, f)} (cp_verify {getattr(DEFAULT_THRESHOLDS, f)})" for f in fields)
@@ -479,7 +492,9 @@ def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: T
     dict
         ``cp_verify_success`` (bool or None where cp_verify gave no verdicts),
         ``success`` (this re-evaluation, cp_verify's flag where a test is not
-        re-evaluated), ``n_tests``, ``n_failures``, ``n_cp_verify_failures``,
+        re-evaluated), ``n_tests``, ``n_failures``, ``n_passed``, ``n_not_measured``
+        (no value: never counted as passing, even where cp_verify's flag says so),
+        ``n_cp_verify_failures``,
         ``agreement`` (fraction of tests with both verdicts that agree, or None),
         ``disagreements`` (reason -> count), ``flat_exp_scatter`` (True when the flat
         EXP SCATTER was judged on the relative scatter) and ``exposures``: a list of per (calib_type, run, exposure) dicts with
@@ -491,7 +506,12 @@ def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: T
     False
     """
     res = results if results is not None else evaluate(df, thresholds, camera=camera)
-    own = res["passed"].fillna(res["cp_verify_passed"])
+    # Not measured (no value, no verdict of ours): never a pass, even where cp_verify
+    # flagged it passing; cp_verify's failure still counts.
+    missing = res["disagreement"].eq("value missing") if "disagreement" in res.columns else False
+    unmeasured = (res["passed"].isna() & (res["value"].isna() | missing)).to_numpy(dtype=bool)
+    own = res["passed"].fillna(res["cp_verify_passed"]).mask(unmeasured & res["cp_verify_passed"].eq(True)
+                                                                .fillna(False).to_numpy(dtype=bool))
     both = res["passed"].notna() & res["cp_verify_passed"].notna()
     succ = df[(df["metric"] == "SUCCESS") & (df["detector"] == -1) & df["passed"].notna()]
     exp_verdict = {(r.calib_type, r.run, -1 if pd.isna(r.exposure) else int(r.exposure)): bool(r.passed)
@@ -511,6 +531,7 @@ def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: T
             "calib_type": key[0], "run": key[1], "exposure": None if int(key[2]) < 0 else int(key[2]),
             "cp_verify_success": cpv, "success": bool(not len(fails)),
             "n_tests": int(len(sub)), "n_failures": int(len(fails)),
+            "n_not_measured": int(unmeasured[res.index.get_indexer(idx)].sum()),
             "n_cp_verify_failures": int((~cpv_flags.astype(bool)).sum()),
             "failures": [_failure_label(r) for r in fails.itertuples()],
         })
@@ -520,6 +541,8 @@ def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: T
         "success": bool(not own.eq(False).fillna(False).any()),
         "n_tests": int(len(res)),
         "n_failures": int(own.eq(False).fillna(False).sum()),
+        "n_passed": int(own.eq(True).fillna(False).sum()),
+        "n_not_measured": int(unmeasured.sum()),
         "n_cp_verify_failures": int(res["cp_verify_passed"].eq(False).fillna(False).sum()),
         "agreement": (float((res["passed"][both] == res["cp_verify_passed"][both]).mean()) if both.any() else None),
         "disagreements": ({str(k): int(v) for k, v in res.loc[res["disagreement"] != "", "disagreement"]

@@ -88,6 +88,16 @@ class ReportResult:
     comparison: dict | None = None
     problems: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: The outlier findings, ranked (:func:`cpmosaic.metrics.find_outliers`); ``n_outliers`` rows.
+    outliers: pd.DataFrame | None = None
+
+    def top_findings(self, n: int = 3) -> str:
+        """The first *n* findings in a few words: ``dead or off detector R23_S11, hot amp R02_S01 C05``."""
+        o = self.outliers
+        if o is None or not len(o):
+            return ""
+        return ", ".join(f"{r.finding} {r.detector_name}" + (f" {r.amp}" if r.amp else "")
+                         for r in o.head(n).itertuples())
 
     @property
     def partial(self) -> bool:
@@ -449,7 +459,7 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
     t = time.perf_counter()
     tables = page.write_tables(out, failures=failures, outliers=outliers, alerts=alerts, validity=validity)
     result = ReportResult(out, out / "index.html", w.figures, pages, summ, int(len(failures)), int(len(outliers)),
-                          alerts, recs, cmp_summary, problems, timings)
+                          alerts, recs, cmp_summary, problems, timings, outliers)
     doc = {"summary": summ, "n_failures": result.n_failures, "n_outliers": result.n_outliers,
            "n_alerts": None if alerts is None else int(len(alerts)), "recommendations": recs,
            "comparison": cmp_summary, "problems": problems,
