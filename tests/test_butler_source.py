@@ -120,8 +120,10 @@ def test_butler_missing_collections(repo, caplog):
     df = load_metrics(repo, collections=[RUN_A, "also/nope"])
     assert df.attrs["problems"] == [{"source": f"{repo}[also/nope]", "problem": "collection 'also/nope' does not exist"}]
     assert "also/nope" in caplog.text
-    with pytest.raises(InputError, match="collection"):
+    with pytest.raises(InputError, match="collection") as err:
         load_metrics(repo)
+    # the error names the collections the repository holds, so a new user can pick one
+    assert RUN_A in str(err.value) and RUN_B in str(err.value)
 
 
 def test_synth_butler_repo(tmp_path):
