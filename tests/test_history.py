@@ -313,3 +313,19 @@ def test_night_files_follow_the_umask(tmp_path):
         assert store.file("bias", 20250601).stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+def test_a_report_over_a_corrupt_night_is_partial(tmp_path):
+    """``cpmosaic report --history``: the skipped night is a problem of the report (exit 3)."""
+    from cpmosaic.report import build_report
+
+    store = HistoryStore(tmp_path / "store")
+    days = nights(20250601, 6)
+    df = tidy(7, days)
+    store.add(df)
+    bad = _damage(store, days[2], "truncated")
+    last = df[df["day_obs"] == days[-1]].reset_index(drop=True)
+    res = build_report(last, tmp_path / "out", history=store, metrics=["MEAN"], interactive=False,
+                       history_window=5, progress=False)
+    assert res.partial and [p["source"] for p in res.problems] == [str(bad)]
+    assert "cannot read" in res.problems[0]["problem"]

@@ -395,6 +395,8 @@ def build_report(source, out_dir: str | os.PathLike, *, collections: str | Seque
     if history is not None:  # first: its drift and jump alerts are outlier findings too
         t = lap("evaluate", t)
         hist, alerts, validity, recs = _history(history, history_window)
+        # a night file the store skipped is a partial input, as in ``cpmosaic history``
+        problems += [{"source": str(p), "problem": str(r)} for p, r in hist.attrs.get("problems", [])]
         t = lap("history", t)
     outliers = find_outliers(df, z=z, camera=cam, alerts=alerts)
     df, df_b = _keep(df, calib_types, metrics), _keep(df_b, calib_types, metrics)
