@@ -393,3 +393,24 @@ def test_not_measured_is_never_a_pass(tmp_path):
     assert s["n_passed"] == int(res.passed.eq(True).sum())     # only our own measured passes
     assert s["n_passed"] + s["n_failures"] + s["n_not_measured"] == s["n_tests"]
     assert s["exposures"][0]["n_not_measured"] == s["n_not_measured"]
+
+
+def test_exposure_wide_failure_label_and_undefined_note(tmp_path):
+    """A failing flat EXP SCATTER is labelled 'EXP SCATTER' (not one more detector SCATTER), and a
+    test whose inputs are 0 (a dead amp: CR_NOISE 0/0) fails with a note saying why."""
+    run = "u/test/verifyFlat"
+    for det, level in (("R22_S11", 20000.0), ("R22_S12", 10000.0)):
+        amp_doc = {a: {"MEAN": level, "NOISE": float(0.9 * np.sqrt(level))} for a in CAM[det].amp_names}
+        _write_det(tmp_path, "Flat", run, det, {"AMP": amp_doc, "DET": {"MEAN": level, "SCATTER": 1.0},
+                                                "ISR": {"MJD": MJD}})
+    write_yaml(layout_path(tmp_path, run, "verifyFlatExpStats", exposure=EXPOSURES[0]),
+               {"EXP": {"SCATTER": 5000.0}, "VERIFY": {"EXP": {"SCATTER": False}}, "SUCCESS": False})
+    df = load_metrics(tmp_path)
+    per = summary(df)["exposures"]
+    assert [e["failures"] for e in per] == [["EXP SCATTER"]]   # std/mean = 1/3 > 0.05
+    zero = {a: {"MEAN": 0.0, "NOISE": 0.0, "CR_NOISE": 0.0} for a in CAM["R22_S11"].amp_names}
+    _write_det(tmp_path / "b", "Bias", RUN, "R22_S11", {"AMP": zero, "ISR": {"MJD": MJD}})
+    res = evaluate(load_metrics(tmp_path / "b"))
+    cr = res[res.test == "CR_NOISE"]
+    assert len(cr) == 16 and cr.passed.eq(False).all() and cr.value.isna().all()
+    assert cr.note.str.startswith("undefined (0/0").all()

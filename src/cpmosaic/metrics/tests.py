@@ -163,6 +163,12 @@ def _result(w: pd.DataFrame, test: str, value, threshold, passed, flags: pd.Data
     out["cp_verify_passed"] = pd.arrays.BooleanArray(cpv == 1.0, np.isnan(cpv))
     out["reference"] = "" if reference is None else np.broadcast_to(np.asarray(reference, dtype=object), value.shape)
     out["note"] = "" if note is None else np.broadcast_to(np.asarray(note, dtype=object), value.shape)
+    # inputs present but the comparison undefined (0/0: a dead amp): say why it fails
+    undefined = ok & np.isnan(value)
+    if undefined.any():
+        out["note"] = np.where(undefined & (out["note"].to_numpy(dtype=object) == ""),
+                               "undefined (0/0 or NaN): fails, as cp_verify's comparison with NaN does",
+                               out["note"].to_numpy(dtype=object))
     return out[ok]
 
 
@@ -476,7 +482,9 @@ def _dtype(col: str):
 
 
 def _failure_label(row) -> str:
-    parts = [row.detector_name or "", row.amp or "", row.test]
+    # the exposure-wide test (flat EXP SCATTER) has no detector: say which SCATTER it is
+    test = f"EXP {row.test}" if row.tier == "exposure" else row.test
+    parts = [row.detector_name or "", row.amp or "", test]
     return " ".join(p for p in parts if p)
 
 
