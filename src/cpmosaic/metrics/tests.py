@@ -39,8 +39,9 @@ the relative scatter of the same detector means (std / mean <= 0.05);
 
 **Disagreements** with cp_verify's flag carry a reason in ``disagreement``: ``nominal
 read noise`` (no PTC: cp_verify used the PTC's), ``threshold changed``, ``value
-missing`` (a statistic the test needs is absent or NaN: not measured, never a pass), ``relative scatter`` (the degenerate test above), ``not re-evaluated``,
-else ``unexplained``.
+missing`` (a statistic the test needs is absent or NaN: not measured, never a pass),
+``relative scatter`` (the degenerate test above), ``not re-evaluated``, else
+``unexplained``.
 
 A test whose inputs are present but whose comparison is undefined (0/0, sqrt of
 a negative mean) fails, as the comparison with NaN does in cp_verify.
@@ -56,6 +57,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from .disagreement import disagreement
 
 log = logging.getLogger(__name__)
 
@@ -419,61 +422,11 @@ def evaluate(df: pd.DataFrame, thresholds: Thresholds | None = None, *, camera=N
     out["detector"] = out["detector"].astype(np.int64)
     out["reference"] = out["reference"].fillna("").astype(object)
     out["note"] = out["note"].fillna("").astype(object)
-    out["disagreement"] = _disagreement(out, th)
+    out["disagreement"] = disagreement(out, th, DEFAULT_THRESHOLDS)
     out = out.sort_values(["calib_type", "run", "exposure", "detector", "amp", "test"], kind="stable")
     if failures_only:
         out = out[out["passed"].eq(False).fillna(False) | out["cp_verify_passed"].eq(False).fillna(False)]
     return out.reset_index(drop=True)[list(RESULT_COLUMNS)]
-
-
-#: (calib_type group, tier, test) -> the Thresholds fields behind it.
-_THRESHOLD_FIELDS = {
-    ("biasdark", "amp", "NOISE"): ("noise_tolerance",), ("biasdark", "amp", "CR_NOISE"): ("cr_noise_tolerance",),
-    ("biasdark", "amp", "READ_NOISE_CONSISTENT"): ("read_noise_consistent_tolerance",),
-    ("flat", "detector", "SCATTER"): ("flat_det_scatter",), ("flat", "exposure", "SCATTER"): ("flat_exp_scatter",),
-    ("ptc", "amp", "PTC_GAIN"): ("ptc_gain_percent",), ("ptc", "amp", "PTC_NOISE"): ("ptc_noise_percent",),
-    ("ptc", "amp", "PTC_TURNOFF"): ("ptc_turnoff_electrons",), ("ptc", "amp", "PTC_BFE_A00"): ("a00_itl", "a00_e2v"),
-    ("gain", "amp", "GAIN_FROM_FLAT_PAIR"): ("gain_percent",), ("gain", "amp", "ISR_NOISE"): ("gain_noise_percent",),
-}
-
-
-#: (calib_type group, tier) -> the tests evaluate() implements there: a flag of one of them
-#: without a verdict of ours lacks an input ("value missing"), it is not an unknown test.
-_IMPLEMENTED = {
-    ("biasdark", "amp"): {"MEAN", "NOISE", "CR_NOISE", "READ_NOISE_CONSISTENT"},
-    ("flat", "amp"): {"NOISE"}, ("flat", "detector"): {"SCATTER"}, ("flat", "exposure"): {"SCATTER"},
-    ("defects", "amp"): {"OUTLIERS", "STDEV", "MIN", "MAX"},
-    ("ptc", "amp"): {"PTC_GAIN", "PTC_NOISE", "PTC_TURNOFF", "PTC_BFE_A00"},
-    ("gain", "amp"): {"GAIN_FROM_FLAT_PAIR", "ISR_NOISE"},
-}
-
-
-def _disagreement(res: pd.DataFrame, th: Thresholds) -> np.ndarray:
-    """Why each verdict differs from cp_verify's flag ("" where they agree or cp_verify has none)."""
-    changed = {f for f in Thresholds.__dataclass_fields__ if getattr(th, f) != getattr(DEFAULT_THRESHOLDS, f)}
-    passed, cpv = res["passed"], res["cp_verify_passed"]
-    differ = (passed.notna() & cpv.notna() & (passed != cpv)).fillna(False).to_numpy(dtype=bool)
-    missing = (passed.isna() & cpv.notna()).to_numpy(dtype=bool)
-    out = np.full(len(res), "", dtype=object)
-    for i in np.flatnonzero(differ | missing):
-        r = res.iloc[i]
-        group = "biasdark" if r["calib_type"] in ("bias", "dark") else r["calib_type"]
-        fields = [f for f in _THRESHOLD_FIELDS.get((group, r["tier"], r["test"]), ()) if f in changed]
-        if missing[i]:
-            known = r["test"] in _IMPLEMENTED.get((group, r["tier"]), ())
-            out[i] = "value missing" if known or not np.isfinite(r["value"]) else "not re-evaluated"
-        elif fields:
-            out[i] = "threshold changed: " + ", ".join(
-                f"{f} {getattr(th, f)} (cp_verify {getattr(DEFAULT_THRESHOLDS, f)})" for f in fields)
-        elif r["reference"] == "relative scatter":
-            out[i] = "relative scatter: cp_verify's flat EXP SCATTER tests the absolute one"
-        elif r["reference"] == "nominal" and group == "biasdark":
-            out[i] = "nominal read noise: no PTC found, cp_verify used the PTC's"
-        elif r["reference"] == "measured":
-            out[i] = "measured read noise: no PTC or nominal value"
-        else:
-            out[i] = "unexplained"
-    return out
 
 
 def _dtype(col: str):
