@@ -120,8 +120,10 @@ def test_butler_missing_collections(repo, caplog):
     df = load_metrics(repo, collections=[RUN_A, "also/nope"])
     assert df.attrs["problems"] == [{"source": f"{repo}[also/nope]", "problem": "collection 'also/nope' does not exist"}]
     assert "also/nope" in caplog.text
-    with pytest.raises(InputError, match="collection"):
+    with pytest.raises(InputError, match="collection") as err:
         load_metrics(repo)
+    # the error names the collections the repository holds, so a new user can pick one
+    assert RUN_A in str(err.value) and RUN_B in str(err.value)
 
 
 def test_synth_butler_repo(tmp_path):
@@ -176,3 +178,14 @@ def test_cli_metrics_butler(repo, tmp_path):
                  str(tmp_path / "c")]) == 0
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert summary["metrics"]["n_compared"] > 0 and summary["metrics"]["max_abs_diff"] == 0.0
+
+
+def test_problem_source_names_the_filter_of_a_run_level_flat():
+    """A run-level flat dataset is keyed by filter (its data id has no exposure or detector):
+    the problem's source says which one."""
+    from cpmosaic.io.butler import _fmt_id
+
+    assert _fmt_id({"instrument": "LSSTCam", "physical_filter": "r_57", "band": "r"}) == \
+        "{instrument: LSSTCam, physical_filter: r_57}"
+    assert _fmt_id({"instrument": "LSSTCam", "exposure": 7, "detector": 94}) == \
+        "{instrument: LSSTCam, exposure: 7, detector: 94}"

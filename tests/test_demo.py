@@ -35,6 +35,32 @@ def test_demo_finds_the_injected_drift_and_jump(demo):
         assert recs[t["calib_type"]]["recommend_new"]
 
 
+def _expected_findings(manifest) -> list[tuple[int, str, str]]:
+    """(detector, amp, what) of every injected anomaly and trend, from the manifest only."""
+    out = [(int(a["detector"]), a["amp"] or "", a["kind"]) for a in manifest.anomalies]
+    out += [(int(t["detector"]), t["amp"], t["kind"]) for t in manifest.trends]
+    return out
+
+
+def test_demo_injected_anomalies_lead_the_findings(demo):
+    """The issue's target: every injected anomaly (hot amp, noisy amp, dead detector, drift,
+    jump) in the top ten findings, at most 50 rows, as the report's table and the summary say."""
+    found = demo.report.outliers
+    assert len(found) == demo.report.n_outliers <= 50
+    expected = _expected_findings(demo.manifest)
+    assert {k for _, _, k in expected} == {"hot_amp", "noisy_amp", "dead_detector", "drift", "jump"}
+    top = found.head(10)
+    for det, amp, kind in expected:
+        hit = top[(top["detector"] == det) & (top["amp"] == amp)]
+        assert len(hit) == 1, (kind, det, amp, found[["rank", "finding", "detector_name", "amp"]].head(15))
+        if kind in ("drift", "jump"):
+            assert kind in hit.iloc[0]["kind"].split("+")
+        if kind == "dead_detector":
+            assert hit.iloc[0]["finding"] == "dead or off detector"
+    line = next(ln for ln in demo.summary_lines() if ln.startswith("outliers:"))
+    assert line.startswith(f"outliers: {len(found)} findings (top: {found.iloc[0]['finding']} ")
+
+
 def test_demo_mosaics_and_comparisons(demo):
     from cpmosaic.mosaic import open_mosaic
 

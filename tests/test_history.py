@@ -209,6 +209,19 @@ def test_validity_with_a_run_per_night_and_no_alerts():
     assert recommendations(quiet, detect_changes(quiet))[0]["recommend_new"] is False
 
 
+def test_a_valid_calibration_with_old_failures_is_not_called_passing():
+    """Tests failing since the first night do not end a validity (DMTN-192), and the reason
+    says they fail instead of 'passing'."""
+    days = nights(20250601, 6)
+    df = tidy(8, days)
+    assert recommendations(df, detect_changes(df))[0]["reason"].endswith("; every test passing")
+    old = (df["detector"] == 1) & df["amp"].isin(["C00", "C01"]) & (df["metric"] == "NOISE")
+    df.loc[old, "passed"] = False                     # failing every night, from the first
+    rec = recommendations(df, detect_changes(df))[0]
+    assert rec["recommend_new"] is False
+    assert "passing" not in rec["reason"] and "(2 test(s) already failing on that first night)" in rec["reason"]
+
+
 # -- the command line -------------------------------------------------------------------
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cpmosaic", "history", *args], capture_output=True, text=True,
@@ -313,3 +326,19 @@ def test_night_files_follow_the_umask(tmp_path):
         assert store.file("bias", 20250601).stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+def test_a_report_over_a_corrupt_night_is_partial(tmp_path):
+    """``cpmosaic report --history``: the skipped night is a problem of the report (exit 3)."""
+    from cpmosaic.report import build_report
+
+    store = HistoryStore(tmp_path / "store")
+    days = nights(20250601, 6)
+    df = tidy(7, days)
+    store.add(df)
+    bad = _damage(store, days[2], "truncated")
+    last = df[df["day_obs"] == days[-1]].reset_index(drop=True)
+    res = build_report(last, tmp_path / "out", history=store, metrics=["MEAN"], interactive=False,
+                       history_window=5, progress=False)
+    assert res.partial and [p["source"] for p in res.problems] == [str(bad)]
+    assert "cannot read" in res.problems[0]["problem"]

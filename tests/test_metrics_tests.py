@@ -14,7 +14,8 @@ import pytest
 
 from cpmosaic.camera import get_camera
 from cpmosaic.metrics import DEFAULT_THRESHOLDS, Thresholds, evaluate, load_metrics, summary
-from test_metrics_ingest import EXPOSURES, MJD, layout_path, make_bias_tree, write_yaml
+from test_metrics_ingest import (EXPOSURES, MJD, RUN, bias_det_doc, bias_values, layout_path, make_bias_tree,
+                                 write_yaml)
 
 CAM = get_camera("LSSTCam")
 
@@ -361,3 +362,55 @@ def test_cli_failures_lists_every_disagreement_with_its_reason(tmp_path):
     assert table.returncode == 0, table.stderr
     assert "PTC gain and read noise of 16 amps from the PTC verification" in table.stdout
     assert "differ from cp_verify" not in table.stdout
+
+
+def test_not_measured_is_never_a_pass(tmp_path):
+    """A zero overscan read noise gets no READ_NOISE_CONSISTENT verdict (cp_verify writes none:
+    verifyBias tests only a truthy overscan read noise), and a NaN statistic is never counted as
+    passing, not even where cp_verify's flag says it passed."""
+    rng = np.random.default_rng(11)
+    values = bias_values(rng, "R22_S11", EXPOSURES[0])
+    st, _, v = values["C00"]
+    v.pop("READ_NOISE_CONSISTENT")          # cp_verify: no flag for a zero overscan read noise
+    values["C00"] = (st, 0.0, v)
+    st, rn_adu, v = values["C01"]
+    values["C01"] = (dict(st, NOISE=float("nan")), rn_adu, dict(v, NOISE=True, MEAN=True))  # a flag we cannot check
+    _write_det(tmp_path, "Bias", RUN, "R22_S11", bias_det_doc(values))
+    df = load_metrics(tmp_path)
+    res = evaluate(df)
+    key = res.amp + " " + res.test
+    rnc = res[key == "C00 READ_NOISE_CONSISTENT"]
+    assert rnc.empty or rnc.passed.isna().all()
+    assert res[key == "C01 READ_NOISE_CONSISTENT"].passed.eq(True).all()   # others still judged
+    # NOISE is NaN: NOISE, MEAN (|MEAN| < NOISE) and CR_NOISE cannot be judged; cp_verify's
+    # "passed" flags on them are shown as not measured ("value missing"), never as passes
+    c01 = res[key.isin(["C01 NOISE", "C01 MEAN", "C01 CR_NOISE"])]
+    assert c01.passed.isna().all() and set(c01.disagreement) == {"value missing"}
+    assert set(c01.test) <= {"NOISE", "MEAN", "CR_NOISE"} and {"MEAN", "CR_NOISE"} <= set(c01.test)
+    assert not res[res.value.isna()].passed.eq(True).any()
+    s = summary(df, res)
+    assert s["n_not_measured"] == len(c01) + len(rnc)
+    assert s["n_passed"] == int(res.passed.eq(True).sum())     # only our own measured passes
+    assert s["n_passed"] + s["n_failures"] + s["n_not_measured"] == s["n_tests"]
+    assert s["exposures"][0]["n_not_measured"] == s["n_not_measured"]
+
+
+def test_exposure_wide_failure_label_and_undefined_note(tmp_path):
+    """A failing flat EXP SCATTER is labelled 'EXP SCATTER' (not one more detector SCATTER), and a
+    test whose inputs are 0 (a dead amp: CR_NOISE 0/0) fails with a note saying why."""
+    run = "u/test/verifyFlat"
+    for det, level in (("R22_S11", 20000.0), ("R22_S12", 10000.0)):
+        amp_doc = {a: {"MEAN": level, "NOISE": float(0.9 * np.sqrt(level))} for a in CAM[det].amp_names}
+        _write_det(tmp_path, "Flat", run, det, {"AMP": amp_doc, "DET": {"MEAN": level, "SCATTER": 1.0},
+                                                "ISR": {"MJD": MJD}})
+    write_yaml(layout_path(tmp_path, run, "verifyFlatExpStats", exposure=EXPOSURES[0]),
+               {"EXP": {"SCATTER": 5000.0}, "VERIFY": {"EXP": {"SCATTER": False}}, "SUCCESS": False})
+    df = load_metrics(tmp_path)
+    per = summary(df)["exposures"]
+    assert [e["failures"] for e in per] == [["EXP SCATTER"]]   # std/mean = 1/3 > 0.05
+    zero = {a: {"MEAN": 0.0, "NOISE": 0.0, "CR_NOISE": 0.0} for a in CAM["R22_S11"].amp_names}
+    _write_det(tmp_path / "b", "Bias", RUN, "R22_S11", {"AMP": zero, "ISR": {"MJD": MJD}})
+    res = evaluate(load_metrics(tmp_path / "b"))
+    cr = res[res.test == "CR_NOISE"]
+    assert len(cr) == 16 and cr.passed.eq(False).all() and cr.value.isna().all()
+    assert cr.note.str.startswith("undefined (0/0").all()

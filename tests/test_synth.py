@@ -396,3 +396,14 @@ def test_cli_synth(tmp_path, capsys):
     m = read_manifest(tmp_path)
     assert m.calib_types == ("bias",) and len(m.detectors) == 2 and not m.images["raw"]
     assert "wrote" in capsys.readouterr().out
+
+
+def test_synth_read_noise_consistent_only_for_a_truthy_overscan_read_noise():
+    """verifyBias/verifyDark: ``if overscanReadNoise:`` guards the flag; 0 writes none, NaN fails."""
+    from cpmosaic.synth.cpverify import evaluate
+
+    amp = {"MEAN": 0.0, "NOISE": 6.0, "CR_NOISE": 6.0}
+    assert "READ_NOISE_CONSISTENT" not in evaluate("bias", amp, read_noise=6.0, gain=1.5, read_noise_adu=0.0)
+    assert evaluate("dark", amp, read_noise=6.0, gain=1.5, read_noise_adu=float("nan"))["READ_NOISE_CONSISTENT"] is False
+    assert evaluate("bias", amp, read_noise=6.0, gain=1.5, read_noise_adu=4.0)["READ_NOISE_CONSISTENT"] is True
+    assert evaluate("bias", amp, read_noise=6.0, gain=1.5, read_noise_adu=4.5)["READ_NOISE_CONSISTENT"] is False

@@ -47,6 +47,8 @@ _LAZY = {
     "load_metrics": "cpmosaic.metrics",
     "evaluate": "cpmosaic.metrics",
     "find_outliers": "cpmosaic.metrics",
+    "outlier_rows": "cpmosaic.metrics",
+    "find_ptc": "cpmosaic.metrics",
     "compare_metrics": "cpmosaic.metrics",
     "compare_images": "cpmosaic.metrics",
     "HistoryStore": "cpmosaic.metrics",

@@ -102,7 +102,9 @@ class DemoResult:
             word = {True: "PASS", False: "FAIL", None: "no verdict"}
             lines += [f"cp_verify: {word[s.get('cp_verify_success')]} ({s.get('n_failures', 0)} failing tests of "
                       f"{s.get('n_tests', 0)}; re-evaluated: {word[s.get('success')]})",
-                      f"outliers: {r.n_outliers}"]
+                      f"outliers: {r.n_outliers} findings"
+                      + (f" (top: {r.top_findings(3)}, ...)" if r.n_outliers > 3 else
+                         f" ({r.top_findings(3)})" if r.n_outliers else "")]
         a = self.alerts
         if a is not None:
             lines.append(f"history alerts: {len(a)} in {len(self.manifest.days)} nights "

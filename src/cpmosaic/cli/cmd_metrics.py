@@ -151,6 +151,7 @@ def _print_verdict(v: dict, stream) -> None:
     agree = v.get("agreement")
     stream.write(f"cp_verify: {word(v.get('cp_verify_success'))}   re-evaluated: {word(v.get('success'))}   "
                  f"{v.get('n_failures', 0)} failing test(s) of {v.get('n_tests', 0)}"
+                 + (f", {v['n_not_measured']} not measured" if v.get("n_not_measured") else "")
                  + (f", agreement with cp_verify {agree:.1%}" if agree is not None else "") + "\n")
     ptc = v.get("ptc")
     stream.write("read noise and gain: " + (ptc if ptc else "no PTC in SOURCE: the camera's nominal values "

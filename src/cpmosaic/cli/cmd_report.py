@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     word = {True: "PASS", False: "FAIL", None: "no verdict"}
     w = sys.stdout.write
     w(f"cp_verify: {word[s.get('cp_verify_success')]}; {s.get('n_failures', 0)} failing tests of "
-      f"{s.get('n_tests', 0)}; {result.n_outliers} outliers")
+      f"{s.get('n_tests', 0)}; {result.n_outliers} outlier findings")
     if result.alerts is not None:
         w(f"; {len(result.alerts)} history alerts")
     w(f"\n{len(result.figures)} figures, {len(result.pages)} interactive pages in {result.timings['total']:.1f} s\n")

@@ -160,7 +160,8 @@ def _prefer_results(chunks: list[tuple[dict, dict]]) -> list[tuple[dict, dict]]:
 
 
 def _fmt_id(data_id: dict) -> str:
-    keys = ("instrument", "exposure", "detector")
+    # run-level flats are keyed by filter (physical_filter, band): name it, or two runs' tables look alike
+    keys = ("instrument", "exposure", "detector", "physical_filter")
     return "{" + ", ".join(f"{k}: {data_id[k]}" for k in keys if k in data_id) + "}"
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from .compare import compare_images, compare_metrics, comparison_summary
 from .images import image_metrics, metrics_from_images
-from .outliers import find_outliers, robust_z, to_csv, to_json
+from .outliers import (FINDING_COLUMNS, MAD_TO_SIGMA, OUTLIER_COLUMNS, ROW_COLUMNS, find_outliers, focal_plane_z, history_z,
+                       outlier_rows, robust_z, sensor_types, to_csv, to_json)
+from .ptc import PTC_COLUMNS, find_ptc, ptc_reference, read_ptc_file
 from .table import COLUMNS, EXPOSURE_WIDE, build_table, empty_table, load_metrics
 from .tests import DEFAULT_THRESHOLDS, Thresholds, evaluate, summary
 
@@ -21,6 +23,11 @@ __all__ = [
     "COLUMNS",
     "DEFAULT_THRESHOLDS",
     "EXPOSURE_WIDE",
+    "FINDING_COLUMNS",
+    "MAD_TO_SIGMA",
+    "OUTLIER_COLUMNS",
+    "PTC_COLUMNS",
+    "ROW_COLUMNS",
     "Thresholds",
     "build_table",
     "compare_images",
@@ -29,10 +36,17 @@ __all__ = [
     "empty_table",
     "evaluate",
     "find_outliers",
+    "find_ptc",
+    "focal_plane_z",
+    "history_z",
     "image_metrics",
     "load_metrics",
     "metrics_from_images",
+    "outlier_rows",
+    "ptc_reference",
+    "read_ptc_file",
     "robust_z",
+    "sensor_types",
     "summary",
     "to_csv",
     "to_json",

@@ -156,6 +156,18 @@ def validity_ranges(df: pd.DataFrame, alerts: pd.DataFrame, *, by: str = "auto")
     return out
 
 
+def _failing_on(df: pd.DataFrame, calib_type: str, run: str, day: int) -> int:
+    """Distinct failing (detector, amp, test) of a calib type (and run, if named) on one night."""
+    if "passed" not in df.columns or not len(df):
+        return 0
+    sel = (df["calib_type"].astype(str) == calib_type) & (pd.to_numeric(df["day_obs"], errors="coerce") == day)
+    sel &= df["passed"].astype("boolean").eq(False).fillna(False) & (df["metric"].astype(str) != "SUCCESS")
+    if run:
+        sel &= df["run"].astype(str) == run
+    rows = df.loc[sel.to_numpy(dtype=bool), ["detector", "amp", "metric"]].astype(str)
+    return int(len(rows.drop_duplicates()))
+
+
 def recommendations(df: pd.DataFrame, alerts: pd.DataFrame, *, by: str = "auto") -> list[dict]:
     """For the nightly job: per calib type, should a new calibration be made, and why.
 
@@ -183,7 +195,12 @@ def recommendations(df: pd.DataFrame, alerts: pd.DataFrame, *, by: str = "auto")
         v = cur.sort_values(["last", "first_day"]).iloc[-1]
         cal = v["run"] if v["run"] in last.index else ""
         if v["ended_by"] is None:
-            reason = f"passing with no new failure, drift or jump over {v['n_days']} night(s) since {v['first_day']}"
+            # Valid is not passing: tests failing since the first night do not end a validity
+            # (DMTN-192), but the reader must not be told they pass.
+            n_old = _failing_on(df, ctype, cal, int(v["first_day"]))
+            reason = (f"still valid: no new failure, drift or jump over {v['n_days']} night(s) since "
+                      f"{v['first_day']}" + (f" ({n_old} test(s) already failing on that first night)"
+                                             if n_old else "; every test passing"))
             out.append({"calib_type": ctype, "run": v["run"], "recommend_new": False, "reason": reason,
                         "day_obs": None})
             continue

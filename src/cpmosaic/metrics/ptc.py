@@ -35,10 +35,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from ..camera import Camera
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +83,8 @@ def _empty() -> pd.DataFrame:
                          "gain": pd.Series(dtype="float64"), "read_noise": pd.Series(dtype="float64")})
 
 
-def read_ptc_file(path: str | os.PathLike, detector: int | None = None, camera=None) -> pd.DataFrame:
+def read_ptc_file(path: str | os.PathLike, detector: int | None = None,
+                  camera: Camera | str | None = None) -> pd.DataFrame:
     """Per-amp gain and read noise of one PTC dataset file (FITS table of ip_isr's ``toTable``).
 
     The detector is *detector*, else the header's ``DETECTOR``, else a detector name
@@ -112,7 +116,7 @@ def read_ptc_file(path: str | os.PathLike, detector: int | None = None, camera=N
                          "read_noise": np.asarray(t["NOISE"], dtype=float)})
 
 
-def _butler_files(root, collections: Sequence[str]) -> dict[int, str]:
+def _butler_files(root: str | os.PathLike, collections: Sequence[str]) -> dict[int, str]:
     from ..io.butler import calibration_files, open_butler
 
     butler = open_butler(root)
@@ -131,8 +135,8 @@ def _butler_files(root, collections: Sequence[str]) -> dict[int, str]:
     return files
 
 
-def find_ptc(source, collections: Sequence[str] | str | None = None, df: pd.DataFrame | None = None,
-             camera=None) -> tuple[pd.DataFrame, str]:
+def find_ptc(source: str | os.PathLike | pd.DataFrame, collections: Sequence[str] | str | None = None,
+             df: pd.DataFrame | None = None, camera: Camera | str | None = None) -> tuple[pd.DataFrame, str]:
     """The PTC reference of a source: its ``ptc`` datasets, else its PTC verification rows.
 
     Returns ``(table, where)``: :data:`PTC_COLUMNS` rows and a sentence saying where they

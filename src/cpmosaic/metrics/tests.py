@@ -39,8 +39,9 @@ the relative scatter of the same detector means (std / mean <= 0.05);
 
 **Disagreements** with cp_verify's flag carry a reason in ``disagreement``: ``nominal
 read noise`` (no PTC: cp_verify used the PTC's), ``threshold changed``, ``value
-missing``, ``relative scatter`` (the degenerate test above), ``not re-evaluated``,
-else ``unexplained``.
+missing`` (a statistic the test needs is absent or NaN: not measured, never a pass),
+``relative scatter`` (the degenerate test above), ``not re-evaluated``, else
+``unexplained``.
 
 A test whose inputs are present but whose comparison is undefined (0/0, sqrt of
 a negative mean) fails, as the comparison with NaN does in cp_verify.
@@ -56,6 +57,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from .disagreement import disagreement
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +166,12 @@ def _result(w: pd.DataFrame, test: str, value, threshold, passed, flags: pd.Data
     out["cp_verify_passed"] = pd.arrays.BooleanArray(cpv == 1.0, np.isnan(cpv))
     out["reference"] = "" if reference is None else np.broadcast_to(np.asarray(reference, dtype=object), value.shape)
     out["note"] = "" if note is None else np.broadcast_to(np.asarray(note, dtype=object), value.shape)
+    # inputs present but the comparison undefined (0/0: a dead amp): say why it fails
+    undefined = ok & np.isnan(value)
+    if undefined.any():
+        out["note"] = np.where(undefined & (out["note"].to_numpy(dtype=object) == ""),
+                               "undefined (0/0 or NaN): fails, as cp_verify's comparison with NaN does",
+                               out["note"].to_numpy(dtype=object))
     return out[ok]
 
 
@@ -216,11 +225,12 @@ def _bias_dark(w, f, df, th: Thresholds, camera, ptc=None) -> list[pd.DataFrame]
                 _have(noise, rn), reference=ref, note=rn_note),
         _result(w, "CR_NOISE", cr_rel, th.cr_noise_tolerance, cr_rel <= th.cr_noise_tolerance, f, ["CR_NOISE"],
                 _have(noise, cr)),
-        # A zero overscan read noise (an unpowered amp) is not judged inconsistent, as in cp_verify.
+        # A zero overscan read noise (an unpowered amp) is not measured: cp_verify writes no
+        # flag there (verifyBias/verifyDark test only a truthy overscan read noise).
         _result(w, "READ_NOISE_CONSISTENT", rn_rel, th.read_noise_consistent_tolerance,
-                (rn_rel <= th.read_noise_consistent_tolerance) | (measured == 0), f,
-                ["READ_NOISE_CONSISTENT", "READ_NOISE_ADU"], _have(measured, ref_rn), reference=rnc_ref,
-                note=rnc_note),
+                rn_rel <= th.read_noise_consistent_tolerance, f,
+                ["READ_NOISE_CONSISTENT", "READ_NOISE_ADU"], _have(measured, ref_rn) & (measured != 0),
+                reference=rnc_ref, note=rnc_note),
     ]
 
 
@@ -412,49 +422,11 @@ def evaluate(df: pd.DataFrame, thresholds: Thresholds | None = None, *, camera=N
     out["detector"] = out["detector"].astype(np.int64)
     out["reference"] = out["reference"].fillna("").astype(object)
     out["note"] = out["note"].fillna("").astype(object)
-    out["disagreement"] = _disagreement(out, th)
+    out["disagreement"] = disagreement(out, th, DEFAULT_THRESHOLDS)
     out = out.sort_values(["calib_type", "run", "exposure", "detector", "amp", "test"], kind="stable")
     if failures_only:
         out = out[out["passed"].eq(False).fillna(False) | out["cp_verify_passed"].eq(False).fillna(False)]
     return out.reset_index(drop=True)[list(RESULT_COLUMNS)]
-
-
-#: (calib_type group, tier, test) -> the Thresholds fields behind it.
-_THRESHOLD_FIELDS = {
-    ("biasdark", "amp", "NOISE"): ("noise_tolerance",), ("biasdark", "amp", "CR_NOISE"): ("cr_noise_tolerance",),
-    ("biasdark", "amp", "READ_NOISE_CONSISTENT"): ("read_noise_consistent_tolerance",),
-    ("flat", "detector", "SCATTER"): ("flat_det_scatter",), ("flat", "exposure", "SCATTER"): ("flat_exp_scatter",),
-    ("ptc", "amp", "PTC_GAIN"): ("ptc_gain_percent",), ("ptc", "amp", "PTC_NOISE"): ("ptc_noise_percent",),
-    ("ptc", "amp", "PTC_TURNOFF"): ("ptc_turnoff_electrons",), ("ptc", "amp", "PTC_BFE_A00"): ("a00_itl", "a00_e2v"),
-    ("gain", "amp", "GAIN_FROM_FLAT_PAIR"): ("gain_percent",), ("gain", "amp", "ISR_NOISE"): ("gain_noise_percent",),
-}
-
-
-def _disagreement(res: pd.DataFrame, th: Thresholds) -> np.ndarray:
-    """Why each verdict differs from cp_verify's flag ("" where they agree or cp_verify has none)."""
-    changed = {f for f in Thresholds.__dataclass_fields__ if getattr(th, f) != getattr(DEFAULT_THRESHOLDS, f)}
-    passed, cpv = res["passed"], res["cp_verify_passed"]
-    differ = (passed.notna() & cpv.notna() & (passed != cpv)).fillna(False).to_numpy(dtype=bool)
-    missing = (passed.isna() & cpv.notna()).to_numpy(dtype=bool)
-    out = np.full(len(res), "", dtype=object)
-    for i in np.flatnonzero(differ | missing):
-        r = res.iloc[i]
-        group = "biasdark" if r["calib_type"] in ("bias", "dark") else r["calib_type"]
-        fields = [f for f in _THRESHOLD_FIELDS.get((group, r["tier"], r["test"]), ()) if f in changed]
-        if missing[i]:
-            out[i] = "value missing" if not np.isfinite(r["value"]) else "not re-evaluated"
-        elif fields:
-            out[i] = "threshold changed: " + ", ".join(
-                f"{f} {getattr(th, f)} (cp_verify {getattr(DEFAULT_THRESHOLDS, f)})" for f in fields)
-        elif r["reference"] == "relative scatter":
-            out[i] = "relative scatter: cp_verify's flat EXP SCATTER tests the absolute one"
-        elif r["reference"] == "nominal" and group == "biasdark":
-            out[i] = "nominal read noise: no PTC found, cp_verify used the PTC's"
-        elif r["reference"] == "measured":
-            out[i] = "measured read noise: no PTC or nominal value"
-        else:
-            out[i] = "unexplained"
-    return out
 
 
 def _dtype(col: str):
@@ -463,7 +435,9 @@ def _dtype(col: str):
 
 
 def _failure_label(row) -> str:
-    parts = [row.detector_name or "", row.amp or "", row.test]
+    # the exposure-wide test (flat EXP SCATTER) has no detector: say which SCATTER it is
+    test = f"EXP {row.test}" if row.tier == "exposure" else row.test
+    parts = [row.detector_name or "", row.amp or "", test]
     return " ".join(p for p in parts if p)
 
 
@@ -479,7 +453,9 @@ def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: T
     dict
         ``cp_verify_success`` (bool or None where cp_verify gave no verdicts),
         ``success`` (this re-evaluation, cp_verify's flag where a test is not
-        re-evaluated), ``n_tests``, ``n_failures``, ``n_cp_verify_failures``,
+        re-evaluated), ``n_tests``, ``n_failures``, ``n_passed``, ``n_not_measured``
+        (no value: never counted as passing, even where cp_verify's flag says so),
+        ``n_cp_verify_failures``,
         ``agreement`` (fraction of tests with both verdicts that agree, or None),
         ``disagreements`` (reason -> count), ``flat_exp_scatter`` (True when the flat
         EXP SCATTER was judged on the relative scatter) and ``exposures``: a list of per (calib_type, run, exposure) dicts with
@@ -491,7 +467,12 @@ def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: T
     False
     """
     res = results if results is not None else evaluate(df, thresholds, camera=camera)
-    own = res["passed"].fillna(res["cp_verify_passed"])
+    # Not measured (no value, no verdict of ours): never a pass, even where cp_verify
+    # flagged it passing; cp_verify's failure still counts.
+    missing = res["disagreement"].eq("value missing") if "disagreement" in res.columns else False
+    unmeasured = (res["passed"].isna() & (res["value"].isna() | missing)).to_numpy(dtype=bool)
+    own = res["passed"].fillna(res["cp_verify_passed"]).mask(unmeasured & res["cp_verify_passed"].eq(True)
+                                                                .fillna(False).to_numpy(dtype=bool))
     both = res["passed"].notna() & res["cp_verify_passed"].notna()
     succ = df[(df["metric"] == "SUCCESS") & (df["detector"] == -1) & df["passed"].notna()]
     exp_verdict = {(r.calib_type, r.run, -1 if pd.isna(r.exposure) else int(r.exposure)): bool(r.passed)
@@ -511,6 +492,7 @@ def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: T
             "calib_type": key[0], "run": key[1], "exposure": None if int(key[2]) < 0 else int(key[2]),
             "cp_verify_success": cpv, "success": bool(not len(fails)),
             "n_tests": int(len(sub)), "n_failures": int(len(fails)),
+            "n_not_measured": int(unmeasured[res.index.get_indexer(idx)].sum()),
             "n_cp_verify_failures": int((~cpv_flags.astype(bool)).sum()),
             "failures": [_failure_label(r) for r in fails.itertuples()],
         })
@@ -520,6 +502,8 @@ def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: T
         "success": bool(not own.eq(False).fillna(False).any()),
         "n_tests": int(len(res)),
         "n_failures": int(own.eq(False).fillna(False).sum()),
+        "n_passed": int(own.eq(True).fillna(False).sum()),
+        "n_not_measured": int(unmeasured.sum()),
         "n_cp_verify_failures": int(res["cp_verify_passed"].eq(False).fillna(False).sum()),
         "agreement": (float((res["passed"][both] == res["cp_verify_passed"][both]).mean()) if both.any() else None),
         "disagreements": ({str(k): int(v) for k, v in res.loc[res["disagreement"] != "", "disagreement"]

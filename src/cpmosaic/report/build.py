@@ -96,6 +96,16 @@ class ReportResult:
     comparison: dict | None = None
     problems: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: The outlier findings, ranked (:func:`cpmosaic.metrics.find_outliers`); ``n_outliers`` rows.
+    outliers: pd.DataFrame | None = None
+
+    def top_findings(self, n: int = 3) -> str:
+        """The first *n* findings in a few words: ``dead or off detector R23_S11, hot amp R02_S01 C05``."""
+        o = self.outliers
+        if o is None or not len(o):
+            return ""
+        return ", ".join(f"{r.finding} {r.detector_name}" + (f" {r.amp}" if r.amp else "")
+                         for r in o.head(n).itertuples())
 
     @property
     def partial(self) -> bool:
@@ -395,6 +405,8 @@ def build_report(source: Source, out_dir: str | os.PathLike, *, collections: str
     if history is not None:  # first: its drift and jump alerts are outlier findings too
         t = lap("evaluate", t)
         hist, alerts, validity, recs = _history(history, history_window)
+        # a night file the store skipped is a partial input, as in ``cpmosaic history``
+        problems += [{"source": str(p), "problem": str(r)} for p, r in hist.attrs.get("problems", [])]
         t = lap("history", t)
     outliers = find_outliers(df, z=z, camera=cam, alerts=alerts)
     df, df_b = _keep(df, calib_types, metrics), _keep(df_b, calib_types, metrics)
@@ -459,7 +471,7 @@ def build_report(source: Source, out_dir: str | os.PathLike, *, collections: str
     t = time.perf_counter()
     tables = page.write_tables(out, failures=failures, outliers=outliers, alerts=alerts, validity=validity)
     result = ReportResult(out, out / "index.html", w.figures, pages, summ, int(len(failures)), int(len(outliers)),
-                          alerts, recs, cmp_summary, problems, timings)
+                          alerts, recs, cmp_summary, problems, timings, outliers)
     doc = {"summary": summ, "n_failures": result.n_failures, "n_outliers": result.n_outliers,
            "n_alerts": None if alerts is None else int(len(alerts)), "recommendations": recs,
            "comparison": cmp_summary, "problems": problems,

@@ -167,11 +167,13 @@ def _summary_html(summ: dict, n_outliers: int, tables: dict) -> list[str]:
 
     out = [_verdict("cp_verify", summ.get("cp_verify_success")), _verdict("re-evaluated", summ.get("success"))]
     agree = summ.get("agreement")
+    unmeasured = summ.get("n_not_measured")
     out.append(f"<p>{summ.get('n_tests', 0)} tests, {summ.get('n_failures', 0)} failing "
                f"(cp_verify: {summ.get('n_cp_verify_failures', 0)})"
+               + (f", {unmeasured} not measured (no value: never counted as passing)" if unmeasured else "")
                + (f", verdicts agree on {100 * agree:.1f}%" if agree is not None else "")
                + f"; <a href='{tables['failures']['html']}'>failures</a> ({tables['failures']['n']}), "
-               f"<a href='{tables['outliers']['html']}'>outliers</a> ({n_outliers}).</p>")
+               f"<a href='{tables['outliers']['html']}'>outlier findings</a> ({n_outliers}).</p>")
     out += _verdict_notes(summ)
     per = pd.DataFrame(summ.get("exposures", []))
     if len(per):

@@ -198,8 +198,11 @@ def evaluate(calib_type: str, amp: Mapping[str, float], *, read_noise: float, ga
         v["SUCCESS"] = all(v.values())
         if read_noise_adu is not None:
             overscan = gain * read_noise_adu
-            v["READ_NOISE_CONSISTENT"] = not (overscan and ((overscan - read_noise) / read_noise > 0.05
-                                                            or not np.isfinite(overscan)))
+            # verifyBias/verifyDark write the flag only when the overscan read noise is
+            # truthy: none for 0 (an unpowered amp); NaN is truthy and fails.
+            if overscan:
+                v["READ_NOISE_CONSISTENT"] = not ((overscan - read_noise) / read_noise > 0.05
+                                                  or not np.isfinite(overscan))
     return v
 
 
