@@ -37,6 +37,7 @@ _EXPORTS = {
     "robust_range": "style",
     "symmetric_range": "style",
     "make_normalize": "stretch",
+    "explore": "explorer",
 }
 
 __all__ = sorted(_EXPORTS)

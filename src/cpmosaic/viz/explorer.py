@@ -1,0 +1,606 @@
+"""Linked, level-aware views of metrics and mosaics: a Panel app for notebooks and the browser.
+
+:func:`explore` returns an :class:`Explorer`, a Panel ``Viewer``: show it in a notebook
+cell, or serve it (``cpmosaic explore SOURCE``).  Its panels are linked:
+
+- **heat map** of the chosen calib type, run, night and metric (colour range from a
+  slider; failing amps outlined red, outliers orange);
+- **histogram** of the per-amp values drawn on the heat map; a range selected on it
+  (box select) outlines those amps on the heat map and on the mosaic;
+- **mosaic** image, the amps coloured by the metric when the overlay is on; zooming reads
+  only the visible window of the pyramid level whose pixels match the screen
+  (:mod:`cpmosaic.viz.viewport`), and the heat map shares its focal-plane range;
+- a tap on an amp (heat map or mosaic, :mod:`cpmosaic.viz.amp_pick`) selects it: its
+  **history** (candlesticks with the amp's own series, from a history store), its
+  **cut-out** at full resolution (level 0) and the **table** of its metrics with
+  cp_verify's verdicts and cpmosaic's.
+
+The selection (calib type, run, night, metric, amp) is in the URL of a served app
+(:mod:`cpmosaic.viz.explore_state`), so a link opens on the same amp elsewhere.
+
+>>> app = explore("cpv_out", mosaic_stores=["bias.zarr"], history="history")   # doctest: +SKIP
+>>> app                                                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from . import style
+from .amp_pick import amp_key, amps_in_range
+from .explore_data import amp_metrics, choices, default_metric, outline_xy, select_rows
+from .explore_state import QUERY_KEYS, ExploreState, describe
+from .viewport import full_range, plan_view, window_for_view
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Explorer", "ExploreSources", "explore", "amp_cutout"]
+
+#: DOM id of the selected-amp heading (what tests and users look for).
+AMP_TITLE_ID = "cpm-selected-amp"
+
+
+def _load(source, camera=None) -> pd.DataFrame:
+    if source is None or isinstance(source, pd.DataFrame):
+        return source
+    from ..metrics import load_metrics
+
+    return load_metrics(source, camera=camera)
+
+
+def _store_calib_type(store) -> str | None:
+    """The calib type a mosaic store shows, from its name or inputs (None when unknown)."""
+    try:
+        from ..report.plots import store_calib_type
+    except ImportError:  # pragma: no cover - report package absent
+        return None
+    try:
+        return store_calib_type(store)
+    except Exception:  # a store without the attributes the guess reads: not fatal
+        return None
+
+
+class ExploreSources:
+    """What every explorer session shares, loaded once: the metrics and their evaluation,
+    outliers, the camera's amp geometry, the mosaic stores and the history store."""
+
+    def __init__(self, df: pd.DataFrame, *, stores=(), history=None, against: pd.DataFrame | None = None,
+                 camera=None) -> None:
+        from ..metrics import evaluate, find_outliers
+        from .heatmap import amp_geometry, resolve_camera
+
+        self.df = df
+        self.against = against
+        self.camera = resolve_camera(camera, df)
+        self.geometry = amp_geometry(self.camera)
+        self.results = evaluate(df, camera=self.camera)
+        try:
+            self.outliers = find_outliers(df, history=False)
+        except Exception as exc:  # a table too small to score: no outlier marks, say why
+            log.warning("explore: no outliers (%s)", exc)
+            self.outliers = pd.DataFrame(columns=["calib_type", "run", "day_obs", "detector", "amp", "metric"])
+        self.history = history
+        self.stores = list(stores)
+        self.store_types = [_store_calib_type(s) for s in self.stores]
+
+    @classmethod
+    def load(cls, metrics_source, mosaic_stores=(), history=None, against=None, *, camera=None) -> "ExploreSources":
+        """Read the sources :func:`explore` names (paths or objects)."""
+        from ..metrics.history import HistoryStore
+        from .mosaic_view import open_store
+
+        df = _load(metrics_source, camera)
+        if df is None or df.empty:
+            raise ValueError(f"explore: no metrics in {metrics_source!r}")
+        b = _load(against, camera)
+        if isinstance(mosaic_stores, (str, os.PathLike)) or hasattr(mosaic_stores, "levels"):
+            mosaic_stores = [mosaic_stores]
+        stores = [open_store(s) for s in mosaic_stores or ()]
+        hist = HistoryStore(history) if isinstance(history, (str, os.PathLike)) else history
+        return cls(df, stores=stores, history=hist, against=b, camera=camera)
+
+
+class Explorer(pn.viewable.Viewer):
+    """The explorer app: parameters are the selection, panels follow them (see module doc).
+
+    Build it with :func:`explore` (or from shared :class:`ExploreSources`, one per session
+    when served).  ``select_amp(detector_name, amp)``, ``tap_heatmap(x, y)``
+    and ``select_range(lo, hi)`` do in Python what a tap or a box selection does in the
+    browser.
+    """
+
+    calib_type = param.String(default="", doc="calibration type (bias, dark, flat, ...)")
+    run = param.String(default="", doc="run (collection); empty: every run")
+    day = param.String(default="", doc="night YYYY-MM-DD; empty: every night")
+    metric = param.String(default="", doc="metric on the heat map and histogram")
+    detector = param.String(default="", doc="detector name of the selected amp")
+    amp = param.String(default="", doc="selected amp")
+    overlay = param.Boolean(default=True, doc="colour the mosaic's amps by the metric")
+    clim = param.Range(default=None, doc="colour range of the heat map")
+    value_range = param.Range(default=None, doc="range selected on the histogram (amps highlighted)")
+
+    def __init__(self, sources: "ExploreSources", *, width: int = 560, stretch: str = "asinh", **params) -> None:
+        super().__init__(**params)
+        self.sources = sources
+        self.df, self.against, self.camera = sources.df, sources.against, sources.camera
+        self.geometry, self.results, self.outliers = sources.geometry, sources.results, sources.outliers
+        self.history, self.stores, self.store_types = sources.history, sources.stores, sources.store_types
+        self.width = int(width)
+        self.stretch = stretch
+        self._norms: dict[int, object] = {}
+        self._history_cache: dict[tuple[str, str], pd.DataFrame] = {}
+        self._values_cache: dict[tuple, pd.DataFrame] = {}
+        self.reads: list = []  # ViewWindow of each mosaic read, newest last (bounded)
+        self._init_selection()
+        self.param.watch(self._on_calib_type, ["calib_type"])
+        self.param.watch(self._on_data_selection, ["run", "day", "metric"])
+        self._build()
+
+    # -- state -----------------------------------------------------------------
+    @property
+    def state(self) -> ExploreState:
+        return ExploreState(**{k: getattr(self, k) for k in QUERY_KEYS})
+
+    def _init_selection(self) -> None:
+        opts = choices(self.df, self.state)
+        if not self.calib_type and opts["calib_type"]:
+            self.calib_type = opts["calib_type"][0]
+        opts = choices(self.df, self.state)
+        if not self.day and not self.run and opts["day"]:
+            self.day = opts["day"][-1]
+        opts = choices(self.df, self.state)
+        if not self.metric or self.metric not in opts["metric"]:
+            self.metric = default_metric(opts["metric"])
+        self.clim = self._default_clim()
+
+    def _on_calib_type(self, event) -> None:
+        opts = choices(self.df, ExploreState(calib_type=self.calib_type))
+        upd = {}
+        if self.run and self.run not in opts["run"]:
+            upd["run"] = ""
+        if self.day and self.day not in opts["day"]:
+            upd["day"] = opts["day"][-1] if opts["day"] else ""
+        if upd:
+            self.param.update(**upd)
+        self._on_data_selection(event)
+
+    def _on_data_selection(self, event) -> None:
+        opts = choices(self.df, self.state)
+        if self.metric not in opts["metric"] and opts["metric"]:
+            self.metric = default_metric(opts["metric"])
+            return  # the metric watcher comes back here
+        self.param.update(clim=self._default_clim(), value_range=None)
+        self._sync_widgets()
+
+    def amp_values(self) -> pd.DataFrame:
+        """Per-amp values of the selection (``amp_values``: geometry, ``value``, ``failed``)."""
+        from .heatmap import amp_values
+
+        s = self.state
+        key = (s.calib_type, s.run, s.day, s.metric)
+        hit = self._values_cache.get(key)
+        if hit is None:
+            rows = select_rows(self.df, s)
+            fails = self._failures(rows)
+            hit = amp_values(rows, s.metric, camera=self.camera, failing=fails) if len(rows) else \
+                self.geometry.assign(value=np.nan, n=0, failed=False)
+            if len(self._values_cache) > 32:
+                self._values_cache.clear()
+            self._values_cache[key] = hit
+        return hit
+
+    def _failures(self, rows: pd.DataFrame) -> list[tuple[int, str]]:
+        """Amps failing this metric here (cpmosaic's tests) or in cp_verify."""
+        s = self.state
+        res = select_rows(self.results, ExploreState(calib_type=s.calib_type, run=s.run, day=s.day), metric=False)
+        res = res[res["test"].astype(str) == s.metric]
+        bad = res[res["passed"].eq(False).fillna(False) | res["cp_verify_passed"].eq(False).fillna(False)]
+        out = set(zip(bad["detector"].astype(int), bad["amp"].astype(str)))
+        cpv = rows[rows["passed"].eq(False).fillna(False)] if "passed" in rows else rows.iloc[:0]
+        out |= set(zip(cpv["detector"].astype(int), cpv["amp"].astype(str)))
+        return sorted(out)
+
+    def _outlier_amps(self) -> pd.DataFrame:
+        s = self.state
+        o = select_rows(self.outliers, s)
+        keys = set(zip(o["detector"].astype(int), o["amp"].astype(str)))
+        g = self.geometry
+        hit = [(int(d), str(a)) in keys for d, a in zip(g["detector"], g["amp"])]
+        # detector-level outliers (amp "") mark the whole detector's amps
+        dets = {d for d, a in keys if a == ""}
+        hit = np.array(hit) | g["detector"].isin(dets).to_numpy()
+        return g[hit]
+
+    def _default_clim(self) -> tuple[float, float] | None:
+        v = self.amp_values()["value"].to_numpy(dtype=float)
+        v = v[np.isfinite(v)]
+        if not v.size:
+            return None
+        lo, hi = (float(x) for x in style.robust_range(v))
+        return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+
+    # -- actions (what taps and selections do) -----------------------------------
+    def select_amp(self, detector: str, amp: str) -> None:
+        """Select an amp: the history, cut-out and table follow."""
+        self.param.update(detector=str(detector), amp=str(amp))
+
+    def tap_heatmap(self, x: float | None, y: float | None) -> tuple[str, str] | None:
+        """Select the amp at focal-plane ``(x, y)`` mm (a tap on the heat map or mosaic)."""
+        key = amp_key(self.geometry, x, y)
+        if key is not None:
+            self.select_amp(*key)
+        return key
+
+    def select_range(self, lo: float | None, hi: float | None) -> pd.DataFrame:
+        """Highlight the amps whose value lies in ``[lo, hi]``; returns them."""
+        self.value_range = None if lo is None and hi is None else (lo, hi)
+        return self.highlighted()
+
+    def highlighted(self) -> pd.DataFrame:
+        """The amps of the selected histogram range (empty when none is selected)."""
+        if self.value_range is None:
+            return self.amp_values().iloc[:0]
+        return amps_in_range(self.amp_values(), *self.value_range)
+
+    # -- the mosaic ----------------------------------------------------------------
+    def store(self):
+        """The mosaic store of the selected calib type (else the first one; None without stores)."""
+        if not self.stores:
+            return None
+        for s, t in zip(self.stores, self.store_types):
+            if t == self.calib_type:
+                return s
+        return self.stores[0]
+
+    def _norm(self, store):
+        from .stretch import make_normalize
+
+        key = id(store)
+        if key not in self._norms:
+            k = store.n_levels - 1
+            coarse = np.asarray(store.read(k), dtype=np.float32)
+            limits = None
+            try:
+                lo, hi = (float(v) for v in store.window(k))
+                limits = (lo, hi) if hi > lo and (lo, hi) != (0.0, 1.0) else None
+            except (AttributeError, TypeError, ValueError, IndexError, KeyError):
+                pass
+            self._norms[key] = make_normalize(self.stretch, coarse, limits)
+        return self._norms[key]
+
+    def view_image(self, x_range=None, y_range=None, width: int | None = None, height: int | None = None):
+        """The mosaic view of a focal-plane range: ``(ViewWindow, display array y-up in [0, 1])``.
+
+        Reads only the window of the level :func:`~cpmosaic.viz.viewport.plan_view`
+        chooses, then reduces it to the screen size (datashader ``regrid``, mean).
+        """
+        store = self.store()
+        full_x, full_y = full_range(store)
+        xr = tuple(x_range) if x_range and None not in x_range else full_x
+        yr = tuple(y_range) if y_range and None not in y_range else full_y
+        width = int(width or self.width)
+        height = int(height or max(1, round(width * (yr[1] - yr[0]) / (xr[1] - xr[0]))))
+        win = plan_view(store, xr, yr, width, height)
+        self.reads.append(win)
+        del self.reads[:-64]
+        if win.empty:
+            return win, np.full((1, 1), np.nan, np.float32)
+        data = np.asarray(store.read(win.level, *win.rows, *win.cols), dtype=np.float32)
+        h, w = data.shape
+        if w > width or h > height:
+            data = _regrid(data, win.bounds_mm, min(w, width), min(h, height))
+        return win, np.asarray(self._norm(store)(data), dtype=np.float32)
+
+    def _mosaic_dmap(self, hv):
+        store = self.store()
+
+        def image(x_range=None, y_range=None, calib_type=None):
+            win, disp = self.view_image(x_range, y_range)
+            if win.empty:
+                x0, y0, x1, y1 = (*(x_range or (0, 1))[:1], *(y_range or (0, 1))[:1],
+                                  *(x_range or (0, 1))[1:], *(y_range or (0, 1))[1:])
+                bounds = (x0, y0, x1, y1)
+            else:
+                bounds = win.bounds_mm
+            img = hv.Image(np.ascontiguousarray(disp[::-1]), bounds=bounds, kdims=["x", "y"],
+                           vdims=[hv.Dimension("display", range=(0.0, 1.0))])
+            return img.opts(cmap="gray", clim=(0.0, 1.0), tools=["hover"], clipping_colors={"NaN": (0, 0, 0, 0)},
+                            title=f"mosaic {self.store_label()} (level {win.level})")
+
+        fx, fy = full_range(store)
+        dmap = hv.DynamicMap(image, streams=[hv.streams.RangeXY(x_range=fx, y_range=fy),
+                                             hv.streams.Params(self, ["calib_type"])])
+        return dmap
+
+    def store_label(self) -> str:
+        s = self.store()
+        if s is None:
+            return ""
+        return str(s.attrs.get("name") or "") if hasattr(s, "attrs") else ""
+
+    # -- panel builders ----------------------------------------------------------------
+    def _heat(self, calib_type, run, day, metric, clim):
+        from .heatmap import focal_plane_heatmap
+
+        vals = self.amp_values()
+        # one row per amp already (medians); focal_plane_heatmap re-reduces it harmlessly
+        table = pd.DataFrame({"detector": vals["detector"], "amp": vals["amp"], "metric": metric,
+                              "value": vals["value"]}).dropna(subset=["value"])
+        if table.empty:
+            table = pd.DataFrame({"detector": [int(self.geometry["detector"].iloc[0])],
+                                  "amp": [str(self.geometry["amp"].iloc[0])], "metric": metric, "value": [np.nan]})
+        plot = focal_plane_heatmap(table, metric, camera=self.camera, clim=clim, failing=False, labels="raft",
+                                   width=self.width, title=f"{describe(self.state.with_amp('', ''))}")
+        return plot
+
+    def _marks(self, **_):
+        """Failing (red), outlier (orange) and selected (magenta) outlines, one Path each."""
+        hv = style.holoviews()
+        vals = self.amp_values()
+        failed = vals[vals["failed"]]
+        out = self._outlier_amps()
+        sel = self.geometry[(self.geometry["detector_name"] == self.detector) & (self.geometry["amp"] == self.amp)]
+        hi = self.highlighted()
+        return hv.Overlay([
+            hv.Path([outline_xy(out)], kdims=["x", "y"], group="Outliers").opts(color="#ff7f0e", line_width=1.5),
+            hv.Path([outline_xy(failed)], kdims=["x", "y"], group="Failing").opts(color=style.FAIL_COLOR,
+                                                                                  line_width=2.0),
+            hv.Path([outline_xy(hi)], kdims=["x", "y"], group="Highlighted").opts(color="#00e5ff", line_width=2.5),
+            hv.Path([outline_xy(sel)], kdims=["x", "y"], group="Selected").opts(color="#ff00ff", line_width=3.5),
+        ])
+
+    def _overlay_amps(self, overlay, **_):
+        hv = style.holoviews()
+        vals = self.amp_values()
+        have = vals[vals["value"].notna()]
+        cmap = style.DEFAULT_CMAP
+        lo, hi = self.clim or (0.0, 1.0)
+        return hv.Rectangles(have[["x0", "y0", "x1", "y1", "value", "detector_name", "amp"]],
+                             kdims=["x0", "y0", "x1", "y1"], vdims=["value", "detector_name", "amp"]).opts(
+            color="value", cmap=cmap, clim=(lo, hi), fill_alpha=0.35 if overlay else 0.0, line_color=None)
+
+    def _hist(self, calib_type, run, day, metric):
+        from .distributions import metric_histogram
+
+        vals = self.amp_values()["value"]
+        a = pd.DataFrame({"metric": metric, "value": vals.to_numpy(dtype=float)})
+        b = None
+        if self.against is not None:
+            from .heatmap import amp_values
+
+            rows = select_rows(self.against, ExploreState(calib_type=calib_type, metric=metric))
+            if len(rows):
+                b = pd.DataFrame({"metric": metric,
+                                  "value": amp_values(rows, metric, camera=self.camera)["value"].to_numpy()})
+        plot = metric_histogram(a, metric, df_b=b, labels=("this run", "against"), width=self.width, height=260,
+                                title=f"{metric} per amp (box-select a range)")
+        return plot.opts({"Histogram": dict(tools=["xbox_select", "hover"]),
+                          "Overlay": dict(active_tools=["xbox_select"])})
+
+    def _hist_selection(self, boundsx=None) -> None:
+        if boundsx is None:
+            return
+        self.select_range(*boundsx)
+
+    def _history_view(self):
+        hv = style.holoviews()
+        from .timeseries import metric_trend
+
+        s = self.state
+        title = f"history: {s.detector} {s.amp} {s.metric}".strip()
+        if self.history is None:
+            return pn.pane.Markdown("*no history store given (`--history PATH`)*", name="history")
+        key = (s.calib_type, s.metric)
+        hist = self._history_cache.get(key)
+        if hist is None:
+            hist = self.history.load(s.calib_type or None, metric=s.metric or None)
+            if len(self._history_cache) > 8:
+                self._history_cache.clear()
+            self._history_cache[key] = hist
+        if hist.empty:
+            return pn.pane.Markdown(f"*no {s.metric} in the history for {s.calib_type}*")
+        amps = [f"{s.detector}/{s.amp}"] if s.detector and s.amp else None
+        plot = metric_trend(hist, s.metric, calib_type=s.calib_type or None, amps=amps, width=self.width, height=260,
+                            title=title)
+        return pn.pane.HoloViews(plot, backend="bokeh")
+
+    def _cutout_view(self):
+        hv = style.holoviews()
+        store = self.store()
+        s = self.state
+        if store is None:
+            return pn.pane.Markdown("*no mosaic store given (`--mosaic STORE`)*")
+        if not (s.detector and s.amp):
+            return pn.pane.Markdown("*tap an amp on the heat map or the mosaic*")
+        cut = amp_cutout(store, s.detector, s.amp)
+        if cut is None:
+            return pn.pane.Markdown(f"*no pixels of {html.escape(s.detector)} {html.escape(s.amp)} in this mosaic*")
+        win, data = cut
+        from .stretch import make_normalize
+
+        norm = make_normalize("zscale", data)
+        img = hv.Image(np.ascontiguousarray(np.asarray(norm(data), np.float32)[::-1]), bounds=win.bounds_mm,
+                       kdims=["x", "y"], vdims=[hv.Dimension("display", range=(0.0, 1.0))])
+        h, w = data.shape
+        img = img.opts(cmap="gray", clim=(0.0, 1.0), data_aspect=1, frame_width=min(self.width, 360),
+                       title=f"{s.detector} {s.amp}: level 0, {w} x {h} px", xlabel="focal plane x (mm)",
+                       ylabel="focal plane y (mm)", tools=["hover"])
+        return pn.pane.HoloViews(img, backend="bokeh")
+
+    def _table_view(self):
+        from .tables import table_html
+
+        s = self.state
+        head = describe(s) if s.detector and s.amp else "no amp selected"
+        out = [f'<h3 id="{AMP_TITLE_ID}" data-detector="{html.escape(s.detector)}" '
+               f'data-amp="{html.escape(s.amp)}">{html.escape(head)}</h3>']
+        if s.detector and s.amp:
+            t = amp_metrics(self.df, s, results=self.results, against=self.against)
+            if self.against is None:
+                t = t.drop(columns=["against"])
+            out.append(table_html(t, table_id="cpm-amp-metrics", max_rows=500))
+        return pn.pane.HTML("\n".join(out), sizing_mode="stretch_width", name="amp table")
+
+    # -- layout ----------------------------------------------------------------------
+    def _widgets(self):
+        opts = choices(self.df, self.state)
+        self._w_calib = pn.widgets.Select(name="calib type", options=opts["calib_type"], value=self.calib_type)
+        self._w_run = pn.widgets.Select(name="run", options=[""] + opts["run"], value=self.run)
+        self._w_day = pn.widgets.Select(name="night", options=[""] + opts["day"], value=self.day)
+        self._w_metric = pn.widgets.Select(name="metric", options=opts["metric"], value=self.metric)
+        lo, hi = self.clim or (0.0, 1.0)
+        self._w_clim = pn.widgets.EditableRangeSlider(name="colour range", start=lo, end=hi, value=(lo, hi),
+                                                      step=_step(lo, hi))
+        self._w_overlay = pn.widgets.Checkbox(name="metric overlay on the mosaic", value=self.overlay)
+        for w, p in ((self._w_calib, "calib_type"), (self._w_run, "run"), (self._w_day, "day"),
+                     (self._w_metric, "metric"), (self._w_overlay, "overlay")):
+            w.link(self, value=p)
+        self._w_clim.param.watch(lambda e: setattr(self, "clim", tuple(e.new)), "value")
+        return pn.Column(self._w_calib, self._w_run, self._w_day, self._w_metric, self._w_clim, self._w_overlay,
+                         width=260)
+
+    def _sync_widgets(self) -> None:
+        if not hasattr(self, "_w_calib"):
+            return
+        opts = choices(self.df, self.state)
+        self._w_run.options = [""] + opts["run"]
+        self._w_day.options = [""] + opts["day"]
+        self._w_metric.options = opts["metric"]
+        for w, v in ((self._w_calib, self.calib_type), (self._w_run, self.run), (self._w_day, self.day),
+                     (self._w_metric, self.metric)):
+            if w.value != v:
+                w.value = v
+        if self.clim is not None:
+            lo, hi = self.clim
+            self._w_clim.param.update(start=lo, end=hi, value=(lo, hi), step=_step(lo, hi))
+
+    def _build(self) -> None:
+        hv = style.holoviews()
+        sel = ["calib_type", "run", "day", "metric"]
+        heat = hv.DynamicMap(self._heat, streams=[hv.streams.Params(self, sel + ["clim"])])
+        marks = hv.DynamicMap(self._marks, streams=[hv.streams.Params(
+            self, sel + ["detector", "amp", "value_range"])])
+        self.heat_plot = (heat * marks).opts({"Overlay": dict(tools=["tap"])})
+        self.heat_tap = hv.streams.Tap(source=self.heat_plot, x=None, y=None)
+        self.heat_tap.add_subscriber(lambda x, y: self.tap_heatmap(x, y))
+        hist = hv.DynamicMap(self._hist, streams=[hv.streams.Params(self, sel)])
+        self.hist_plot = hist
+        self.hist_bounds = hv.streams.BoundsX(source=self.hist_plot, boundsx=None)
+        self.hist_bounds.add_subscriber(self._hist_selection)
+        plots = [self.heat_plot]
+        self.mosaic_plot = None
+        if self.stores:
+            over = hv.DynamicMap(self._overlay_amps, streams=[hv.streams.Params(
+                self, sel + ["overlay", "clim"])])
+            marks2 = hv.DynamicMap(self._marks, streams=[hv.streams.Params(
+                self, sel + ["detector", "amp", "value_range"])])
+            self.mosaic_plot = (self._mosaic_dmap(hv) * over * marks2).opts(
+                {"Overlay": dict(tools=["tap"], data_aspect=1, frame_width=self.width, xlabel="focal plane x (mm)",
+                                 ylabel="focal plane y (mm)")})
+            self.mosaic_tap = hv.streams.Tap(source=self.mosaic_plot, x=None, y=None)
+            self.mosaic_tap.add_subscriber(lambda x, y: self.tap_heatmap(x, y))
+            plots.append(self.mosaic_plot)
+        # one layout: bokeh shares the focal-plane ranges, so the heat map follows the mosaic's zoom
+        self.focal = hv.Layout(plots).opts(shared_axes=True).cols(2)
+
+    def __panel__(self):
+        if pn.state.location is not None and not getattr(self, "_synced", False):
+            pn.state.location.sync(self, QUERY_KEYS)
+            self._synced = True
+        widgets = self._widgets()
+        history = pn.panel(pn.bind(lambda *a: self._history_view(), self.param.calib_type, self.param.metric,
+                                   self.param.detector, self.param.amp))
+        cutout = pn.panel(pn.bind(lambda *a: self._cutout_view(), self.param.calib_type, self.param.detector,
+                                  self.param.amp))
+        table = pn.panel(pn.bind(lambda *a: self._table_view(), self.param.calib_type, self.param.run,
+                                 self.param.day, self.param.detector, self.param.amp))
+        main = pn.Column(pn.pane.HoloViews(self.focal, backend="bokeh", linked_axes=True),
+                         pn.pane.HoloViews(self.hist_plot, backend="bokeh"),
+                         pn.Row(history, cutout), table)
+        return pn.Row(widgets, main)
+
+
+def _step(lo: float, hi: float) -> float:
+    span = abs(hi - lo) or 1.0
+    return float(10 ** np.floor(np.log10(span / 200)))
+
+
+def _regrid(data: np.ndarray, bounds, width: int, height: int) -> np.ndarray:
+    """*data* (y up) reduced to ``height x width`` by the mean (datashader ``regrid``)."""
+    from holoviews.operation.datashader import regrid
+
+    hv = style.holoviews()
+    raw = hv.Image(np.ascontiguousarray(data[::-1]), bounds=tuple(bounds), kdims=["x", "y"])
+    small = regrid(raw, width=int(width), height=int(height), dynamic=False, upsample=False,
+                   x_range=(bounds[0], bounds[2]), y_range=(bounds[1], bounds[3]))
+    return np.asarray(small.dimension_values(2, flat=False), dtype=np.float32)
+
+
+def amp_cutout(store, detector: str, amp: str):
+    """``(ViewWindow, pixels)`` of one amp at level 0 of a store (the finest), or None when absent.
+
+    The amp's level-0 box comes from the store's placements (``Placement.amp_boxes``).
+    """
+    place = store.placements.get(detector)
+    if place is None or detector not in set(store.present) or amp not in place.amp_boxes:
+        return None
+    y0, y1, x0, x1 = (int(v) for v in place.amp_boxes[amp])
+    (sy, sx), (ty, tx) = store.scale_um(0), store.translation_um(0)
+    xa, xb = (tx + sx * (x0 - 0.5)) / 1000.0, (tx + sx * (x1 - 0.5)) / 1000.0
+    ya, yb = (ty + sy * (y0 - 0.5)) / 1000.0, (ty + sy * (y1 - 0.5)) / 1000.0
+    # the window of those edges pulled in by a quarter pixel is exactly the box
+    qx, qy = abs(sx) / 4000.0, abs(sy) / 4000.0
+    win = window_for_view(store, 0, (min(xa, xb) + qx, max(xa, xb) - qx), (min(ya, yb) + qy, max(ya, yb) - qy))
+    data = np.asarray(store.read(0, *win.rows, *win.cols), dtype=np.float32)
+    return win, data
+
+
+def explore(metrics_source, mosaic_stores=(), history=None, against=None, *, camera=None, width: int = 560,
+            stretch: str = "asinh", **selection) -> Explorer:
+    """The linked explorer of a metrics table, its mosaics and history (a Panel app).
+
+    Parameters
+    ----------
+    metrics_source
+        cp_verify outputs (directory tree or file, as ``load_metrics`` reads) or a tidy
+        metrics DataFrame.
+    mosaic_stores
+        Mosaic stores (paths/URLs or opened stores), one per calib type; the one whose
+        calib type is selected is shown.
+    history
+        A history store (path or :class:`~cpmosaic.metrics.HistoryStore`) for the amp's history.
+    against
+        Another metrics source (path or DataFrame) overlaid on the histogram and listed in
+        the amp table.
+    selection
+        Initial ``calib_type``, ``run``, ``day`` (YYYY-MM-DD), ``metric``, ``detector``, ``amp``.
+
+    Returns
+    -------
+    Explorer
+        Displays in a notebook; ``cpmosaic explore`` serves it.
+
+    Examples
+    --------
+    >>> app = explore("cpv_out", mosaic_stores=["bias.zarr"], history="history",
+    ...               metric="NOISE", detector="R22_S11", amp="C07")   # doctest: +SKIP
+    >>> app.servable()                                                   # doctest: +SKIP
+    """
+    unknown = set(selection) - set(QUERY_KEYS) - {"overlay"}
+    if unknown:
+        raise TypeError(f"explore: unknown selection field(s) {sorted(unknown)}; use {sorted(QUERY_KEYS)}")
+    sources = ExploreSources.load(metrics_source, mosaic_stores, history, against, camera=camera)
+    return Explorer(sources, width=width, stretch=stretch, **selection)
+
+
+def state_dict(app: Explorer) -> dict:
+    """The app's selection as a plain dict (for logs and tests)."""
+    return asdict(app.state)
