@@ -28,6 +28,7 @@ import html
 import logging
 import os
 from dataclasses import asdict
+from urllib.parse import parse_qsl
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ import param
 from . import style
 from .amp_pick import amp_key, amps_in_range
 from .explore_data import amp_metrics, choices, default_metric, outline_xy, select_rows
-from .explore_state import QUERY_KEYS, ExploreState, describe
+from .explore_state import QUERY_KEYS, ExploreState, describe, to_query
 from .viewport import full_range, plan_view, window_for_view
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ __all__ = ["Explorer", "ExploreSources", "explore", "amp_cutout"]
 
 #: DOM id of the selected-amp heading (what tests and users look for).
 AMP_TITLE_ID = "cpm-selected-amp"
+#: Title of the heat map plot (the selection is in the widgets and the amp heading).
+HEAT_TITLE = "heat map (tap an amp)"
+HIST_TITLE = "values per amp (box-select a range)"
 
 
 def _load(source, camera=None) -> pd.DataFrame:
@@ -381,9 +385,8 @@ class Explorer(pn.viewable.Viewer):
                 b = pd.DataFrame({"metric": metric,
                                   "value": amp_values(rows, metric, camera=self.camera)["value"].to_numpy()})
         plot = metric_histogram(a, metric, df_b=b, labels=("this run", "against"), width=self.width, height=260,
-                                title=f"{metric} per amp (box-select a range)")
-        return plot.opts({"Histogram": dict(tools=["xbox_select", "hover"]),
-                          "Overlay": dict(active_tools=["xbox_select"])})
+                                title=HIST_TITLE)
+        return plot
 
     def _hist_selection(self, boundsx=None) -> None:
         if boundsx is None:
@@ -449,6 +452,19 @@ class Explorer(pn.viewable.Viewer):
             out.append(table_html(t, table_id="cpm-amp-metrics", max_rows=500))
         return pn.pane.HTML("\n".join(out), sizing_mode="stretch_width", name="amp table")
 
+    def _highlight_view(self):
+        hi = self.highlighted()
+        if self.value_range is None:
+            text, lo, up = "box-select a range on the histogram to outline its amps", "", ""
+        else:
+            lo, up = (f"{v:.6g}" if v is not None else "" for v in self.value_range)
+            names = ", ".join(f"{d} {a}" for d, a in zip(hi["detector_name"].head(8), hi["amp"].head(8)))
+            more = " ..." if len(hi) > 8 else ""
+            text = f"{len(hi)} amps with {self.metric} in [{lo}, {up}] outlined: {names}{more}"
+        return pn.pane.HTML(f'<p id="cpm-highlight" data-n="{len(hi)}" data-lo="{lo}" data-hi="{up}" '
+                            f'style="font:12px system-ui,sans-serif;margin:2px 0">{html.escape(text)}</p>',
+                            sizing_mode="stretch_width")
+
     # -- layout ----------------------------------------------------------------------
     def _widgets(self):
         opts = choices(self.df, self.state)
@@ -482,38 +498,58 @@ class Explorer(pn.viewable.Viewer):
             lo, hi = self.clim
             self._w_clim.param.update(start=lo, end=hi, value=(lo, hi), step=_step(lo, hi))
 
+    def _hit_layer(self, hv):
+        """A transparent rectangle over the whole camera: the source of a Tap stream.
+
+        HoloViews attaches a stream's callback to a plot only through an element (or a
+        DynamicMap of elements), not through a DynamicMap of overlays; this layer on top of
+        each focal-plane overlay carries the tap for the whole plot.
+        """
+        x0, x1, y0, y1 = (float(v) for v in self.camera.extent_mm)
+        return hv.Rectangles([(x0, y0, x1, y1)], kdims=["x0", "y0", "x1", "y1"]).opts(
+            fill_alpha=0.0, line_alpha=0.0)
+
     def _build(self) -> None:
         hv = style.holoviews()
         sel = ["calib_type", "run", "day", "metric"]
+        focal_opts = dict(data_aspect=1, frame_width=self.width, xlabel="focal plane x (mm)",
+                          ylabel="focal plane y (mm)", show_legend=False)
         heat = hv.DynamicMap(self._heat, streams=[hv.streams.Params(self, sel + ["clim"])])
         marks = hv.DynamicMap(self._marks, streams=[hv.streams.Params(
             self, sel + ["detector", "amp", "value_range"])])
-        self.heat_plot = (heat * marks).opts({"Overlay": dict(tools=["tap"])})
-        self.heat_tap = hv.streams.Tap(source=self.heat_plot, x=None, y=None)
+        hit = self._hit_layer(hv)
+        self.heat_plot = (heat * marks * hit).opts({"Overlay": dict(title=HEAT_TITLE, **focal_opts)})
+        self.heat_tap = hv.streams.Tap(source=hit, x=None, y=None)
         self.heat_tap.add_subscriber(lambda x, y: self.tap_heatmap(x, y))
         hist = hv.DynamicMap(self._hist, streams=[hv.streams.Params(self, sel)])
-        self.hist_plot = hist
-        self.hist_bounds = hv.streams.BoundsX(source=self.hist_plot, boundsx=None)
+        # the box-select tool and its stream ride on an empty element (see _hit_layer)
+        grip = hv.Scatter([], kdims=["value"], vdims=["count"]).opts(tools=["xbox_select"],
+                                                                     active_tools=["xbox_select"])
+        self.hist_plot = (hist * grip).opts({"Overlay": dict(title=HIST_TITLE, width=self.width, height=260,
+                                                             show_legend=self.against is not None)})
+        self.hist_bounds = hv.streams.BoundsX(source=grip, boundsx=None)
         self.hist_bounds.add_subscriber(self._hist_selection)
-        plots = [self.heat_plot]
         self.mosaic_plot = None
         if self.stores:
             over = hv.DynamicMap(self._overlay_amps, streams=[hv.streams.Params(
                 self, sel + ["overlay", "clim"])])
             marks2 = hv.DynamicMap(self._marks, streams=[hv.streams.Params(
                 self, sel + ["detector", "amp", "value_range"])])
-            self.mosaic_plot = (self._mosaic_dmap(hv) * over * marks2).opts(
-                {"Overlay": dict(tools=["tap"], data_aspect=1, frame_width=self.width, xlabel="focal plane x (mm)",
-                                 ylabel="focal plane y (mm)")})
-            self.mosaic_tap = hv.streams.Tap(source=self.mosaic_plot, x=None, y=None)
+            hit2 = self._hit_layer(hv)
+            self.mosaic_plot = (self._mosaic_dmap(hv) * over * marks2 * hit2).opts(
+                {"Overlay": dict(title="mosaic (tap an amp; zoom reads the matching level)", **focal_opts)})
+            self.mosaic_tap = hv.streams.Tap(source=hit2, x=None, y=None)
             self.mosaic_tap.add_subscriber(lambda x, y: self.tap_heatmap(x, y))
-            plots.append(self.mosaic_plot)
-        # one layout: bokeh shares the focal-plane ranges, so the heat map follows the mosaic's zoom
-        self.focal = hv.Layout(plots).opts(shared_axes=True).cols(2)
 
     def __panel__(self):
         if pn.state.location is not None and not getattr(self, "_synced", False):
-            pn.state.location.sync(self, QUERY_KEYS)
+            pn.state.location.sync(self, QUERY_KEYS)  # the URL's selection wins ...
+            location = pn.state.location
+
+            def show_all() -> None:  # ... then the URL shows all of it (defaults too), once the page is up
+                location.update_query(**dict(parse_qsl(to_query(self.state))))
+
+            pn.state.onload(show_all)
             self._synced = True
         widgets = self._widgets()
         history = pn.panel(pn.bind(lambda *a: self._history_view(), self.param.calib_type, self.param.metric,
@@ -522,8 +558,13 @@ class Explorer(pn.viewable.Viewer):
                                   self.param.amp))
         table = pn.panel(pn.bind(lambda *a: self._table_view(), self.param.calib_type, self.param.run,
                                  self.param.day, self.param.detector, self.param.amp))
-        main = pn.Column(pn.pane.HoloViews(self.focal, backend="bokeh", linked_axes=True),
-                         pn.pane.HoloViews(self.hist_plot, backend="bokeh"),
+        highlight = pn.panel(pn.bind(lambda *a: self._highlight_view(), self.param.value_range,
+                                     self.param.metric))
+        # linked_axes: Panel shares the x/y ranges of these panes, so the heat map follows the mosaic's zoom
+        focal = [pn.pane.HoloViews(p, backend="bokeh", linked_axes=True)
+                 for p in (self.heat_plot, self.mosaic_plot) if p is not None]
+        main = pn.Column(pn.Row(*focal),
+                         pn.pane.HoloViews(self.hist_plot, backend="bokeh"), highlight,
                          pn.Row(history, cutout), table)
         return pn.Row(widgets, main)
 
