@@ -25,11 +25,8 @@ import pytest
 
 from cpmosaic.camera import get_camera
 
-from explore_fixtures import explore_demo, explore_metrics  # noqa: F401  (fixtures)
+from explore_fixtures import CHROMIUM, DevTools, browser, explore_demo, explore_metrics  # noqa: F401
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
 pytestmark = [
     pytest.mark.browser,
@@ -70,76 +67,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class DevTools:
-    """A minimal Chrome DevTools protocol client on one page target."""
-
-    def __init__(self, ws):
-        self.ws, self.n = ws, 0
-
-    @classmethod
-    async def open(cls, port: int) -> "DevTools":
-        from tornado.websocket import websocket_connect
-
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
-        page = next(t for t in targets if t["type"] == "page")
-        ws = await websocket_connect(page["webSocketDebuggerUrl"], max_message_size=256 * 2**20)
-        return cls(ws)
-
-    async def send(self, method: str, **params):
-        self.n += 1
-        me = self.n
-        await self.ws.write_message(json.dumps({"id": me, "method": method, "params": params}))
-        while True:
-            msg = json.loads(await asyncio.wait_for(self.ws.read_message(), 60))
-            if msg.get("id") == me:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-            if msg.get("method") == "Runtime.exceptionThrown":
-                self.exceptions.append(msg["params"])
-
-    exceptions: list = []
-
-    async def eval(self, expr: str):
-        r = await self.send("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in r:
-            raise RuntimeError(f"{expr[:80]}: {r['exceptionDetails']}")
-        return r["result"].get("value")
-
-    async def wait_for(self, expr: str, timeout: float = 60.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                v = await self.eval(expr)
-            except RuntimeError:
-                v = None
-            if v:
-                return v
-            await asyncio.sleep(0.25)
-        raise AssertionError(f"timed out waiting for {expr}")
-
-    async def goto(self, url: str):
-        await self.send("Page.navigate", url=url)
-        await self.wait_for("window.Bokeh && Bokeh.index && document.readyState == 'complete'")
-        await self.eval(HELPERS)
-        # every plot drawn: heat map, mosaic, histogram
-        await self.wait_for("__cpm.titles().length >= 3 && !!__cpm.deep('#cpm-selected-amp')")
-
-    async def click(self, x: float, y: float):
-        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            await self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
-
-    async def drag(self, x0: float, y0: float, x1: float, y1: float, steps: int = 8):
-        await self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x0, y=y0)
-        await self.send("Input.dispatchMouseEvent", type="mousePressed", x=x0, y=y0, button="left", clickCount=1)
-        for i in range(1, steps + 1):
-            t = i / steps
-            await self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x0 + t * (x1 - x0),
-                            y=y0 + t * (y1 - y0), button="left", buttons=1)
-            await asyncio.sleep(0.02)
-        await self.send("Input.dispatchMouseEvent", type="mouseReleased", x=x1, y=y1, button="left", clickCount=1)
-
-
 @pytest.fixture(scope="module")
 def server(explore_demo, tmp_path_factory):
     """``cpmosaic explore`` on the demo night, in a subprocess; yields its base URL."""
@@ -168,28 +95,13 @@ def server(explore_demo, tmp_path_factory):
         proc.wait(timeout=30)
 
 
-@pytest.fixture
-def browser(tmp_path):
-    """A headless chromium with remote debugging; yields its DevTools port."""
-    cmd = [str(CHROMIUM), *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--remote-debugging-port=0",
-           "--window-size=1500,2200", "about:blank"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        port = None
-        end = time.monotonic() + 60
-        while port is None and time.monotonic() < end:
-            line = proc.stderr.readline()
-            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
-            if m:
-                port = int(m.group(1))
-            elif not line and proc.poll() is not None:
-                break
-        if port is None:
-            pytest.fail("chromium did not start its DevTools server")
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+async def open_app(dt: DevTools, url: str) -> None:
+    """Load the app and wait until every plot is drawn (heat map, mosaic, histogram)."""
+    await dt.send("Emulation.setDeviceMetricsOverride", width=1500, height=2200, deviceScaleFactor=1, mobile=False)
+    await dt.goto(url)
+    await dt.wait_for("window.Bokeh && Bokeh.index")
+    await dt.eval(HELPERS)
+    await dt.wait_for("__cpm.titles().length >= 3 && !!__cpm.deep('#cpm-selected-amp')")
 
 
 def _run(coro):
@@ -203,9 +115,7 @@ def test_click_on_an_amp_selects_it_and_the_url_carries_it(server, browser):
     async def go():
         dt = await DevTools.open(browser)
         await dt.send("Runtime.enable")
-        await dt.send("Emulation.setDeviceMetricsOverride", width=1500, height=2200, deviceScaleFactor=1,
-                      mobile=False)
-        await dt.goto(server)
+        await open_app(dt, server)
         titles = await dt.eval("__cpm.titles()")
         heat = next((t for t in titles if t.startswith("heat map")), None)
         assert heat is not None, titles
@@ -230,9 +140,7 @@ def test_click_on_an_amp_selects_it_and_the_url_carries_it(server, browser):
 def test_a_link_opens_on_its_amp(server, browser):
     async def go():
         dt = await DevTools.open(browser)
-        await dt.send("Emulation.setDeviceMetricsOverride", width=1500, height=2200, deviceScaleFactor=1,
-                      mobile=False)
-        await dt.goto(server + "?calib=bias&day=2025-11-19&metric=MEAN&det=R22_S11&amp=C07")
+        await open_app(dt, server + "?calib=bias&day=2025-11-19&metric=MEAN&det=R22_S11&amp=C07")
         await dt.wait_for("(__cpm.deep('#cpm-selected-amp') || {dataset: {}}).dataset.amp == 'C07'", 60)
         heading = await dt.eval("__cpm.deep('#cpm-selected-amp').textContent")
         dt.ws.close()
@@ -244,9 +152,7 @@ def test_a_link_opens_on_its_amp(server, browser):
 def test_histogram_box_select_outlines_the_amps_in_range(server, browser, explore_metrics):
     async def go():
         dt = await DevTools.open(browser)
-        await dt.send("Emulation.setDeviceMetricsOverride", width=1500, height=2200, deviceScaleFactor=1,
-                      mobile=False)
-        await dt.goto(server + "?calib=bias&day=2025-11-20&metric=NOISE")
+        await open_app(dt, server + "?calib=bias&day=2025-11-20&metric=NOISE")
         titles = await dt.eval("__cpm.titles()")
         hist = next(t for t in titles if t.startswith("values per amp"))
         # drag across the middle half of the histogram's x range, at mid height

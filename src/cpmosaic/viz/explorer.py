@@ -542,7 +542,8 @@ class Explorer(pn.viewable.Viewer):
             self.mosaic_tap.add_subscriber(lambda x, y: self.tap_heatmap(x, y))
 
     def __panel__(self):
-        if pn.state.location is not None and not getattr(self, "_synced", False):
+        # URL state only where there is a URL: a served app (a notebook output has none)
+        if pn.state.served and pn.state.location is not None and not getattr(self, "_synced", False):
             pn.state.location.sync(self, QUERY_KEYS)  # the URL's selection wins ...
             location = pn.state.location
 
