@@ -187,7 +187,7 @@ def test_tap_selects_the_amp_and_the_panels_follow(app, explore_metrics, store, 
     x, y = det.box_center_mm(amp.bbox)
     assert app.tap_heatmap(x, y) == ("R22_S12", "C03")
     assert (app.detector, app.amp) == ("R22_S12", "C03")
-    html = app._table_view().object
+    html = app.table_pane.object
     assert 'data-detector="R22_S12"' in html and 'data-amp="C03"' in html
     # the table's NOISE value is the amp's value in the metrics table (plain pandas)
     df = explore_metrics
@@ -208,10 +208,20 @@ def test_tap_selects_the_amp_and_the_panels_follow(app, explore_metrics, store, 
     small = explore_demo.manifest.load_camera()["R22_S12"].amp("C03").bbox  # the synthetic, smaller pixels
     expected_px = (small.width // store.binning) * (small.height // store.binning)
     assert abs(data.size - expected_px) <= data.shape[0] + data.shape[1]
-    # the history panel draws this amp's own series
-    hist = app._history_view()
-    labels = {el.label for el in hist.object} if hasattr(hist, "object") else set()
-    assert "R22_S12 C03" in labels
+    # the history panel draws this amp's own series: its nightly values in the history store
+    from cpmosaic.metrics.history import HistoryStore
+
+    h = pd.read_parquet(explore_demo.history)
+    h = h[(h["calib_type"] == "bias") & (h["metric"] == "NOISE") & (h["detector_name"] == "R22_S12")
+          & (h["amp"] == "C03")]
+    expected = h.groupby("day_obs")["value"].median()
+    line = app._amp_line()
+    assert {el.label for el in line} == {"R22_S12 C03"}
+    np.testing.assert_allclose(line.get(0).dimension_values("value"), expected.to_numpy())
+    assert len(expected) == len(HistoryStore(explore_demo.history).days("bias"))
+    # the cut-out panel shows those pixels
+    cut = app._cutout()
+    assert cut.bounds.lbrt() == pytest.approx(win.bounds_mm) and cut.data.shape == data.shape
     # a tap off the focal plane changes nothing
     assert app.tap_heatmap(4000.0, 4000.0) is None and app.amp == "C03"
 
@@ -228,9 +238,9 @@ def test_histogram_range_highlights_the_right_amps(app, explore_metrics):
     assert got == {k for k, v in med.items() if lo <= v <= hi}
     assert 0 < len(got) < len(med)
     # the heat map's and the mosaic's highlight layers outline exactly those amps
-    marks = app._marks()
-    path = marks.get(2)
+    path = app._mark_highlight()
     assert path.group == "Highlighted"
+    assert f"{len(got)} amps with NOISE" in app.highlight_pane.object
     assert np.isnan(path.array()[:, 0]).sum() == len(got)
     app.select_range(None, None)
     assert app.highlighted().empty

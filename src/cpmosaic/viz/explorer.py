@@ -346,20 +346,28 @@ class Explorer(pn.viewable.Viewer):
         return plot
 
     def _marks(self, **_):
-        """Failing (red), outlier (orange) and selected (magenta) outlines, one Path each."""
+        """Outlier (orange) and failing (red) amp outlines of the selection, one Path each."""
         hv = style.holoviews()
         vals = self.amp_values()
-        failed = vals[vals["failed"]]
-        out = self._outlier_amps()
-        sel = self.geometry[(self.geometry["detector_name"] == self.detector) & (self.geometry["amp"] == self.amp)]
-        hi = self.highlighted()
         return hv.Overlay([
-            hv.Path([outline_xy(out)], kdims=["x", "y"], group="Outliers").opts(color="#ff7f0e", line_width=1.5),
-            hv.Path([outline_xy(failed)], kdims=["x", "y"], group="Failing").opts(color=style.FAIL_COLOR,
-                                                                                  line_width=2.0),
-            hv.Path([outline_xy(hi)], kdims=["x", "y"], group="Highlighted").opts(color="#00e5ff", line_width=2.5),
-            hv.Path([outline_xy(sel)], kdims=["x", "y"], group="Selected").opts(color="#ff00ff", line_width=3.5),
+            hv.Path([outline_xy(self._outlier_amps())], kdims=["x", "y"], group="Outliers").opts(
+                color="#ff7f0e", line_width=1.5),
+            hv.Path([outline_xy(vals[vals["failed"]])], kdims=["x", "y"], group="Failing").opts(
+                color=style.FAIL_COLOR, line_width=2.0),
         ])
+
+    def _mark_highlight(self, **_):
+        """Outlines of the amps in the histogram's selected range (cyan)."""
+        hv = style.holoviews()
+        return hv.Path([outline_xy(self.highlighted())], kdims=["x", "y"], group="Highlighted").opts(
+            color="#00e5ff", line_width=2.5)
+
+    def _mark_selected(self, **_):
+        """Outline of the selected amp (magenta)."""
+        hv = style.holoviews()
+        g = self.geometry
+        sel = g[(g["detector_name"] == self.detector) & (g["amp"] == self.amp)]
+        return hv.Path([outline_xy(sel)], kdims=["x", "y"], group="Selected").opts(color="#ff00ff", line_width=3.5)
 
     def _overlay_amps(self, overlay, **_):
         hv = style.holoviews()
@@ -393,52 +401,72 @@ class Explorer(pn.viewable.Viewer):
             return
         self.select_range(*boundsx)
 
-    def _history_view(self):
-        hv = style.holoviews()
-        from .timeseries import metric_trend
-
+    def history_rows(self) -> pd.DataFrame:
+        """The history store's rows of the selected calib type and metric (cached)."""
         s = self.state
-        title = f"history: {s.detector} {s.amp} {s.metric}".strip()
-        if self.history is None:
-            return pn.pane.Markdown("*no history store given (`--history PATH`)*", name="history")
         key = (s.calib_type, s.metric)
         hist = self._history_cache.get(key)
         if hist is None:
             hist = self.history.load(s.calib_type or None, metric=s.metric or None)
+            hist = hist.astype({c: str for c in hist.select_dtypes("category").columns})
             if len(self._history_cache) > 8:
                 self._history_cache.clear()
             self._history_cache[key] = hist
-        if hist.empty:
-            return pn.pane.Markdown(f"*no {s.metric} in the history for {s.calib_type}*")
-        amps = [f"{s.detector}/{s.amp}"] if s.detector and s.amp else None
-        plot = metric_trend(hist, s.metric, calib_type=s.calib_type or None, amps=amps, width=self.width, height=260,
-                            title=title)
-        return pn.pane.HoloViews(plot, backend="bokeh")
+        return hist
 
-    def _cutout_view(self):
+    def _trend(self, calib_type, metric):
+        """Candlesticks of the metric over every amp, night by night (``metric_trend``)."""
+        from .timeseries import metric_trend
+
         hv = style.holoviews()
-        store = self.store()
+        hist = self.history_rows()
+        if hist.empty or not (hist["metric"] == metric).any():
+            return hv.Overlay([hv.Segments([], kdims=["date", "min", "date2", "max"]),
+                               hv.Rectangles([], kdims=["x0", "q1", "x1", "q3"]),
+                               hv.Segments([], kdims=["x0", "median", "x1", "median"])])
+        return metric_trend(hist, metric, calib_type=calib_type or None, width=self.width, height=260)
+
+    def amp_series(self) -> pd.DataFrame:
+        """``date, value``: the selected amp's median of the metric per night in the history."""
         s = self.state
-        if store is None:
-            return pn.pane.Markdown("*no mosaic store given (`--mosaic STORE`)*")
-        if not (s.detector and s.amp):
-            return pn.pane.Markdown("*tap an amp on the heat map or the mosaic*")
-        cut = amp_cutout(store, s.detector, s.amp)
-        if cut is None:
-            return pn.pane.Markdown(f"*no pixels of {html.escape(s.detector)} {html.escape(s.amp)} in this mosaic*")
-        win, data = cut
+        hist = self.history_rows()
+        rows = hist[(hist["detector_name"] == s.detector) & (hist["amp"] == s.amp) & (hist["metric"] == s.metric)
+                    & hist["day_obs"].notna()]
+        by_day = rows.groupby(rows["day_obs"].astype("int64"))["value"].median()
+        dates = pd.to_datetime(by_day.index.astype(str), format="%Y%m%d")
+        return pd.DataFrame({"date": dates.to_numpy(), "value": by_day.to_numpy(dtype=float)})
+
+    def _amp_line(self, **_):
+        """The selected amp's own series over the candlesticks (a line with its points)."""
+        hv = style.holoviews()
+        pts = self.amp_series()
+        label = f"{self.detector} {self.amp}".strip() or "no amp"
+        return hv.Overlay([
+            hv.Curve(pts, kdims=["date"], vdims=["value"], label=label).opts(color="#ff00ff", line_width=2),
+            hv.Scatter(pts, kdims=["date"], vdims=["value"], label=label).opts(color="#ff00ff", size=6,
+                                                                              tools=["hover"]),
+        ])
+
+    def _cutout(self, **_):
+        """The selected amp at level 0 (full resolution) of the store, stretched on its own."""
         from .stretch import make_normalize
 
+        hv = style.holoviews()
+        s = self.state
+        cut = amp_cutout(self.store(), s.detector, s.amp) if (s.detector and s.amp) else None
+        if cut is None:
+            blank = hv.Image(np.full((1, 1), np.nan, np.float32), bounds=(0, 0, 1, 1), kdims=["x", "y"],
+                             vdims=[hv.Dimension("display", range=(0.0, 1.0))])
+            what = f"no pixels of {s.detector} {s.amp} in this mosaic" if s.amp else "tap an amp"
+            return blank.opts(title=what)
+        win, data = cut
         norm = make_normalize("zscale", data)
         img = hv.Image(np.ascontiguousarray(np.asarray(norm(data), np.float32)[::-1]), bounds=win.bounds_mm,
                        kdims=["x", "y"], vdims=[hv.Dimension("display", range=(0.0, 1.0))])
         h, w = data.shape
-        img = img.opts(cmap="gray", clim=(0.0, 1.0), data_aspect=1, frame_width=min(self.width, 360),
-                       title=f"{s.detector} {s.amp}: level 0, {w} x {h} px", xlabel="focal plane x (mm)",
-                       ylabel="focal plane y (mm)", tools=["hover"])
-        return pn.pane.HoloViews(img, backend="bokeh")
+        return img.opts(title=f"{s.detector} {s.amp}: level 0, {w} x {h} px")
 
-    def _table_view(self):
+    def _table_html(self) -> str:
         from .tables import table_html
 
         s = self.state
@@ -450,9 +478,9 @@ class Explorer(pn.viewable.Viewer):
             if self.against is None:
                 t = t.drop(columns=["against"])
             out.append(table_html(t, table_id="cpm-amp-metrics", max_rows=500))
-        return pn.pane.HTML("\n".join(out), sizing_mode="stretch_width", name="amp table")
+        return "\n".join(out)
 
-    def _highlight_view(self):
+    def _highlight_html(self) -> str:
         hi = self.highlighted()
         if self.value_range is None:
             text, lo, up = "box-select a range on the histogram to outline its amps", "", ""
@@ -461,9 +489,8 @@ class Explorer(pn.viewable.Viewer):
             names = ", ".join(f"{d} {a}" for d, a in zip(hi["detector_name"].head(8), hi["amp"].head(8)))
             more = " ..." if len(hi) > 8 else ""
             text = f"{len(hi)} amps with {self.metric} in [{lo}, {up}] outlined: {names}{more}"
-        return pn.pane.HTML(f'<p id="cpm-highlight" data-n="{len(hi)}" data-lo="{lo}" data-hi="{up}" '
-                            f'style="font:12px system-ui,sans-serif;margin:2px 0">{html.escape(text)}</p>',
-                            sizing_mode="stretch_width")
+        return (f'<p id="cpm-highlight" data-n="{len(hi)}" data-lo="{lo}" data-hi="{up}" '
+                f'style="font:12px system-ui,sans-serif;margin:2px 0">{html.escape(text)}</p>')
 
     # -- layout ----------------------------------------------------------------------
     def _widgets(self):
@@ -511,17 +538,25 @@ class Explorer(pn.viewable.Viewer):
 
     def _build(self) -> None:
         hv = style.holoviews()
+        Params = hv.streams.Params
         sel = ["calib_type", "run", "day", "metric"]
+        amp = ["detector", "amp"]
         focal_opts = dict(data_aspect=1, frame_width=self.width, xlabel="focal plane x (mm)",
                           ylabel="focal plane y (mm)", show_legend=False)
-        heat = hv.DynamicMap(self._heat, streams=[hv.streams.Params(self, sel + ["clim"])])
-        marks = hv.DynamicMap(self._marks, streams=[hv.streams.Params(
-            self, sel + ["detector", "amp", "value_range"])])
+
+        def layers():
+            """The outlines drawn over the heat map and the mosaic; each redraws only on its own change:
+            a tap redraws one small path."""
+            return (hv.DynamicMap(self._marks, streams=[Params(self, sel)])
+                    * hv.DynamicMap(self._mark_highlight, streams=[Params(self, sel + ["value_range"])])
+                    * hv.DynamicMap(self._mark_selected, streams=[Params(self, amp)]))
+
+        heat = hv.DynamicMap(self._heat, streams=[Params(self, sel + ["clim"])])
         hit = self._hit_layer(hv)
-        self.heat_plot = (heat * marks * hit).opts({"Overlay": dict(title=HEAT_TITLE, **focal_opts)})
+        self.heat_plot = (heat * layers() * hit).opts({"Overlay": dict(title=HEAT_TITLE, **focal_opts)})
         self.heat_tap = hv.streams.Tap(source=hit, x=None, y=None)
         self.heat_tap.add_subscriber(lambda x, y: self.tap_heatmap(x, y))
-        hist = hv.DynamicMap(self._hist, streams=[hv.streams.Params(self, sel)])
+        hist = hv.DynamicMap(self._hist, streams=[Params(self, sel)])
         # the box-select tool and its stream ride on an empty element (see _hit_layer)
         grip = hv.Scatter([], kdims=["value"], vdims=["count"]).opts(tools=["xbox_select"],
                                                                      active_tools=["xbox_select"])
@@ -529,17 +564,29 @@ class Explorer(pn.viewable.Viewer):
                                                              show_legend=self.against is not None)})
         self.hist_bounds = hv.streams.BoundsX(source=grip, boundsx=None)
         self.hist_bounds.add_subscriber(self._hist_selection)
-        self.mosaic_plot = None
+        self.mosaic_plot = self.cutout_plot = self.history_plot = None
         if self.stores:
-            over = hv.DynamicMap(self._overlay_amps, streams=[hv.streams.Params(
-                self, sel + ["overlay", "clim"])])
-            marks2 = hv.DynamicMap(self._marks, streams=[hv.streams.Params(
-                self, sel + ["detector", "amp", "value_range"])])
+            over = hv.DynamicMap(self._overlay_amps, streams=[Params(self, sel + ["overlay", "clim"])])
             hit2 = self._hit_layer(hv)
-            self.mosaic_plot = (self._mosaic_dmap(hv) * over * marks2 * hit2).opts(
+            self.mosaic_plot = (self._mosaic_dmap(hv) * over * layers() * hit2).opts(
                 {"Overlay": dict(title="mosaic (tap an amp; zoom reads the matching level)", **focal_opts)})
             self.mosaic_tap = hv.streams.Tap(source=hit2, x=None, y=None)
             self.mosaic_tap.add_subscriber(lambda x, y: self.tap_heatmap(x, y))
+            self.cutout_plot = hv.DynamicMap(self._cutout, streams=[Params(self, ["calib_type"] + amp)]).opts(
+                cmap="gray", clim=(0.0, 1.0), data_aspect=1, frame_width=min(self.width, 360), tools=["hover"],
+                xlabel="focal plane x (mm)", ylabel="focal plane y (mm)", framewise=True)
+        if self.history is not None:
+            trend = hv.DynamicMap(self._trend, streams=[Params(self, ["calib_type", "metric"])])
+            line = hv.DynamicMap(self._amp_line, streams=[Params(self, ["calib_type", "metric"] + amp)])
+            self.history_plot = (trend * line).opts({"Overlay": dict(
+                title="history: every amp (candles), the selected amp (line)", width=self.width, height=260,
+                legend_position="top_left", show_legend=True)})
+        self.table_pane = pn.pane.HTML(self._table_html(), sizing_mode="stretch_width", name="amp table")
+        self.highlight_pane = pn.pane.HTML(self._highlight_html(), sizing_mode="stretch_width")
+        self.param.watch(lambda *e: setattr(self.table_pane, "object", self._table_html()),
+                         ["calib_type", "run", "day", "detector", "amp"])
+        self.param.watch(lambda *e: setattr(self.highlight_pane, "object", self._highlight_html()),
+                         ["value_range", "metric"])
 
     def __panel__(self):
         # URL state only where there is a URL: a served app (a notebook output has none)
@@ -553,20 +600,16 @@ class Explorer(pn.viewable.Viewer):
             pn.state.onload(show_all)
             self._synced = True
         widgets = self._widgets()
-        history = pn.panel(pn.bind(lambda *a: self._history_view(), self.param.calib_type, self.param.metric,
-                                   self.param.detector, self.param.amp))
-        cutout = pn.panel(pn.bind(lambda *a: self._cutout_view(), self.param.calib_type, self.param.detector,
-                                  self.param.amp))
-        table = pn.panel(pn.bind(lambda *a: self._table_view(), self.param.calib_type, self.param.run,
-                                 self.param.day, self.param.detector, self.param.amp))
-        highlight = pn.panel(pn.bind(lambda *a: self._highlight_view(), self.param.value_range,
-                                     self.param.metric))
         # linked_axes: Panel shares the x/y ranges of these panes, so the heat map follows the mosaic's zoom
         focal = [pn.pane.HoloViews(p, backend="bokeh", linked_axes=True)
                  for p in (self.heat_plot, self.mosaic_plot) if p is not None]
-        main = pn.Column(pn.Row(*focal),
-                         pn.pane.HoloViews(self.hist_plot, backend="bokeh"), highlight,
-                         pn.Row(history, cutout), table)
+        history = (pn.pane.HoloViews(self.history_plot, backend="bokeh", linked_axes=False)
+                   if self.history_plot is not None else
+                   pn.pane.Markdown("*no history store given (`--history PATH`)*"))
+        cutout = (pn.pane.HoloViews(self.cutout_plot, backend="bokeh", linked_axes=False)
+                  if self.cutout_plot is not None else pn.pane.Markdown("*no mosaic store given (`--mosaic STORE`)*"))
+        main = pn.Column(pn.Row(*focal), pn.pane.HoloViews(self.hist_plot, backend="bokeh", linked_axes=False),
+                         self.highlight_pane, pn.Row(history, cutout), self.table_pane)
         return pn.Row(widgets, main)
 
 
