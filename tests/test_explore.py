@@ -162,9 +162,12 @@ def test_panel_location_syncs_the_explorer(explore_metrics):
 
     app = Explorer(ExploreSources(explore_metrics))
     loc = Location(search="?calib=bias&day=2025-11-19&metric=MEAN&det=R22_S11&amp=C07")
-    loc.sync(app, QUERY_KEYS)
+    failed = []
+    loc.sync(app, QUERY_KEYS, on_error=failed.append)  # Panel swallows a watcher's error: record it
+    assert failed == []
     assert (app.calib_type, app.day, app.metric, app.detector, app.amp) == (
         "bias", "2025-11-19", "MEAN", "R22_S11", "C07")
+    assert 'data-amp="C07"' in app.table_pane.object and "MEAN" in app.table_pane.object
     app.select_amp("R22_S12", "C10")
     assert from_query(loc.search).detector == "R22_S12" and from_query(loc.search).amp == "C10"
     assert from_query(loc.search).day == "2025-11-19"

@@ -99,7 +99,7 @@ async def open_app(dt: DevTools, url: str) -> None:
     """Load the app and wait until every plot is drawn (heat map, mosaic, histogram)."""
     await dt.send("Emulation.setDeviceMetricsOverride", width=1500, height=2200, deviceScaleFactor=1, mobile=False)
     await dt.goto(url)
-    await dt.wait_for("window.Bokeh && Bokeh.index")
+    await dt.wait_for("!!(window.Bokeh && Bokeh.index)")
     await dt.eval(HELPERS)
     await dt.wait_for("__cpm.titles().length >= 3 && !!__cpm.deep('#cpm-selected-amp')")
 

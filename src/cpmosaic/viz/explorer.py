@@ -165,7 +165,7 @@ class Explorer(pn.viewable.Viewer):
             self.metric = default_metric(opts["metric"])
         self.clim = self._default_clim()
 
-    def _on_calib_type(self, event) -> None:
+    def _on_calib_type(self, *events) -> None:
         opts = choices(self.df, ExploreState(calib_type=self.calib_type))
         upd = {}
         if self.run and self.run not in opts["run"]:
@@ -174,9 +174,9 @@ class Explorer(pn.viewable.Viewer):
             upd["day"] = opts["day"][-1] if opts["day"] else ""
         if upd:
             self.param.update(**upd)
-        self._on_data_selection(event)
+        self._on_data_selection(*events)
 
-    def _on_data_selection(self, event) -> None:
+    def _on_data_selection(self, *events) -> None:
         opts = choices(self.df, self.state)
         if self.metric not in opts["metric"] and opts["metric"]:
             self.metric = default_metric(opts["metric"])
@@ -590,7 +590,9 @@ class Explorer(pn.viewable.Viewer):
 
     def __panel__(self):
         # URL state only where there is a URL: a served app (a notebook output has none)
-        if pn.state.served and pn.state.location is not None and not getattr(self, "_synced", False):
+        doc = pn.state.curdoc
+        served = doc is not None and getattr(doc, "session_context", None) is not None
+        if served and pn.state.location is not None and not getattr(self, "_synced", False):
             pn.state.location.sync(self, QUERY_KEYS)  # the URL's selection wins ...
             location = pn.state.location
 
