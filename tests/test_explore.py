@@ -266,3 +266,17 @@ def test_unknown_selection_is_refused(explore_demo):
 
     with pytest.raises(TypeError, match="unknown selection"):
         explore(explore_demo.manifest.verify_root, colour="red")
+
+
+def test_cli_refuses_bad_input_with_a_clear_error(tmp_path, caplog):
+    from cpmosaic.cli.main import main
+
+    missing = tmp_path / "no-such-dir"
+    assert main(["explore", str(missing)]) == 1
+    assert str(missing) in caplog.text and "no such file" in caplog.text
+    caplog.clear()
+    assert main(["explore", str(tmp_path), "--port", "0"]) == 1
+    assert "--port must be 1..65535" in caplog.text
+    with pytest.raises(SystemExit) as exc:  # argparse: usage error
+        main(["explore"])
+    assert exc.value.code == 2
