@@ -18,6 +18,8 @@ Measured in one process:
   the table) on a live bokeh document (``get_root``: the panels follow synchronously), in
   process, over 20 different amps of a whole-camera table with 10 nights of history;
   target <= 300 ms.
+  The same in headless chromium (when /usr/bin/chromium is there): click on the heat map ->
+  the amp's heading replaced in the page (server round trip included), over 10 amps.
 * **memory**: RSS of the process after 200 zoom and pan steps (and after each 50).
 
 Usage::
@@ -178,8 +180,75 @@ def bench_tap(stores: dict, workdir: Path, n: int = 20) -> dict:
 
     tap(*picks[0])  # warm: history loaded once per (calib type, metric)
     times = [tap(*p) for p in picks[1:]]
-    return {"taps": n, "median_ms": round(float(np.median(times)) * 1e3, 1),
-            "max_ms": round(float(np.max(times)) * 1e3, 1)}
+    out = {"taps": n, "median_ms": round(float(np.median(times)) * 1e3, 1),
+           "max_ms": round(float(np.max(times)) * 1e3, 1)}
+    sources = app.sources
+    out["browser"] = bench_browser_tap(lambda: Explorer(sources, calib_type="bias", metric="NOISE"), picks[:11])
+    return out
+
+
+def bench_browser_tap(app_factory, amps, n: int = 10) -> dict:
+    """Click -> the amp's heading replaced in the page, in headless chromium over the DevTools protocol.
+
+    The app is served in this process (``pn.serve``, threaded); a MutationObserver in the page
+    stamps the time the new heading arrives; the click's time is stamped just before it is sent.
+    """
+    import asyncio
+    import socket
+
+    import panel as pn
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    import explore_fixtures as fx
+    from test_explore_browser import HELPERS, open_app
+
+    if not fx.CHROMIUM.exists():
+        return {"skipped": "no /usr/bin/chromium"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = pn.serve(app_factory, port=port, address="127.0.0.1", show=False, threaded=True, verbose=False,
+                      websocket_origin=[f"127.0.0.1:{port}"])
+    import subprocess
+    import tempfile
+
+    profile = tempfile.mkdtemp(prefix="bench-explore-chromium-")
+    cmd = [str(fx.CHROMIUM), *fx.FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        dport = None
+        while dport is None:
+            line = proc.stderr.readline()
+            if "DevTools listening on ws://127.0.0.1:" in line:
+                dport = int(line.split("127.0.0.1:")[1].split("/")[0])
+        time.sleep(1.0)
+
+        async def go():
+            dt = await fx.DevTools.open(dport)
+            await open_app(dt, f"http://127.0.0.1:{port}/")
+            times = []
+            for det, amp in amps[: n + 1]:
+                x, y = det.box_center_mm(det.amp(amp).bbox)
+                px, py = await dt.eval(f"__cpm.point('^heat map', {x}, {y})")
+                await dt.eval("""(() => { window.__done = null; const want = %s;
+                    const obs = new MutationObserver(() => { const h = __cpm.deep('#cpm-selected-amp');
+                      if (h && h.dataset.amp == want[1] && h.dataset.detector == want[0] && window.__done == null) {
+                        window.__done = performance.now(); obs.disconnect(); } });
+                    let root = __cpm.deep('#cpm-selected-amp').getRootNode();
+                    obs.observe(root, {subtree: true, childList: true, attributes: true});
+                    window.__t0 = performance.now(); return true; })()""" % json.dumps([det.name, amp]))
+                await dt.click(px, py)
+                await dt.wait_for("window.__done != null", 60)
+                times.append(await dt.eval("window.__done - window.__t0"))
+            dt.ws.close()
+            return times[1:]  # the first tap loads the history
+
+        times = asyncio.run(go())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        server.stop()
+    return {"taps": len(times), "median_ms": round(float(np.median(times)), 1), "max_ms": round(float(np.max(times)), 1)}
 
 
 def bench_memory(store, steps: int = 200) -> dict:

@@ -525,6 +525,19 @@ class Explorer(pn.viewable.Viewer):
             lo, hi = self.clim
             self._w_clim.param.update(start=lo, end=hi, value=(lo, hi), step=_step(lo, hi))
 
+    def _on_loop(self, fn, *args) -> None:
+        """Run a stream's consequence on the served document's event loop (at once elsewhere).
+
+        HoloViews may call stream subscribers off the loop; changes made there reach the browser
+        only when the loop next wakes (the next message from the page, up to a second later).
+        ``add_next_tick_callback`` wakes it, and the changes go out together.
+        """
+        doc = getattr(self, "_doc", None)
+        if doc is None:
+            fn(*args)
+        else:
+            doc.add_next_tick_callback(lambda: fn(*args))
+
     def _hit_layer(self, hv):
         """A transparent rectangle over the whole camera: the source of a Tap stream.
 
@@ -555,7 +568,7 @@ class Explorer(pn.viewable.Viewer):
         hit = self._hit_layer(hv)
         self.heat_plot = (heat * layers() * hit).opts({"Overlay": dict(title=HEAT_TITLE, **focal_opts)})
         self.heat_tap = hv.streams.Tap(source=hit, x=None, y=None)
-        self.heat_tap.add_subscriber(lambda x, y: self.tap_heatmap(x, y))
+        self.heat_tap.add_subscriber(lambda x, y: self._on_loop(self.tap_heatmap, x, y))
         hist = hv.DynamicMap(self._hist, streams=[Params(self, sel)])
         # the box-select tool and its stream ride on an empty element (see _hit_layer)
         grip = hv.Scatter([], kdims=["value"], vdims=["count"]).opts(tools=["xbox_select"],
@@ -563,7 +576,7 @@ class Explorer(pn.viewable.Viewer):
         self.hist_plot = (hist * grip).opts({"Overlay": dict(title=HIST_TITLE, width=self.width, height=260,
                                                              show_legend=self.against is not None)})
         self.hist_bounds = hv.streams.BoundsX(source=grip, boundsx=None)
-        self.hist_bounds.add_subscriber(self._hist_selection)
+        self.hist_bounds.add_subscriber(lambda boundsx=None: self._on_loop(self._hist_selection, boundsx))
         self.mosaic_plot = self.cutout_plot = self.history_plot = None
         if self.stores:
             over = hv.DynamicMap(self._overlay_amps, streams=[Params(self, sel + ["overlay", "clim"])])
@@ -571,7 +584,7 @@ class Explorer(pn.viewable.Viewer):
             self.mosaic_plot = (self._mosaic_dmap(hv) * over * layers() * hit2).opts(
                 {"Overlay": dict(title="mosaic (tap an amp; zoom reads the matching level)", **focal_opts)})
             self.mosaic_tap = hv.streams.Tap(source=hit2, x=None, y=None)
-            self.mosaic_tap.add_subscriber(lambda x, y: self.tap_heatmap(x, y))
+            self.mosaic_tap.add_subscriber(lambda x, y: self._on_loop(self.tap_heatmap, x, y))
             self.cutout_plot = hv.DynamicMap(self._cutout, streams=[Params(self, ["calib_type"] + amp)]).opts(
                 cmap="gray", clim=(0.0, 1.0), data_aspect=1, frame_width=min(self.width, 360), tools=["hover"],
                 xlabel="focal plane x (mm)", ylabel="focal plane y (mm)", framewise=True)
@@ -592,6 +605,8 @@ class Explorer(pn.viewable.Viewer):
         # URL state only where there is a URL: a served app (a notebook output has none)
         doc = pn.state.curdoc
         served = doc is not None and getattr(doc, "session_context", None) is not None
+        if served:
+            self._doc = doc
         if served and pn.state.location is not None and not getattr(self, "_synced", False):
             pn.state.location.sync(self, QUERY_KEYS)  # the URL's selection wins ...
             location = pn.state.location
