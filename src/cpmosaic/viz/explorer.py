@@ -27,6 +27,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import time
 from dataclasses import asdict
 from urllib.parse import parse_qsl
 
@@ -535,8 +536,15 @@ class Explorer(pn.viewable.Viewer):
         doc = getattr(self, "_doc", None)
         if doc is None:
             fn(*args)
-        else:
-            doc.add_next_tick_callback(lambda: fn(*args))
+            return
+
+        def run() -> None:
+            t = time.perf_counter()
+            with pn.io.hold(doc):  # every panel's change in one message
+                fn(*args)
+            log.debug("explore: %s took %.0f ms", getattr(fn, "__name__", fn), (time.perf_counter() - t) * 1e3)
+
+        doc.add_next_tick_callback(run)
 
     def _hit_layer(self, hv):
         """A transparent rectangle over the whole camera: the source of a Tap stream.
