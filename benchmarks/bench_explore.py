@@ -121,8 +121,6 @@ def bench_views(stores: dict, repeats: int) -> list[dict]:
     from cpmosaic.viz.explorer import ExploreSources, Explorer
     from cpmosaic.viz.viewport import plan_view
 
-    import pandas as pd
-
     rows = []
     df = tiny_table()
     for cam, store in stores.items():
@@ -200,7 +198,7 @@ def bench_browser_tap(app_factory, amps, n: int = 10) -> dict:
 
     sys.path.insert(0, str(HERE.parent / "tests"))
     import explore_fixtures as fx
-    from test_explore_browser import HELPERS, open_app
+    from test_explore_browser import open_app
 
     if not fx.CHROMIUM.exists():
         return {"skipped": "no /usr/bin/chromium"}
@@ -248,12 +246,11 @@ def bench_browser_tap(app_factory, amps, n: int = 10) -> dict:
         proc.terminate()
         proc.wait(timeout=30)
         server.stop()
-    return {"taps": len(times), "median_ms": round(float(np.median(times)), 1), "max_ms": round(float(np.max(times)), 1)}
+    return {"taps": len(times), "median_ms": round(float(np.median(times)), 1),
+            "max_ms": round(float(np.max(times)), 1)}
 
 
 def bench_memory(store, steps: int = 200) -> dict:
-    import pandas as pd
-
     from cpmosaic.viz.explorer import ExploreSources, Explorer
     from cpmosaic.viz.viewport import full_range
 

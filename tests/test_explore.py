@@ -7,7 +7,6 @@ own ``Location`` object, and plain pandas on the metrics table.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
