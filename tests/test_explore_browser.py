@@ -176,3 +176,38 @@ def test_histogram_box_select_outlines_the_amps_in_range(server, browser, explor
     sub = df[(df.calib_type == "bias") & (df.day_obs == 20251120) & (df.metric == "NOISE") & (df.amp != "")]
     med = sub.groupby(["detector_name", "amp"])["value"].median()
     assert int(data["n"]) == int(((med >= lo) & (med <= hi)).sum()) > 0
+
+
+def test_zooming_the_mosaic_moves_the_heat_map_and_reads_the_window(server, browser):
+    async def go():
+        dt = await DevTools.open(browser)
+        await open_app(dt, server)
+        image = ("(() => { const r = __cpm.plot('^mosaic').model.renderers.find(r => r.glyph && "
+                 "r.glyph.type == 'Image'); const d = r.data_source.data; return [d.x[0], d.dw[0], d.y[0], d.dh[0]]; })()")
+        before = await dt.eval(image)
+        # wheel zoom on the mosaic, about its centre, until the view is under 100 mm wide
+        cx, cy = await dt.eval("__cpm.point('^mosaic', 0, 0)")
+        for _ in range(30):
+            await dt.send("Input.dispatchMouseEvent", type="mouseWheel", x=cx, y=cy, deltaX=0, deltaY=-300)
+            span = await dt.eval("(() => { const r = __cpm.plot('^mosaic').model.x_range; return r.end - r.start; })()")
+            if span < 100:
+                break
+        ranges = await dt.eval("(() => { const m = __cpm.plot('^mosaic').model; "
+                               "return [m.x_range.start, m.x_range.end, m.y_range.start, m.y_range.end]; })()")
+        try:
+            await dt.wait_for(image.replace("return [", "return d.dw[0] < 150 && ["), 60)
+        except AssertionError:
+            raise AssertionError(f"the mosaic did not re-read the window {ranges}: image {await dt.eval(image)}")
+        after = await dt.eval(image)
+        heat = await dt.eval("[__cpm.plot('^heat map').model.x_range.start, __cpm.plot('^heat map').model.x_range.end]")
+        dt.ws.close()
+        return before, after, heat, ranges
+
+    before, after, heat, (x0, x1, y0, y1) = _run(go())
+    assert heat == pytest.approx([x0, x1])  # the heat map follows the mosaic's zoom
+    assert x1 - x0 < 100 and before[1] > 2 * (x1 - x0)  # zoomed in from the whole mosaic
+    x, dw, y, dh = after
+    # only the window was read: it covers the view (clipped to the mosaic), give or take a few
+    # pixels of the level read
+    assert x <= max(x0, before[0]) + 1e-6 and x + dw >= min(x1, before[0] + before[1]) - 1e-6
+    assert dw < (x1 - x0) + 5 and dh < (y1 - y0) + 5

@@ -546,6 +546,29 @@ class Explorer(pn.viewable.Viewer):
 
         doc.add_next_tick_callback(run)
 
+    def _follow_hook(self, role: str):
+        """A plot hook that makes the heat map follow the mosaic's focal-plane range in the page.
+
+        The ranges are linked in JavaScript (``js_link``), not shared: the mosaic keeps its own
+        range models, which its ``RangeXY`` stream (the level-aware reads) listens to.
+        """
+        def hook(plot, element) -> None:
+            figs = self.__dict__.setdefault("_figures", {})
+            figs[role] = plot.state
+            heat, mosaic = figs.get("heat"), figs.get("mosaic")
+            if heat is None or mosaic is None:
+                return
+            linked = self.__dict__.setdefault("_linked", set())
+            key = (heat.id, mosaic.id)
+            if key in linked:
+                return
+            linked.add(key)
+            for axis in ("x_range", "y_range"):
+                for attr in ("start", "end"):
+                    getattr(mosaic, axis).js_link(attr, getattr(heat, axis), attr)
+
+        return hook
+
     def _hit_layer(self, hv):
         """A transparent rectangle over the whole camera: the source of a Tap stream.
 
@@ -574,7 +597,8 @@ class Explorer(pn.viewable.Viewer):
 
         heat = hv.DynamicMap(self._heat, streams=[Params(self, sel + ["clim"])])
         hit = self._hit_layer(hv)
-        self.heat_plot = (heat * layers() * hit).opts({"Overlay": dict(title=HEAT_TITLE, **focal_opts)})
+        self.heat_plot = (heat * layers() * hit).opts({"Overlay": dict(
+            title=HEAT_TITLE, hooks=[self._follow_hook("heat")], **focal_opts)})
         self.heat_tap = hv.streams.Tap(source=hit, x=None, y=None)
         self.heat_tap.add_subscriber(lambda x, y: self._on_loop(self.tap_heatmap, x, y))
         hist = hv.DynamicMap(self._hist, streams=[Params(self, sel)])
@@ -590,7 +614,8 @@ class Explorer(pn.viewable.Viewer):
             over = hv.DynamicMap(self._overlay_amps, streams=[Params(self, sel + ["overlay", "clim"])])
             hit2 = self._hit_layer(hv)
             self.mosaic_plot = (self._mosaic_dmap(hv) * over * layers() * hit2).opts(
-                {"Overlay": dict(title="mosaic (tap an amp; zoom reads the matching level)", **focal_opts)})
+                {"Overlay": dict(title="mosaic (tap an amp; zoom reads the matching level)",
+                                 hooks=[self._follow_hook("mosaic")], **focal_opts)})
             self.mosaic_tap = hv.streams.Tap(source=hit2, x=None, y=None)
             self.mosaic_tap.add_subscriber(lambda x, y: self._on_loop(self.tap_heatmap, x, y))
             self.cutout_plot = hv.DynamicMap(self._cutout, streams=[Params(self, ["calib_type"] + amp)]).opts(
