@@ -183,7 +183,8 @@ def test_zooming_the_mosaic_moves_the_heat_map_and_reads_the_window(server, brow
         dt = await DevTools.open(browser)
         await open_app(dt, server)
         image = ("(() => { const r = __cpm.plot('^mosaic').model.renderers.find(r => r.glyph && "
-                 "r.glyph.type == 'Image'); const d = r.data_source.data; return [d.x[0], d.dw[0], d.y[0], d.dh[0]]; })()")
+                 "r.glyph.type == 'Image'); const d = r.data_source.data; "
+                 "return [d.x[0], d.dw[0], d.y[0], d.dh[0]]; })()")
         before = await dt.eval(image)
         # wheel zoom on the mosaic, about its centre, until the view is under 100 mm wide
         cx, cy = await dt.eval("__cpm.point('^mosaic', 0, 0)")

@@ -9,7 +9,7 @@ cell, or serve it (``cpmosaic explore SOURCE``).  Its panels are linked:
   (box select) outlines those amps on the heat map and on the mosaic;
 - **mosaic** image, the amps coloured by the metric when the overlay is on; zooming reads
   only the visible window of the pyramid level whose pixels match the screen
-  (:mod:`cpmosaic.viz.viewport`), and the heat map shares its focal-plane range;
+  (:mod:`cpmosaic.viz.viewport`), and the heat map follows its focal-plane range;
 - a tap on an amp (heat map or mosaic, :mod:`cpmosaic.viz.amp_pick`) selects it: its
   **history** (candlesticks with the amp's own series, from a history store), its
   **cut-out** at full resolution (level 0) and the **table** of its metrics with
