@@ -27,3 +27,8 @@ def reference_dir() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261125)
+
+
+# The explorer's shared fixtures (its demo data, the headless chromium): one place for the
+# explore, explore-browser and notebook tests.
+from explore_fixtures import browser, explore_demo, explore_metrics  # noqa: E402, F401

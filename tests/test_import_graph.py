@@ -18,7 +18,9 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "cpmosaic"
 #: Modules over MAX_LINES that issue 10 splits (their helpers remove them from here).
-LARGE_ALLOWED = {"cpmosaic.mosaic.build", "cpmosaic.io.exposure"}
+#: One idea each, however long: the explorer is one Panel app class (its data, state, viewport
+#: and hit-testing live in their own modules).
+LARGE_ALLOWED = {"cpmosaic.viz.explorer"}
 MAX_LINES = 550
 #: Public functions and classes whose hints are still incomplete, by defining module: their
 #: modules are being reworked by other parts of issue 10 (or owned elsewhere).  A name listed

@@ -39,6 +39,7 @@ _EXPORTS = {
     "colormap_lut": "display",
     "store_normalize": "render",
     "render_rgba": "render",
+    "explore": "explorer",
 }
 
 __all__ = sorted(_EXPORTS)

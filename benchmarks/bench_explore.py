@@ -1,0 +1,296 @@
+"""Benchmark the explorer: zoomed views of a whole-LSSTCam store, amp taps, memory over zooms.
+
+Stores (built once, kept in ``--workdir``, default /work/bench-explore, outside the repo):
+a whole LSSTCam mosaic (205 detectors at real size, 4k x 4k each) and an LSSTComCam
+mosaic (9 detectors) of the same binning, from synthetic float32 FITS files written there
+first.  At binning 1 the LSSTCam store is 3.2 Gpix; ``--binning 2`` (0.8 Gpix) is what a
+shared 2-core machine builds in reasonable time.
+
+Measured in one process:
+
+* **view**: time to produce a 1000 x 800 view (level choice, window read, regrid to the
+  screen, stretch) at the coarsest zoom (whole camera), a middle zoom (one raft) and the
+  finest (a 1000 x 800 pixel window of level 0), LSSTCam vs ComCam (the ratio shows whether
+  the time is flat in the mosaic's size); best of ``--repeats``; target <= 100 ms each.
+  Baseline in the same run: reading the same window with ``MosaicStore.read`` alone.
+* **tap**: time from an amp tap (``Explorer.tap_heatmap``) to every linked panel updated
+  (the selected-amp outline on the heat map and the mosaic, the history line, the cut-out,
+  the table) on a live bokeh document (``get_root``: the panels follow synchronously), in
+  process, over 20 different amps of a whole-camera table with 10 nights of history;
+  target <= 300 ms.
+  The same in headless chromium (when /usr/bin/chromium is there): click on the heat map ->
+  the amp's heading replaced in the page (server round trip included), over 10 amps.
+* **memory**: RSS of the process after 200 zoom and pan steps (and after each 50).
+
+Usage::
+
+    python benchmarks/bench_explore.py --binning 2            # build once, then measure
+    python benchmarks/bench_explore.py --binning 2 --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make_inputs(directory: Path, camera_name: str, seed: int = 0) -> list[Path]:
+    """One synthetic processed FITS file per detector of *camera_name* (real size)."""
+    from cpmosaic.camera import get_camera
+    from cpmosaic.io import write_processed_fits
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    noise: dict = {}
+    paths = []
+    for det in get_camera(camera_name):
+        path = directory / f"calexp_{det.name}.fits"
+        if not path.exists():
+            if det.shape not in noise:
+                noise[det.shape] = rng.normal(1000.0, 5.0, det.shape).astype(np.float32)
+            yy = np.linspace(0, 50, det.shape[0], dtype=np.float32)[:, None]  # a gradient: views differ
+            write_processed_fits(path, noise[det.shape] + yy + np.float32(det.id),
+                                 header={"DETNAME": det.name, "DETECTOR": det.id, "INSTRUME": camera_name})
+        paths.append(path)
+    return paths
+
+
+def build(workdir: Path, camera_name: str, binning: int) -> Path:
+    from cpmosaic.mosaic import build_mosaic, open_mosaic
+
+    store = workdir / f"{camera_name}_b{binning}.zarr"
+    try:
+        if open_mosaic(store).complete:
+            return store
+    except Exception:
+        pass
+    files = make_inputs(workdir / f"inputs_{camera_name}", camera_name)
+    t = time.perf_counter()
+    build_mosaic(files, store, binning=binning, overwrite=True, progress=False, name=f"{camera_name} bench")
+    print(f"built {store} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    return store
+
+
+def zooms(store) -> dict[str, tuple]:
+    """Coarsest (whole mosaic), middle (one raft, ~127 mm) and finest (1000 x 800 level-0 pixels)."""
+    from cpmosaic.viz.viewport import full_range
+
+    (x0, x1), (y0, y1) = full_range(store)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    px = abs(store.scale_um(0)[1]) / 1000.0
+    return {"coarsest": ((x0, x1), (cy - (x1 - x0) * 0.4, cy + (x1 - x0) * 0.4)),
+            "middle": ((cx - 63.5, cx + 63.5), (cy - 50.8, cy + 50.8)),
+            "finest": ((cx - 500 * px, cx + 500 * px), (cy - 400 * px, cy + 400 * px))}
+
+
+def tiny_table():
+    """One metric row: the view benchmarks need an app, not metrics."""
+    import pandas as pd
+
+    return pd.DataFrame({"instrument": "LSSTCam", "calib_type": "bias", "run": "r", "exposure": 1, "day_obs": 20250101,
+                         "mjd": 60676.0, "detector": 94, "detector_name": "R22_S11", "amp": "C00", "tier": "amp",
+                         "metric": "NOISE", "value": [1.0], "passed": [True]})
+
+
+def best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def bench_views(stores: dict, repeats: int) -> list[dict]:
+    from cpmosaic.viz.explorer import ExploreSources, Explorer
+    from cpmosaic.viz.viewport import plan_view
+
+    rows = []
+    df = tiny_table()
+    for cam, store in stores.items():
+        app = Explorer(ExploreSources(df.assign(instrument=cam), stores=[store]), width=1000)
+        for name, (xr, yr) in zooms(store).items():
+            win = plan_view(store, xr, yr, 1000, 800)
+            app.view_image(xr, yr, width=1000, height=800)  # warm: stretch fitted, chunks' codecs loaded
+            t_view = best(lambda: app.view_image(xr, yr, width=1000, height=800), repeats)
+            t_read = best(lambda: store.read(win.level, *win.rows, *win.cols), repeats)
+            rows.append({"camera": cam, "zoom": name, "level": win.level, "window": list(win.shape),
+                         "view_ms": round(t_view * 1e3, 1), "read_only_ms": round(t_read * 1e3, 1),
+                         "store_gpix": round(np.prod(store.shape(0)) / 1e9, 3)})
+    return rows
+
+
+def bench_tap(stores: dict, workdir: Path, n: int = 20) -> dict:
+    """Amp taps on an app with metrics, history and the LSSTCam store; every panel rebuilt."""
+    import pandas as pd
+
+    from cpmosaic.camera import get_camera
+    from cpmosaic.metrics.history import HistoryStore
+    from cpmosaic.viz.explorer import ExploreSources, Explorer
+
+    cam = get_camera("LSSTCam")
+    rng = np.random.default_rng(1)
+    rows = []
+    for day in range(20250101, 20250111):
+        for det in cam:
+            for amp in det.amplifiers:
+                rows.append(("LSSTCam", "bias", f"run{day}", day * 100000 + 10, day, 60676.0, det.id, det.name,
+                             amp.name, "amp", "NOISE", float(rng.normal(6, 0.3)), True))
+    df = pd.DataFrame(rows, columns=["instrument", "calib_type", "run", "exposure", "day_obs", "mjd", "detector",
+                                     "detector_name", "amp", "tier", "metric", "value", "passed"])
+    hist_dir = workdir / "history"
+    history = HistoryStore(hist_dir)
+    if not history.calib_types():
+        history.add(df)
+    app = Explorer(ExploreSources(df, stores=[stores["LSSTCam"]], history=history), calib_type="bias",
+                   metric="NOISE")
+    import panel as pn
+
+    pn.panel(app).get_root()  # the panels exist and follow the parameters, as in a served page
+    amps = [(d, a.name) for d in cam.select(("science",)) for a in d.amplifiers]
+    picks = [amps[i] for i in rng.choice(len(amps), n + 1, replace=False)]
+
+    def tap(det, amp):
+        x, y = det.box_center_mm(det.amp(amp).bbox)
+        t = time.perf_counter()
+        # the panels of the live root follow synchronously: outlines, history line, cut-out, table
+        key = app.tap_heatmap(x, y)
+        dt = time.perf_counter() - t
+        assert key == (det.name, amp), key
+        assert f'data-amp="{amp}"' in app.table_pane.object and len(app.amp_series()) == 10
+        return dt
+
+    tap(*picks[0])  # warm: history loaded once per (calib type, metric)
+    times = [tap(*p) for p in picks[1:]]
+    out = {"taps": n, "median_ms": round(float(np.median(times)) * 1e3, 1),
+           "max_ms": round(float(np.max(times)) * 1e3, 1)}
+    sources = app.sources
+    out["browser"] = bench_browser_tap(lambda: Explorer(sources, calib_type="bias", metric="NOISE"), picks[:11])
+    return out
+
+
+def bench_browser_tap(app_factory, amps, n: int = 10) -> dict:
+    """Click -> the amp's heading replaced in the page, in headless chromium over the DevTools protocol.
+
+    The app is served in this process (``pn.serve``, threaded); a MutationObserver in the page
+    stamps the time the new heading arrives; the click's time is stamped just before it is sent.
+    """
+    import asyncio
+    import socket
+
+    import panel as pn
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    import explore_fixtures as fx
+    from test_explore_browser import open_app
+
+    if not fx.CHROMIUM.exists():
+        return {"skipped": "no /usr/bin/chromium"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = pn.serve(app_factory, port=port, address="127.0.0.1", show=False, threaded=True, verbose=False,
+                      websocket_origin=[f"127.0.0.1:{port}"])
+    import subprocess
+    import tempfile
+
+    profile = tempfile.mkdtemp(prefix="bench-explore-chromium-")
+    cmd = [str(fx.CHROMIUM), *fx.FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        dport = None
+        while dport is None:
+            line = proc.stderr.readline()
+            if "DevTools listening on ws://127.0.0.1:" in line:
+                dport = int(line.split("127.0.0.1:")[1].split("/")[0])
+        time.sleep(1.0)
+
+        async def go():
+            dt = await fx.DevTools.open(dport)
+            await open_app(dt, f"http://127.0.0.1:{port}/")
+            times = []
+            for det, amp in amps[: n + 1]:
+                x, y = det.box_center_mm(det.amp(amp).bbox)
+                px, py = await dt.eval(f"__cpm.point('^heat map', {x}, {y})")
+                await dt.eval("""(() => { window.__done = null; const want = %s;
+                    const obs = new MutationObserver(() => { const h = __cpm.deep('#cpm-selected-amp');
+                      if (h && h.dataset.amp == want[1] && h.dataset.detector == want[0] && window.__done == null) {
+                        window.__done = performance.now(); obs.disconnect(); } });
+                    let root = __cpm.deep('#cpm-selected-amp').getRootNode();
+                    obs.observe(root, {subtree: true, childList: true, attributes: true});
+                    window.__t0 = performance.now(); return true; })()""" % json.dumps([det.name, amp]))
+                await dt.click(px, py)
+                await dt.wait_for("window.__done != null", 60)
+                times.append(await dt.eval("window.__done - window.__t0"))
+            dt.ws.close()
+            return times[1:]  # the first tap loads the history
+
+        times = asyncio.run(go())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        server.stop()
+    return {"taps": len(times), "median_ms": round(float(np.median(times)), 1),
+            "max_ms": round(float(np.max(times)), 1)}
+
+
+def bench_memory(store, steps: int = 200) -> dict:
+    from cpmosaic.viz.explorer import ExploreSources, Explorer
+    from cpmosaic.viz.viewport import full_range
+
+    df = tiny_table()
+    app = Explorer(ExploreSources(df, stores=[store]), width=1000)
+    (x0, x1), (y0, y1) = full_range(store)
+    rng = np.random.default_rng(2)
+    marks = {}
+    start = rss_mib()
+    for i in range(steps):
+        span = (x1 - x0) * 0.5 ** rng.integers(0, 9)  # zoom: whole camera .. 1/256 of it
+        cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)  # pan
+        app.view_image((cx - span / 2, cx + span / 2), (cy - span * 0.4, cy + span * 0.4), width=1000, height=800)
+        if (i + 1) % 50 == 0:
+            marks[i + 1] = round(rss_mib(), 1)
+    return {"steps": steps, "rss_start_mib": round(start, 1), "rss_mib": marks, "reads_kept": len(app.reads)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", default="/work/bench-explore", help="where stores are built and kept")
+    ap.add_argument("--binning", type=int, default=1, help="detector pixels per level-0 pixel (default 1)")
+    ap.add_argument("--repeats", type=int, default=5, help="best of N per view (default 5)")
+    ap.add_argument("--build-only", action="store_true", help="build the stores and stop")
+    args = ap.parse_args(argv)
+    from cpmosaic.mosaic import open_mosaic
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    stores = {}
+    for cam in ("LSSTComCam", "LSSTCam"):
+        stores[cam] = open_mosaic(build(work, cam, args.binning))
+    if args.build_only:
+        return 0
+    out = {"binning": args.binning, "load": os.getloadavg(), "views": bench_views(stores, args.repeats),
+           "tap": bench_tap(stores, work), "memory": bench_memory(stores["LSSTCam"])}
+    out["load_after"] = os.getloadavg()
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""``cpmosaic explore`` served and driven by headless chromium over the DevTools protocol.
+
+A real server (the CLI in a subprocess) and a real browser: a click at an amp's position on
+the heat map changes the amp panels (DOM) and the URL; a drag with the histogram's box
+select outlines the amps in that range (the count shown equals a plain pandas count); a
+link with an amp in its query opens on that amp.  The DevTools client is tornado's
+websocket client (tornado comes with bokeh), so no browser driver is downloaded.
+Skips cleanly without /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cpmosaic.camera import get_camera
+
+from explore_fixtures import CHROMIUM, DevTools
+
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="headless chromium not installed (/usr/bin/chromium)"),
+]
+
+# Deep DOM search (Panel renders into shadow roots) and bokeh plot lookup by title.
+HELPERS = r"""
+window.__cpm = {
+  deep(sel, root) {
+    root = root || document;
+    const el = root.querySelector(sel);
+    if (el) return el;
+    for (const n of root.querySelectorAll('*')) {
+      if (n.shadowRoot) { const f = this.deep(sel, n.shadowRoot); if (f) return f; }
+    }
+    return null;
+  },
+  plots() {
+    if (!window.Bokeh || !Bokeh.index) return [];
+    return [...Bokeh.index.query(v => v.frame !== undefined && v.model.title != null)];
+  },
+  titles() { return this.plots().map(v => v.model.title.text); },
+  plot(re) { return this.plots().find(v => new RegExp(re).test(v.model.title.text)) || null; },
+  point(re, x, y) {
+    const v = this.plot(re);
+    const r = v.canvas_view.el.getBoundingClientRect();
+    return [r.left + v.frame.x_scale.compute(x), r.top + v.frame.y_scale.compute(y)];
+  },
+};
+true
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(explore_demo, tmp_path_factory):
+    """``cpmosaic explore`` on the demo night, in a subprocess; yields its base URL."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("explore-server") / "server.log"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    cmd = [sys.executable, "-m", "cpmosaic", "explore", str(explore_demo.manifest.verify_root),
+           "--mosaic", str(explore_demo.mosaics["bias"]), "--history", str(explore_demo.history),
+           "--port", str(port)]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        end = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > end:
+                    pytest.fail(f"cpmosaic explore did not start:\n{log.read_text()}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def open_app(dt: DevTools, url: str) -> None:
+    """Load the app and wait until every plot is drawn (heat map, mosaic, histogram)."""
+    await dt.send("Emulation.setDeviceMetricsOverride", width=1500, height=2200, deviceScaleFactor=1, mobile=False)
+    await dt.goto(url)
+    await dt.wait_for("!!(window.Bokeh && Bokeh.index)")
+    await dt.eval(HELPERS)
+    await dt.wait_for("__cpm.titles().length >= 3 && !!__cpm.deep('#cpm-selected-amp')")
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def test_click_on_an_amp_selects_it_and_the_url_carries_it(server, browser):
+    det = get_camera("LSSTCam")["R22_S12"]
+    x, y = det.box_center_mm(det.amp("C03").bbox)
+
+    async def go():
+        dt = await DevTools.open(browser)
+        await dt.send("Runtime.enable")
+        await open_app(dt, server)
+        titles = await dt.eval("__cpm.titles()")
+        heat = next((t for t in titles if t.startswith("heat map")), None)
+        assert heat is not None, titles
+        px, py = await dt.eval(f"__cpm.point({json.dumps(re.escape(heat))}, {x}, {y})")
+        await dt.click(px, py)
+        await dt.wait_for("(__cpm.deep('#cpm-selected-amp') || {dataset: {}}).dataset.amp == 'C03'", 60)
+        heading = await dt.eval("__cpm.deep('#cpm-selected-amp').textContent")
+        detector = await dt.eval("__cpm.deep('#cpm-selected-amp').dataset.detector")
+        table = await dt.eval("(__cpm.deep('#cpm-amp-metrics') || {}).textContent || ''")
+        await dt.wait_for("location.search.includes('amp=C03')", 30)
+        search = await dt.eval("location.search")
+        dt.ws.close()
+        return heading, detector, table, search, dt.exceptions
+
+    heading, detector, table, search, exceptions = _run(go())
+    assert detector == "R22_S12" and heading.startswith("R22_S12 C03 NOISE")
+    assert "NOISE" in table and "passed" in table
+    assert "det=R22_S12" in search and "amp=C03" in search and "metric=NOISE" in search
+    assert exceptions == []
+
+
+def test_a_link_opens_on_its_amp(server, browser):
+    async def go():
+        dt = await DevTools.open(browser)
+        await open_app(dt, server + "?calib=bias&day=2025-11-19&metric=MEAN&det=R22_S11&amp=C07")
+        await dt.wait_for("(__cpm.deep('#cpm-selected-amp') || {dataset: {}}).dataset.amp == 'C07'", 60)
+        heading = await dt.eval("__cpm.deep('#cpm-selected-amp').textContent")
+        dt.ws.close()
+        return heading
+
+    assert _run(go()) == "R22_S11 C07 MEAN on 2025-11-19 (bias)"
+
+
+def test_histogram_box_select_outlines_the_amps_in_range(server, browser, explore_metrics):
+    async def go():
+        dt = await DevTools.open(browser)
+        await open_app(dt, server + "?calib=bias&day=2025-11-20&metric=NOISE")
+        titles = await dt.eval("__cpm.titles()")
+        hist = next(t for t in titles if t.startswith("values per amp"))
+        # drag across the middle half of the histogram's x range, at mid height
+        x_lo, x_hi = await dt.eval(f"(() => {{ const v = __cpm.plot({json.dumps(re.escape(hist))}); "
+                                   "return [v.frame.x_range.start, v.frame.x_range.end]; })()")
+        a, b = x_lo + 0.3 * (x_hi - x_lo), x_lo + 0.6 * (x_hi - x_lo)
+        y_mid = await dt.eval(f"(() => {{ const v = __cpm.plot({json.dumps(re.escape(hist))}); "
+                              "return (v.frame.y_range.start + v.frame.y_range.end) / 2; })()")
+        p0 = await dt.eval(f"__cpm.point({json.dumps(re.escape(hist))}, {a}, {y_mid})")
+        p1 = await dt.eval(f"__cpm.point({json.dumps(re.escape(hist))}, {b}, {y_mid})")
+        await dt.drag(*p0, *p1)
+        await dt.wait_for("(__cpm.deep('#cpm-highlight') || {dataset: {}}).dataset.lo", 60)
+        data = await dt.eval("Object.assign({}, __cpm.deep('#cpm-highlight').dataset)")
+        dt.ws.close()
+        return a, b, data
+
+    a, b, data = _run(go())
+    lo, hi = float(data["lo"]), float(data["hi"])
+    assert lo == pytest.approx(a, rel=0.05, abs=1e-3) and hi == pytest.approx(b, rel=0.05, abs=1e-3)
+    df = explore_metrics
+    sub = df[(df.calib_type == "bias") & (df.day_obs == 20251120) & (df.metric == "NOISE") & (df.amp != "")]
+    med = sub.groupby(["detector_name", "amp"])["value"].median()
+    assert int(data["n"]) == int(((med >= lo) & (med <= hi)).sum()) > 0
+
+
+def test_zooming_the_mosaic_moves_the_heat_map_and_reads_the_window(server, browser):
+    async def go():
+        dt = await DevTools.open(browser)
+        await open_app(dt, server)
+        image = ("(() => { const r = __cpm.plot('^mosaic').model.renderers.find(r => r.glyph && "
+                 "r.glyph.type == 'Image'); const d = r.data_source.data; "
+                 "return [d.x[0], d.dw[0], d.y[0], d.dh[0]]; })()")
+        before = await dt.eval(image)
+        # wheel zoom on the mosaic, about its centre, until the view is under 100 mm wide
+        cx, cy = await dt.eval("__cpm.point('^mosaic', 0, 0)")
+        for _ in range(30):
+            await dt.send("Input.dispatchMouseEvent", type="mouseWheel", x=cx, y=cy, deltaX=0, deltaY=-300)
+            span = await dt.eval("(() => { const r = __cpm.plot('^mosaic').model.x_range; return r.end - r.start; })()")
+            if span < 100:
+                break
+        ranges = await dt.eval("(() => { const m = __cpm.plot('^mosaic').model; "
+                               "return [m.x_range.start, m.x_range.end, m.y_range.start, m.y_range.end]; })()")
+        try:
+            await dt.wait_for(image.replace("return [", "return d.dw[0] < 150 && ["), 60)
+        except AssertionError:
+            raise AssertionError(f"the mosaic did not re-read the window {ranges}: image {await dt.eval(image)}") \
+                from None
+        after = await dt.eval(image)
+        heat = await dt.eval("[__cpm.plot('^heat map').model.x_range.start, __cpm.plot('^heat map').model.x_range.end]")
+        dt.ws.close()
+        return before, after, heat, ranges
+
+    before, after, heat, (x0, x1, y0, y1) = _run(go())
+    assert heat == pytest.approx([x0, x1])  # the heat map follows the mosaic's zoom
+    assert x1 - x0 < 100 and before[1] > 2 * (x1 - x0)  # zoomed in from the whole mosaic
+    x, dw, y, dh = after
+    # only the window was read: it covers the view (clipped to the mosaic), give or take a few
+    # pixels of the level read
+    assert x <= max(x0, before[0]) + 1e-6 and x + dw >= min(x1, before[0] + before[1]) - 1e-6
+    assert dw < (x1 - x0) + 5 and dh < (y1 - y0) + 5
