@@ -32,7 +32,7 @@ def test_docstring_examples_run(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write here
     tests = [t for t in doctest.DocTestFinder().find(module, name) if t.examples]
     if not tests:
-        pytest.skip(f"{name} has no docstring examples")
+        return  # nothing to run; importing it cleanly is the check
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     out = io.StringIO()
     for t in tests:
