@@ -145,6 +145,13 @@ class MosaicMetadata:
     def inputs(self) -> list[dict]:
         return list(self.attrs.get("inputs", []))
 
+    @property
+    def calib_type(self) -> str | None:
+        """The calibration type of the inputs (their IMGTYPE, lower case) when they agree, else None."""
+        kinds = {str(i.get("image_type") or "").lower() for i in self.inputs}
+        kinds.discard("")
+        return kinds.pop() if len(kinds) == 1 else None
+
     def window(self, level: int = 0) -> tuple[float, float] | None:
         """Default display range ``(start, end)`` of ``level`` (0.5-99.5 percentiles).
 

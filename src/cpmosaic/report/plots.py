@@ -329,9 +329,7 @@ def _trend_range(history: pd.DataFrame, calib_type: str, metric: str, amps: list
 
 def store_calib_type(store) -> str | None:
     """The calibration type of a mosaic's inputs (their IMGTYPE), when they agree."""
-    kinds = {str(i.get("image_type") or "").lower() for i in store.inputs}
-    kinds.discard("")
-    return kinds.pop() if len(kinds) == 1 else None
+    return store.calib_type
 
 
 def mosaic_plots(store, df: pd.DataFrame | None, *, name: str, width: int = 800) -> list[tuple[str, str, object]]:

@@ -25,18 +25,6 @@ def _load(source, camera=None) -> pd.DataFrame:
     return load_metrics(source, camera=camera)
 
 
-def _store_calib_type(store) -> str | None:
-    """The calib type a mosaic store shows, from its name or inputs (None when unknown)."""
-    try:
-        from ..report.plots import store_calib_type
-    except ImportError:  # pragma: no cover - report package absent
-        return None
-    try:
-        return store_calib_type(store)
-    except Exception:  # a store without the attributes the guess reads: not fatal
-        return None
-
-
 class ExploreSources:
     """What every explorer session shares, loaded once: the metrics and their evaluation,
     outliers, the camera's amp geometry, the mosaic stores and the history store."""
@@ -58,7 +46,7 @@ class ExploreSources:
             self.outliers = pd.DataFrame(columns=["calib_type", "run", "day_obs", "detector", "amp", "metric"])
         self.history = history
         self.stores = list(stores)
-        self.store_types = [_store_calib_type(s) for s in self.stores]
+        self.store_types = [getattr(s, "calib_type", None) for s in self.stores]
 
     @classmethod
     def load(cls, metrics_source, mosaic_stores=(), history=None, against=None, *, camera=None) -> "ExploreSources":
