@@ -27,6 +27,7 @@ COMMANDS = (
     "report",
     "serve",
     "export_tiles",
+    "explore",
     "demo",
 )
 
