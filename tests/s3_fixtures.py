@@ -23,8 +23,7 @@ KEY = SECRET = "testing"
 
 def s3_options(endpoint: str) -> dict:
     """s3fs options that reach the moto server at ``endpoint`` with no environment."""
-    return {"endpoint_url": endpoint, "key": KEY, "secret": SECRET,
-            "client_kwargs": {"region_name": "us-east-1"}}
+    return {"endpoint_url": endpoint, "key": KEY, "secret": SECRET}
 
 
 @pytest.fixture(scope="session")

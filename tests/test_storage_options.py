@@ -217,3 +217,22 @@ def test_bad_storage_options_exit_2_naming_the_flag(command, value, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"cpmosaic {command}: error: argument --storage-options: "), err
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("command", ["info", "png", "mosaic"])
+@pytest.mark.parametrize("bad", [{"endpoint_url": "http://127.0.0.1:1"}, {"no_such_option": 1}])
+def test_options_that_cannot_reach_the_store_fail_in_one_line(s3, data, tmp_path, command, bad, caplog, capsys):
+    """A wrong endpoint or an option s3fs does not know: exit 1 or 2, one line naming the URL, nothing written."""
+    import s3fs
+
+    opts, _ = s3
+    url = f"s3://{BUCKET}/never.zarr"
+    args = {"info": ["info", url], "png": ["png", url, "-o", str(tmp_path / "x.png")],
+            "mosaic": ["mosaic", *map(str, data.paths("processed", calib_type="bias")), "-o", url,
+                       "--camera", str(data.camera_file), "--binning", "2", "--no-progress"]}[command]
+    assert main([*args, "--storage-options", json.dumps({**opts, **bad})]) in (1, 2)
+    err = capsys.readouterr().err  # png writes its one line itself; the others log it
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] + err.splitlines()
+    assert sum(f"{url}: cannot " in line for line in lines) == 1 and "Traceback" not in err, lines
+    assert not (tmp_path / "x.png").exists()
+    assert not s3fs.S3FileSystem(**opts, skip_instance_cache=True).exists(f"{BUCKET}/never.zarr")

@@ -139,13 +139,28 @@ def _store_spec(store, storage_options: dict | None = None):
     spec = os.fspath(store) if isinstance(store, os.PathLike) else store
     if isinstance(spec, str) and "://" not in spec:
         spec = os.path.abspath(spec)  # workers of a cluster may run elsewhere
-    elif isinstance(spec, str) and storage_options:
-        # the options travel inside the store object (it pickles with its filesystem),
-        # so every task and every worker of a cluster opens the URL with them
-        from zarr.storage import FsspecStore
+    elif isinstance(spec, str):
+        _check_reachable(spec, storage_options)
+        if storage_options:
+            # the options travel inside the store object (it pickles with its filesystem),
+            # so every task and every worker of a cluster opens the URL with them
+            from zarr.storage import FsspecStore
 
-        spec = FsspecStore.from_url(spec, storage_options=storage_options, read_only=False)
+            spec = FsspecStore.from_url(spec, storage_options=storage_options, read_only=False)
     return spec
+
+
+def _check_reachable(url: str, storage_options: dict | None) -> None:
+    """Ask the object store about ``url`` once, so that a wrong endpoint, credentials or
+    option fails here with one line (zarr would take "no answer" for "no store yet")."""
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        fs.exists(root)
+    except Exception as exc:  # noqa: BLE001 - each filesystem raises its own types
+        raise InputError(url, f"cannot reach the store ({type(exc).__name__}: {exc}); "
+                              "check the storage options") from exc
 
 
 class DiskFullError(InputError, OSError):
