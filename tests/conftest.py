@@ -32,3 +32,5 @@ def rng() -> np.random.Generator:
 # The explorer's shared fixtures (its demo data, the headless chromium): one place for the
 # explore, explore-browser and notebook tests.
 from explore_fixtures import browser, explore_demo, explore_metrics  # noqa: E402, F401
+# moto's S3 server on loopback: the object-store tests (mosaic integrity, --storage-options).
+from s3_fixtures import moto_server  # noqa: E402, F401

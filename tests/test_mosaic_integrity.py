@@ -380,41 +380,19 @@ def test_zarr_helpers_agree_with_zarr_public_api(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A real S3 API on 127.0.0.1 (moto_server), a bucket, and the environment s3fs needs."""
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto")
-    server = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    if not Path(server).exists():
-        pytest.skip("moto_server not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
-    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+def s3(moto_server):
+    """A real S3 API on 127.0.0.1 (moto_server, tests/s3_fixtures.py), a bucket, and the environment s3fs needs."""
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+           "AWS_ENDPOINT_URL": moto_server}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    pytest.skip("moto_server did not start")
-                time.sleep(0.1)
         import s3fs
 
         fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": env["AWS_ENDPOINT_URL"]})
         fs.mkdir("cpmosaic-test")
         yield env
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)

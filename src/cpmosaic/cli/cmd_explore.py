@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from .options import add_storage_options
+
 log = logging.getLogger(__name__)
 
 
@@ -23,6 +25,7 @@ def register(sub) -> None:
     p.add_argument("source", metavar="SOURCE", help="cp_verify outputs (directory tree or file)")
     p.add_argument("--mosaic", action="append", dest="mosaics", default=[], metavar="STORE",
                    help="mosaic store (repeatable: one per calib type)")
+    add_storage_options(p)
     p.add_argument("--history", metavar="PATH", help="history store (cpmosaic history add) for the amp's history")
     p.add_argument("--against", metavar="OTHER", help="other cp_verify outputs to compare with")
     p.add_argument("--camera", help="camera name or file (default: from the data)")
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be 1..65535, got {args.port}")
-    sources = ExploreSources.load(args.source, args.mosaics, args.history, args.against, camera=args.camera)
+    sources = ExploreSources.load(args.source, args.mosaics, args.history, args.against, camera=args.camera,
+                                  storage_options=args.storage_options)
     log.info("explore: %d metric rows, %d mosaic store(s), history %s", len(sources.df), len(sources.stores),
              "yes" if sources.history is not None else "no")
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .cmd_serve import add_storage_options, int_in
+from .cmd_serve import int_in
+from .options import add_storage_options
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,14 @@ import json
 import logging
 import sys
 
+from .options import add_storage_options
+
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="describe a mosaic store", description=__doc__)
     p.add_argument("store", metavar="STORE", help="mosaic store path or URL")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    add_storage_options(p)
     p.set_defaults(func=run)
 
 
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ..mosaic.reader import read_metadata
 
     try:
-        m = read_metadata(args.store)  # JSON only for a local store: no zarr, no numpy
+        m = read_metadata(args.store, args.storage_options)  # JSON only for a local store: no zarr, no numpy
     except InputError as exc:  # not a store, or a damaged one: one line, no traceback
         logging.getLogger(__name__).error("%s", exc)
         return 2

@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from .options import add_storage_options
+
 log = logging.getLogger(__name__)
 
 
@@ -16,6 +18,7 @@ def register(sub) -> None:
                    help="FITS files (raw or processed), directories (searched recursively) or "
                         "butler://ROOT?collection=C&dataset=T URLs")
     p.add_argument("-o", "--output", required=True, metavar="STORE", help="output store: a path or an fsspec URL")
+    add_storage_options(p)
     p.add_argument("--camera", metavar="NAME|PATH", help="camera (default: from the file headers)")
     p.add_argument("--binning", type=int, default=1, metavar="N", help="detector pixels per level-0 pixel (default 1)")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -76,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         report = build_mosaic(inputs, args.output, camera=args.camera, binning=args.binning,
                               scheduler=args.scheduler, resume=args.resume, overwrite=args.overwrite,
                               overscan=args.overscan, apply_gains=args.apply_gains, chunk=args.chunk,
-                              compressor=args.compressor, num_workers=args.workers, progress=args.progress)
+                              compressor=args.compressor, num_workers=args.workers, progress=args.progress,
+                              storage_options=args.storage_options)
     except BinningError as exc:
         return _usage(f"--binning: {exc}")
     except CameraError as exc:  # a bad --camera value or file

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .options import add_storage_options
+
 
 def register(sub) -> None:
     from ..viz.display import STRETCHES  # light: numpy only at import
@@ -26,6 +28,7 @@ def register(sub) -> None:
                    help="colour map: gray, a colorcet or bokeh name (default gray)")
     p.add_argument("--background", metavar="COLOR", help="colour under empty (NaN) pixels (default transparent)")
     p.add_argument("--limits", type=float, nargs=2, metavar=("LO", "HI"), help="explicit display limits")
+    add_storage_options(p)
     p.set_defaults(func=run)
 
 
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         w, h = render_png(args.store, args.output, level=args.level, width=args.width, stretch=args.stretch,
                           cmap=args.cmap, background=args.background,
-                          limits=tuple(args.limits) if args.limits else None)
+                          limits=tuple(args.limits) if args.limits else None,
+                          storage_options=args.storage_options)
     except TooLargeToRender as exc:
         sys.stderr.write(f"cpmosaic png: level {exc.level} is {exc.width} x {exc.height} pixels, too large to "
                          "render at once: use a coarser --level or a smaller --width\n")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import camera_type, positive_int
+from .options import add_storage_options, camera_type, positive_int
 
 EXIT_OK, EXIT_USAGE, EXIT_PARTIAL = 0, 2, 3
 
@@ -34,6 +34,7 @@ def register(sub) -> None:
     p.add_argument("--history", metavar="PATH", help="history store: candlesticks by night, drift and jump alerts")
     p.add_argument("--mosaic", action="append", dest="mosaics", default=[], metavar="STORE",
                    help="mosaic store to show with metric overlays (repeatable)")
+    add_storage_options(p)
     p.add_argument("--calib-type", action="append", dest="calib_types", metavar="TYPE",
                    help="plot only this calibration type (repeatable; tests and tables cover all)")
     p.add_argument("--metric", action="append", dest="metrics", metavar="M",
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         collections_b=args.collections_b, history=args.history, mosaics=args.mosaics, camera=args.camera,
         calib_types=args.calib_types, metrics=args.metrics,
         labels=(args.label_a or "A", args.label_b or "B"), title=args.title, interactive=not args.no_interactive,
-        z=args.z, history_window=args.window, color_range=args.color_range)
+        z=args.z, history_window=args.window, color_range=args.color_range,
+        storage_options=args.storage_options)
     s = result.summary
     word = {True: "PASS", False: "FAIL", None: "no verdict"}
     w = sys.stdout.write

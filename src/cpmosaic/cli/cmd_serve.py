@@ -7,8 +7,9 @@ The server is uvicorn running the Starlette app of :func:`cpmosaic.serve.create_
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+
+from .options import add_storage_options
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +35,6 @@ def positive_float(text: str) -> float:
     if not v > 0 or v == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return v
-
-
-def storage_options(text: str) -> dict:
-    """``--storage-options JSON``: a JSON object of fsspec options."""
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise argparse.ArgumentTypeError('expected a JSON object, e.g. \'{"anon": true}\'')
-    return doc
-
-
-def add_storage_options(p) -> None:
-    p.add_argument("--storage-options", type=storage_options, metavar="JSON", default=None,
-                   help='fsspec options for store URLs (s3://, gs://, ...), e.g. \'{"anon": true}\'')
 
 
 def register(sub) -> None:

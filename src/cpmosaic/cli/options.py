@@ -6,6 +6,7 @@ argparse reports an ``ArgumentTypeError`` as ``argument --camera: ...`` and exit
 from __future__ import annotations
 
 import argparse
+import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -60,6 +61,31 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def storage_options_type(text: str) -> dict:
+    """``--storage-options JSON``: a JSON object of fsspec options, or a usage error.
+
+    >>> storage_options_type('{"anon": true}')
+    {'anon': True}
+    >>> storage_options_type("[1]")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: expected a JSON object, e.g. '{"anon": true}'
+    """
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise argparse.ArgumentTypeError('expected a JSON object, e.g. \'{"anon": true}\'')
+    return doc
+
+
+def add_storage_options(p: argparse.ArgumentParser) -> None:
+    """``--storage-options JSON`` on a command that opens store URLs (``args.storage_options``)."""
+    p.add_argument("--storage-options", type=storage_options_type, metavar="JSON", default=None,
+                   help='fsspec options for store URLs (s3://, gs://, ...), e.g. \'{"anon": true}\' or '
+                        '\'{"endpoint_url": "http://host:9000", "key": "...", "secret": "..."}\'')
 
 
 def with_cli_advice(exc: Exception) -> str:

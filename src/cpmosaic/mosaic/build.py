@@ -135,11 +135,32 @@ def default_workers(plan: MosaicPlan, memory_budget: int) -> int:
     return max(1, min(os.cpu_count() or 1, memory_budget // per_task))
 
 
-def _store_spec(store):
+def _store_spec(store, storage_options: dict | None = None):
     spec = os.fspath(store) if isinstance(store, os.PathLike) else store
     if isinstance(spec, str) and "://" not in spec:
         spec = os.path.abspath(spec)  # workers of a cluster may run elsewhere
+    elif isinstance(spec, str):
+        _check_reachable(spec, storage_options)
+        if storage_options:
+            # the options travel inside the store object (it pickles with its filesystem),
+            # so every task and every worker of a cluster opens the URL with them
+            from zarr.storage import FsspecStore
+
+            spec = FsspecStore.from_url(spec, storage_options=storage_options, read_only=False)
     return spec
+
+
+def _check_reachable(url: str, storage_options: dict | None) -> None:
+    """Ask the object store about ``url`` once, so that a wrong endpoint, credentials or
+    option fails here with one line (zarr would take "no answer" for "no store yet")."""
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        fs.exists(root)
+    except Exception as exc:  # noqa: BLE001 - each filesystem raises its own types
+        raise InputError(url, f"cannot reach the store ({type(exc).__name__}: {exc}); "
+                              "check the storage options") from exc
 
 
 class DiskFullError(InputError, OSError):
@@ -169,6 +190,7 @@ def build_mosaic(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     name: str | None = None,
     progress: bool | None = None,
+    storage_options: dict | None = None,
 ) -> BuildReport:
     """Build a multi-resolution focal-plane mosaic store.
 
@@ -205,6 +227,9 @@ def build_mosaic(
         Image name in the OME metadata (default: the exposure id or camera name).
     progress
         Show a progress bar (None: when stderr is a terminal).
+    storage_options
+        fsspec options of an output URL (``s3://...``), e.g.
+        ``{"endpoint_url": "http://host:9000", "key": "...", "secret": "..."}``.
 
     Returns
     -------
@@ -249,19 +274,23 @@ def build_mosaic(
     try:
         cam = inputs.camera
         plan = make_plan(cam, binning, chunk=chunk, shard=shard, shard_bytes=shard_bytes)
-        store_spec = _store_spec(store)
+        store_spec = _store_spec(store, storage_options)
+        # messages name the path or URL, not the repr of the store object the options made
+        label = store if isinstance(store, str) and not isinstance(store_spec, str) else str(store_spec)
         sched.connect()
     except BaseException:
         inputs.close()
         raise
     try:
         with big_blocks_mapped(), local_lock(store_spec):
-            return _build(inputs, plan, store_spec, sched, compressors, compressor, options, resume, overwrite,
-                          num_workers or default_workers(plan, memory_budget), name, progress)
+            report = _build(inputs, plan, store_spec, sched, compressors, compressor, options, resume, overwrite,
+                            num_workers or default_workers(plan, memory_budget), name, progress)
+        report.store = label
+        return report
     except OSError as exc:
         if _disk_full(exc) and not isinstance(exc, DiskFullError):
-            raise DiskFullError(str(store_spec), f"no space left on the device ({exc.strerror}); "
-                                                 "the store is incomplete") from exc
+            raise DiskFullError(label, f"no space left on the device ({exc.strerror}); "
+                                       "the store is incomplete") from exc
         raise
     finally:
         inputs.close()

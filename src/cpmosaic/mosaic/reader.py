@@ -235,6 +235,8 @@ def open_mosaic(store: str | os.PathLike | Any, storage_options: dict | None = N
     except Exception as exc:  # zarr raises its own errors for non-groups
         if type(exc).__name__ in ("GroupNotFoundError", "NodeNotFoundError", "ContainsArrayError"):
             raise InputError(str(store), "no mosaic store here") from None
+        if isinstance(store, str) and "://" in store:  # the object store refused: endpoint, credentials, options
+            raise InputError(store, f"cannot open ({type(exc).__name__}: {exc}); check the storage options") from exc
         raise
     try:
         return MosaicStore(group)

@@ -322,7 +322,8 @@ def build_report(source: Source, out_dir: str | os.PathLike, *, collections: str
                  calib_types: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
                  camera: Camera | str | os.PathLike | None = None, labels: tuple[str, str] | None = None, title: str | None = None,
                  interactive: bool = True, z: float = 5.0, history_window: int = 10, note: str | None = None,
-                 progress: bool | None = None, color_range: str = "focal_plane") -> ReportResult:
+                 progress: bool | None = None, color_range: str = "focal_plane",
+                 storage_options: dict | None = None) -> ReportResult:
     """Write every plot of a calibration, the tables and the pass/fail summary under *out_dir*.
 
     Parameters
@@ -341,7 +342,9 @@ def build_report(source: Source, out_dir: str | os.PathLike, *, collections: str
         night with drift and jump alerts (``detect_changes(window=history_window)``),
         validity ranges, recommendations.
     mosaics
-        Mosaic stores (paths or opened): the image and overlays of its calib type's metrics.
+        Mosaic stores (paths, URLs or opened): the image and overlays of its calib type's metrics.
+    storage_options
+        fsspec options of mosaic store URLs (``s3://...``), e.g. ``{"anon": True}``.
     image_comparisons
         Per calib type, the per-amp image differences of two calibrations
         (:func:`cpmosaic.metrics.compare_images`).
@@ -422,7 +425,7 @@ def build_report(source: Source, out_dir: str | os.PathLike, *, collections: str
     for s in mosaics:
         from ..viz.mosaic_view import open_store
 
-        st = open_store(s)
+        st = open_store(s, storage_options)
         stores.append((Path(os.fspath(s)).stem if isinstance(s, (str, os.PathLike)) else f"mosaic{len(stores)}", st))
 
     items = plot_items(df)

@@ -49,8 +49,9 @@ class ExploreSources:
         self.store_types = [getattr(s, "calib_type", None) for s in self.stores]
 
     @classmethod
-    def load(cls, metrics_source, mosaic_stores=(), history=None, against=None, *, camera=None) -> "ExploreSources":
-        """Read the sources :func:`explore` names (paths or objects)."""
+    def load(cls, metrics_source, mosaic_stores=(), history=None, against=None, *, camera=None,
+             storage_options: dict | None = None) -> "ExploreSources":
+        """Read the sources :func:`explore` names (paths or objects); ``storage_options`` for store URLs."""
         from ..metrics.history import HistoryStore
         from .mosaic_view import open_store
 
@@ -60,6 +61,6 @@ class ExploreSources:
         b = _load(against, camera)
         if isinstance(mosaic_stores, (str, os.PathLike)) or hasattr(mosaic_stores, "levels"):
             mosaic_stores = [mosaic_stores]
-        stores = [open_store(s) for s in mosaic_stores or ()]
+        stores = [open_store(s, storage_options) for s in mosaic_stores or ()]
         hist = HistoryStore(history) if isinstance(history, (str, os.PathLike)) else history
         return cls(df, stores=stores, history=hist, against=b, camera=camera)

@@ -603,7 +603,7 @@ def _step(lo: float, hi: float) -> float:
 
 
 def explore(metrics_source, mosaic_stores=(), history=None, against=None, *, camera=None, width: int = 560,
-            stretch: str = "asinh", **selection) -> Explorer:
+            stretch: str = "asinh", storage_options: dict | None = None, **selection) -> Explorer:
     """The linked explorer of a metrics table, its mosaics and history (a Panel app).
 
     Parameters
@@ -614,6 +614,8 @@ def explore(metrics_source, mosaic_stores=(), history=None, against=None, *, cam
     mosaic_stores
         Mosaic stores (paths/URLs or opened stores), one per calib type; the one whose
         calib type is selected is shown.
+    storage_options
+        fsspec options of mosaic store URLs (``s3://...``), e.g. ``{"anon": True}``.
     history
         A history store (path or :class:`~cpmosaic.metrics.HistoryStore`) for the amp's history.
     against
@@ -636,7 +638,8 @@ def explore(metrics_source, mosaic_stores=(), history=None, against=None, *, cam
     unknown = set(selection) - set(QUERY_KEYS) - {"overlay"}
     if unknown:
         raise TypeError(f"explore: unknown selection field(s) {sorted(unknown)}; use {sorted(QUERY_KEYS)}")
-    sources = ExploreSources.load(metrics_source, mosaic_stores, history, against, camera=camera)
+    sources = ExploreSources.load(metrics_source, mosaic_stores, history, against, camera=camera,
+                                  storage_options=storage_options)
     return Explorer(sources, width=width, stretch=stretch, **selection)
 
 

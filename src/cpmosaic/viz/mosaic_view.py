@@ -36,12 +36,15 @@ if TYPE_CHECKING:
 __all__ = ["mosaic_view", "mosaic_explorer", "open_store", "choose_level", "level_for_span", "pixel_window"]
 
 
-def open_store(store_or_path):
-    """A :class:`cpmosaic.mosaic.MosaicStore` from a path/URL, or the store-like object itself."""
+def open_store(store_or_path, storage_options: dict | None = None):
+    """A :class:`cpmosaic.mosaic.MosaicStore` from a path/URL, or the store-like object itself.
+
+    ``storage_options`` are the fsspec options of a URL (``s3://...``), as :func:`cpmosaic.mosaic.open_mosaic`.
+    """
     if isinstance(store_or_path, (str, os.PathLike)):
         from ..mosaic import open_mosaic
 
-        return open_mosaic(os.fspath(store_or_path))
+        return open_mosaic(os.fspath(store_or_path), storage_options)
     return store_or_path
 
 

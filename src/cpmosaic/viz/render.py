@@ -101,7 +101,8 @@ def _values(m: MosaicStore, k: int, width: int | None) -> np.ndarray:
 
 def render_rgba(mosaic: MosaicStore | str, *, level: int | None = None, width: int | None = None,
                 stretch: str = "linear", cmap: str = "gray",
-                limits: tuple[float, float] | None = None) -> np.ndarray:
+                limits: tuple[float, float] | None = None,
+                storage_options: dict | None = None) -> np.ndarray:
     """A mosaic level as RGBA uint8 ``(rows from the top, x, 4)``, +y up; NaN transparent.
 
     See :func:`render_image` for the parameters.
@@ -109,7 +110,7 @@ def render_rgba(mosaic: MosaicStore | str, *, level: int | None = None, width: i
     if stretch not in STRETCHES:
         raise ValueError(f"unknown stretch {stretch!r}: use one of {', '.join(STRETCHES)}")
     lut = display.colormap_lut(cmap)  # a bad name fails before any read
-    m = mosaic if isinstance(mosaic, MosaicStore) else open_mosaic(mosaic)
+    m = mosaic if isinstance(mosaic, MosaicStore) else open_mosaic(mosaic, storage_options)
     k = choose_level(m, width) if level is None else int(level)
     if not 0 <= k < m.n_levels:
         raise ValueError(f"level {k} does not exist: the store has levels 0..{m.n_levels - 1}")
@@ -123,7 +124,7 @@ def render_rgba(mosaic: MosaicStore | str, *, level: int | None = None, width: i
 
 def render_image(mosaic: MosaicStore | str, *, level: int | None = None, width: int | None = None,
                  stretch: str = "linear", cmap: str = "gray", background: str | None = None,
-                 limits: tuple[float, float] | None = None) -> Any:
+                 limits: tuple[float, float] | None = None, storage_options: dict | None = None) -> Any:
     """Render a mosaic to a PIL image (+y up).
 
     Parameters
@@ -143,6 +144,8 @@ def render_image(mosaic: MosaicStore | str, *, level: int | None = None, width: 
         Colour under NaN (``"grey"``); default transparent.
     limits
         Explicit display limits ``(lo, hi)``; default as :func:`store_normalize` picks them.
+    storage_options
+        fsspec options of a store URL (``s3://...``), e.g. ``{"anon": True}``.
 
     Returns
     -------
@@ -151,7 +154,7 @@ def render_image(mosaic: MosaicStore | str, *, level: int | None = None, width: 
     from PIL import Image
 
     img = Image.fromarray(render_rgba(mosaic, level=level, width=width, stretch=stretch, cmap=cmap,
-                                      limits=limits), "RGBA")
+                                      limits=limits, storage_options=storage_options), "RGBA")
     if background:
         under = Image.new("RGBA", img.size, background)
         img = Image.alpha_composite(under, img)
