@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import time
 from dataclasses import asdict
+from typing import Any
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -602,8 +604,9 @@ def _step(lo: float, hi: float) -> float:
     return float(10 ** np.floor(np.log10(span / 200)))
 
 
-def explore(metrics_source, mosaic_stores=(), history=None, against=None, *, camera=None, width: int = 560,
-            stretch: str = "asinh", storage_options: dict | None = None, **selection) -> Explorer:
+def explore(metrics_source: str | os.PathLike | pd.DataFrame, mosaic_stores: Any = (), history: Any = None,
+            against: str | os.PathLike | pd.DataFrame | None = None, *, camera: Any = None, width: int = 560,
+            stretch: str = "asinh", storage_options: dict | None = None, **selection: Any) -> Explorer:
     """The linked explorer of a metrics table, its mosaics and history (a Panel app).
 
     Parameters
