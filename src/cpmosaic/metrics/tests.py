@@ -54,11 +54,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .disagreement import disagreement
+
+if TYPE_CHECKING:
+    from ..camera import Camera
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +349,7 @@ _SPECS = (
 )
 
 
-def evaluate(df: pd.DataFrame, thresholds: Thresholds | None = None, *, camera=None,
+def evaluate(df: pd.DataFrame, thresholds: Thresholds | None = None, *, camera: Camera | str | None = None,
              failures_only: bool = False, ptc: pd.DataFrame | None = None) -> pd.DataFrame:
     """Re-evaluate the DMTN-101 tests on a tidy metrics table.
 
@@ -442,7 +446,7 @@ def _failure_label(row) -> str:
 
 
 def summary(df: pd.DataFrame, results: pd.DataFrame | None = None, thresholds: Thresholds | None = None,
-            *, camera=None) -> dict:
+            *, camera: Camera | str | None = None) -> dict:
     """cp_verify's single pass/fail answer, overall and per exposure, beside the re-evaluation.
 
     cp_verify's answer for an exposure is its exposure-level ``SUCCESS`` verdict

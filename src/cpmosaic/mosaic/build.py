@@ -22,9 +22,14 @@ import errno
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..camera import Camera
 from ..io.cache import EXPOSURES, ReadOptions
 from ._memory import big_blocks_mapped
 from ._startup import load_numba_target
@@ -172,12 +177,12 @@ def _disk_full(exc: BaseException) -> bool:
 
 
 def build_mosaic(
-    inputs,
-    store,
+    inputs: str | os.PathLike | Iterable[str | os.PathLike] | InputSet,
+    store: str | os.PathLike | Any,
     *,
-    camera=None,
+    camera: Camera | str | os.PathLike | None = None,
     binning: int = 1,
-    scheduler=None,
+    scheduler: str | Any | None = None,
     resume: bool = False,
     overwrite: bool = False,
     overscan: str = "median",

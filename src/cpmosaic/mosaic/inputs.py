@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -137,7 +138,7 @@ def _guess_detector(path: str, camera: Camera | None):
     return None
 
 
-def find_inputs(inputs, camera: Camera | str | os.PathLike | None = None) -> InputSet:
+def find_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike], camera: Camera | str | os.PathLike | None = None) -> InputSet:
     """Identify mosaic inputs and choose one file per detector.
 
     Parameters

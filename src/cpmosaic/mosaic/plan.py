@@ -26,10 +26,11 @@ least ``min_shard_rows`` shard rows (parallelism).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..camera import Camera, Detector, get_camera
 from ..errors import CameraError
@@ -265,7 +266,7 @@ class MosaicPlan:
         half = self.scale_um(level) / 2.0
         return (edge_y + half, edge_x + half)
 
-    def pixel_to_focal_plane(self, level: int, i, j) -> tuple[np.ndarray, np.ndarray]:
+    def pixel_to_focal_plane(self, level: int, i: ArrayLike, j: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Pixel ``(i, j)`` (row, column) of ``level`` -> focal-plane ``(x, y)`` mm."""
         ty, tx = self.translation_um(level)
         s = self.scale_um(level)
@@ -321,7 +322,7 @@ def make_plan(
     shard: tuple[int, int] | None = None,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     min_shard_rows: int = DEFAULT_MIN_SHARD_ROWS,
-    detectors=None,
+    detectors: Iterable[int | str] | None = None,
 ) -> MosaicPlan:
     """Plan the mosaic grid of a camera.
 
