@@ -388,3 +388,17 @@ def test_viewer_in_headless_chromium(server, tmp_path):
     assert 'data-tiles-loaded="' in result.stdout
     loaded = int(result.stdout.split('data-tiles-loaded="')[1].split('"')[0])
     assert loaded == len(tile_requests)
+
+
+def test_out_of_range_is_its_own_error(store):
+    """Only a request outside the grid is a 404: tiles raise OutOfRange, not any IndexError."""
+    from cpmosaic.mosaic import open_mosaic
+    from cpmosaic.serve import tiles
+
+    m = open_mosaic(store)
+    grid = tiles.TileGrid.for_store(m)
+    assert not issubclass(tiles.OutOfRange, IndexError)
+    for z, x, y in [(grid.maxzoom + 1, 0, 0), (0, 1, 0), (2, 0, 4), (-1, 0, 0)]:
+        with pytest.raises(tiles.OutOfRange):
+            tiles.tile_values(m, grid, z, x, y)
+    assert tiles.tile_values(m, grid, 0, 0, 0) is not None

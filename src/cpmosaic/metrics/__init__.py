@@ -12,6 +12,9 @@ this module at start-up.
 from __future__ import annotations
 
 from .compare import compare_images, compare_metrics, comparison_summary
+from .drift import ALERT_COLUMNS, Daily, daily_matrix, detect_changes
+from .history import (STORE_COLUMNS, HistoryStore, as_day_obs, candlesticks, day_obs_from_mjd, recommendations,
+                      validity_ranges)
 from .images import image_metrics, metrics_from_images
 from .outliers import (FINDING_COLUMNS, MAD_TO_SIGMA, OUTLIER_COLUMNS, ROW_COLUMNS, find_outliers, focal_plane_z, history_z,
                        outlier_rows, robust_z, sensor_types, to_csv, to_json)
@@ -20,6 +23,17 @@ from .table import COLUMNS, EXPOSURE_WIDE, build_table, empty_table, load_metric
 from .tests import DEFAULT_THRESHOLDS, Thresholds, evaluate, summary
 
 __all__ = [
+    "ALERT_COLUMNS",
+    "Daily",
+    "HistoryStore",
+    "STORE_COLUMNS",
+    "as_day_obs",
+    "candlesticks",
+    "daily_matrix",
+    "day_obs_from_mjd",
+    "detect_changes",
+    "recommendations",
+    "validity_ranges",
     "COLUMNS",
     "DEFAULT_THRESHOLDS",
     "EXPOSURE_WIDE",
@@ -52,25 +66,3 @@ __all__ = [
     "to_json",
 ]
 
-# ---- history store and drift (cpmosaic.metrics.history / .drift, another owner) ---------
-# Guarded: these modules are optional at import time; when present, their public
-# names are re-exported here so ``from cpmosaic.metrics import HistoryStore`` works.
-try:
-    from . import history as _history
-
-    for _name in getattr(_history, "__all__", ()):
-        if _name not in globals():  # never shadow the names above
-            globals()[_name] = getattr(_history, _name)
-            __all__.append(_name)
-except ImportError:  # pragma: no cover - module not there yet
-    pass
-try:
-    from . import drift as _drift
-
-    for _name in getattr(_drift, "__all__", ()):
-        if _name not in globals():
-            globals()[_name] = getattr(_drift, _name)
-            __all__.append(_name)
-except ImportError:  # pragma: no cover - module not there yet
-    pass
-# ---- end of history block ----------------------------------------------------------------

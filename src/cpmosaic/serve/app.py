@@ -245,7 +245,7 @@ def create_app(stores: Sequence[str] | Mapping[str, str | ServedStore], *, publi
         if png is None:
             try:
                 png = await work(render, s, addr, style, ov)
-            except IndexError as exc:
+            except tiles.OutOfRange as exc:
                 raise HTTPError(404, str(exc)) from None
             cache.put(key, png)
         return send(200, png, "image/png", headers)

@@ -40,7 +40,7 @@ from .geometry import DeepZoom, dzi_levels
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BadParameter", "Style", "TileGrid", "parse_style", "render_tile", "render_dzi_tile", "dzi_levels",
+__all__ = ["BadParameter", "OutOfRange", "Style", "TileGrid", "parse_style", "render_tile", "render_dzi_tile", "dzi_levels",
            "tile_values", "dzi_values", "dzi_window",
            "dzi_descriptor", "empty_png", "encode_png", "colormap_lut", "read_padded"]
 
@@ -54,6 +54,14 @@ class BadParameter(ValueError):
     def __init__(self, param: str, message: str) -> None:
         super().__init__(f"{param}: {message}")
         self.param = param
+
+
+class OutOfRange(LookupError):
+    """A tile, Deep Zoom level or tile outside the store's grid (the server answers 404).
+
+    Its own class, so that only a request outside the grid becomes a 404: an IndexError
+    from a bug inside rendering stays a 500 with its traceback in the log.
+    """
 
 
 @dataclass(frozen=True)
@@ -266,11 +274,11 @@ def tile_values(m: MosaicStore, grid: TileGrid, z: int, x: int, y: int, scale: i
 
     Raises
     ------
-    IndexError
+    OutOfRange
         When the tile address is outside ``0..maxzoom`` or the ``2**z`` grid.
     """
     if not 0 <= z <= grid.maxzoom or not (0 <= x < 2**z and 0 <= y < 2**z):
-        raise IndexError(f"tile {z}/{x}/{y} is outside the grid (zoom 0..{grid.maxzoom}, x and y 0..2**z-1)")
+        raise OutOfRange(f"tile {z}/{x}/{y} is outside the grid (zoom 0..{grid.maxzoom}, x and y 0..2**z-1)")
     i0, i1, j0, j1 = grid.tile_box(z, x, y)
     # placements, not pixels: outside every detector costs no read at all
     if not m.plan.placements_in((max(i0, 0), max(min(i1, grid.height), 0), max(j0, 0), max(min(j1, grid.width), 0))):
@@ -294,7 +302,7 @@ def render_tile(m: MosaicStore, grid: TileGrid, styles: StoreStyleCache, z: int,
 
     Raises
     ------
-    IndexError
+    OutOfRange
         When the tile address is outside ``0..maxzoom`` or the ``2**z`` grid.
     """
     data = tile_values(m, grid, z, x, y, scale, reader)
@@ -316,17 +324,17 @@ def dzi_window(m: MosaicStore, level: int, col: int, row: int) -> tuple[int, int
 
     Raises
     ------
-    IndexError
+    OutOfRange
         For a level or tile outside the image.
     """
     h0, w0 = m.shape(0)
     top = dzi_levels(w0, h0)
     if not 0 <= level <= top:
-        raise IndexError(f"Deep Zoom level {level} is outside 0..{top}")
+        raise OutOfRange(f"Deep Zoom level {level} is outside 0..{top}")
     d = 2 ** (top - level)
     w, h = -(-w0 // d), -(-h0 // d)
     if not (0 <= col <= (w - 1) // DZI_TILE and 0 <= row <= (h - 1) // DZI_TILE):
-        raise IndexError(f"Deep Zoom tile {col}_{row} is outside level {level} ({w} x {h} pixels)")
+        raise OutOfRange(f"Deep Zoom tile {col}_{row} is outside level {level} ({w} x {h} pixels)")
     return (max(row * DZI_TILE - DZI_OVERLAP, 0), min((row + 1) * DZI_TILE + DZI_OVERLAP, h),
             max(col * DZI_TILE - DZI_OVERLAP, 0), min((col + 1) * DZI_TILE + DZI_OVERLAP, w))
 
@@ -345,7 +353,7 @@ def render_dzi_tile(m: MosaicStore, styles: StoreStyleCache, level: int, col: in
 
     Raises
     ------
-    IndexError
+    OutOfRange
         For a level or tile outside the image.
     """
     data = dzi_values(m, level, col, row, dz)
