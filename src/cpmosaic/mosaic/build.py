@@ -118,21 +118,6 @@ def _missing(plan: MosaicPlan, inputs: InputSet, failed: list[dict]) -> list[dic
     return out
 
 
-def _missing(plan: MosaicPlan, inputs: InputSet, failed: list[dict]) -> list[dict]:
-    why: dict[int, dict] = {}
-    for b in inputs.bad:
-        if "detector" in b:
-            why.setdefault(b["detector"], {"reason": b["reason"], "path": b["path"]})
-    for f in failed:
-        why[f["id"]] = {"reason": f["reason"], "path": f["path"]}
-    out = []
-    for p in plan.placements:
-        if p.id in inputs.files and p.id not in why:
-            continue
-        out.append({"id": p.id, "name": p.name, **why.get(p.id, {"reason": "no input"})})
-    return out
-
-
 def default_workers(plan: MosaicPlan, memory_budget: int) -> int:
     """Local threads that fit ``memory_budget`` (at most the CPU count)."""
     per_shard = max(lv.shards[0] * lv.shards[1] * 4 for lv in plan.levels)
@@ -325,7 +310,7 @@ def _build(inputs: InputSet, plan: MosaicPlan, store, sched: Scheduler, compress
             remove_store(store)
         if _disk_full(exc):
             raise DiskFullError(str(store), f"no space left on the device while creating the store "
-                                            f"({exc.strerror}); nothing was left there") from exc
+                                            f"({getattr(exc, 'strerror', exc)}); nothing was left there") from exc
         raise
     build_id = attrs["build_id"]
     failed = list(attrs.get("failed", [])) if resume else []

@@ -94,9 +94,7 @@ def expand_paths(inputs) -> tuple[list[str], list[dict]]:
             files.append(str(p))
         else:
             bad.append({"path": str(p), "reason": "file not found"})
-    seen: set[str] = set()
-    unique = [f for f in files if not (f in seen or seen.add(f))]
-    return unique, bad
+    return list(dict.fromkeys(files)), bad  # each file once, in the order given
 
 
 def butler_paths(url: str | None = None, *, root: str | None = None, collection: str | None = None,

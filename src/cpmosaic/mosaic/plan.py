@@ -35,6 +35,16 @@ from numpy.typing import ArrayLike
 from ..camera import Camera, Detector, get_camera
 from ..errors import CameraError
 
+def _ints2(v) -> tuple[int, int]:
+    a, b = (int(x) for x in v)
+    return a, b
+
+
+def _ints4(v) -> tuple[int, int, int, int]:
+    a, b, c, d = (int(x) for x in v)
+    return a, b, c, d
+
+
 __all__ = ["LevelSpec", "MosaicPlan", "Placement", "make_plan", "rotate_box", "source_window"]
 
 #: Default inner chunk (tile) size and the byte budget of one shard.  16 MB,
@@ -150,7 +160,7 @@ class Placement:
     def from_dict(cls, d: dict) -> Placement:
         return cls(
             int(d["id"]), d["name"], d.get("type", "science"), int(d["n_quarter"]),
-            tuple(int(v) for v in d["box"]), tuple(int(v) for v in d["detector_shape"]),
+            _ints4(d["box"]), _ints2(d["detector_shape"]),
             {k: tuple(int(x) for x in v) for k, v in d.get("amp_boxes", {}).items()},
         )
 
@@ -289,7 +299,7 @@ class MosaicPlan:
     @classmethod
     def from_dict(cls, d: dict) -> MosaicPlan:
         return cls(
-            d["camera"], int(d["binning"]), float(d["pixel_size_mm"]), tuple(int(v) for v in d["origin"]),
+            d["camera"], int(d["binning"]), float(d["pixel_size_mm"]), _ints2(d["origin"]),
             tuple(Placement.from_dict(p) for p in d["placements"]),
             tuple(LevelSpec(int(v["level"]), tuple(v["shape"]), tuple(v["chunks"]), tuple(v["shards"]))
                   for v in d["levels"]),
@@ -359,7 +369,7 @@ def make_plan(
     b = int(binning)
     if b != binning or b < 1:
         raise BinningError(f"binning must be a positive integer, got {binning!r}")
-    chunks = (int(chunk), int(chunk)) if np.isscalar(chunk) else tuple(int(c) for c in chunk)
+    chunks = (int(chunk), int(chunk)) if np.isscalar(chunk) else _ints2(chunk)
     if min(chunks) < 2 or chunks[0] % 2 or chunks[1] % 2:
         # pyramid tasks read back whole chunks; even chunks keep the 2x2 blocks aligned
         raise OptionError(f"chunk sizes must be even and >= 2, got {chunks}")

@@ -28,7 +28,7 @@ import logging
 import os
 import shutil
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -70,14 +70,16 @@ WINDOW_PERCENTILES = (0.5, 99.5)
 _QUANTILES = np.linspace(0.0, 1.0, 101)
 
 
-def open_group(store, mode: str = "r", storage_options: dict | None = None):
+def open_group(store: Any, mode: Literal["r", "r+", "a", "w", "w-"] = "r",
+               storage_options: dict | None = None) -> Any:
     """A zarr group from a path, fsspec URL or zarr store."""
     import zarr
 
     if isinstance(store, os.PathLike):
         store = os.fspath(store)
-    kw = {"storage_options": storage_options} if storage_options and isinstance(store, str) and "://" in store else {}
-    return zarr.open_group(store, mode=mode, zarr_format=3, **kw)
+    if storage_options and isinstance(store, str) and "://" in store:
+        return zarr.open_group(store, mode=mode, zarr_format=3, storage_options=storage_options)
+    return zarr.open_group(store, mode=mode, zarr_format=3)
 
 
 def marker_key(level: int, i: int, j: int) -> str:

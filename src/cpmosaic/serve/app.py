@@ -164,11 +164,10 @@ def create_app(stores: Sequence[str] | Mapping[str, str | ServedStore], *, publi
 
     if cache_bytes < 0 or chunk_cache_bytes < 0:
         raise ValueError("cache sizes must be >= 0")
-    if isinstance(stores, (list, tuple)):
-        stores = store_names(list(stores))
+    named: Mapping[str, str | ServedStore] = stores if isinstance(stores, Mapping) else store_names(list(stores))
     served: dict[str, ServedStore] = {
         n: (v if isinstance(v, ServedStore) else ServedStore(n, v, storage_options, chunk_cache_bytes))
-        for n, v in stores.items()}
+        for n, v in named.items()}
     cache = LRU(cache_bytes)
     requests: collections.deque = collections.deque(maxlen=10000)
     limiter = anyio.CapacityLimiter(render_threads or max(4, 2 * (os.cpu_count() or 1)))
@@ -446,9 +445,9 @@ def create_app(stores: Sequence[str] | Mapping[str, str | ServedStore], *, publi
 
     from starlette.middleware import Middleware
 
-    app = Starlette(routes=routes, middleware=[Middleware(Preflight)], exception_handlers={
-        HTTPError: on_http_error, BadParameter: on_bad_parameter, StarletteHTTPException: on_starlette,
-        Exception: on_error})
+    handlers: dict[Any, Any] = {HTTPError: on_http_error, BadParameter: on_bad_parameter,
+                                StarletteHTTPException: on_starlette, Exception: on_error}
+    app = Starlette(routes=routes, middleware=[Middleware(Preflight)], exception_handlers=handlers)
     app.state.stores = served
     app.state.cache = cache
     app.state.requests = requests
