@@ -95,6 +95,17 @@ def compare(shot: np.ndarray, ref: np.ndarray, full: np.ndarray, r: int, c: int,
     return lo, hi
 
 
+def rescale_query(ref: np.ndarray, full: np.ndarray, r: int, c: int, spread: int) -> str:
+    """``rescale=lo,hi`` spanning the reference values within *spread* pixels of ``(r, c)``,
+    so the screenshot's grey levels there resolve the values :func:`compare` checks."""
+    win = (slice(r - HALF, r + HALF), slice(c - HALF, c + HALF))
+    core = full[win].copy()
+    core[: HALF - spread] = core[HALF + spread:] = False
+    core[:, : HALF - spread] = core[:, HALF + spread:] = False
+    lo, hi = float(ref[win][core].min()), float(ref[win][core].max())
+    return urllib.parse.urlencode({"rescale": f"{lo!r},{hi!r}"})
+
+
 def test_openseadragon_deep_zoom_at_one_to_one(servers, store, tmp_path):  # noqa: F811
     srv, pages = servers
     m = open_mosaic(store)
@@ -107,12 +118,7 @@ def test_openseadragon_deep_zoom_at_one_to_one(servers, store, tmp_path):  # noq
         for name, r0, c0 in positions(m):
             r, c = r0 // d, c0 // d
             spread = max(1, min(HALF, 24 // d))
-            win = (slice(r - HALF, r + HALF), slice(c - HALF, c + HALF))
-            core = full[win].copy()
-            core[: HALF - spread] = core[HALF + spread:] = False
-            core[:, : HALF - spread] = core[:, HALF + spread:] = False
-            lo, hi = float(ref[win][core].min()), float(ref[win][core].max())
-            q = urllib.parse.urlencode({"rescale": f"{lo!r},{hi!r}"})
+            q = rescale_query(ref, full, r, c, spread)
             url = f"{pages}/osd.html?" + urllib.parse.urlencode(
                 {"server": srv.url, "store": "visit", "level": level, "cx": c, "cy": r, "q": q})
             cases.append(({"url": url}, ref, full, r, c, spread))
@@ -156,12 +162,7 @@ def test_leaflet_crs_simple_on_the_xyz_template(servers, store, tmp_path):  # no
             wr = world_h - 1 - (oy + (h - 1 - r0))
             r, c = wr // f, (ox + c0) // f
             spread = max(1, min(HALF, 24 // f))
-            win = (slice(r - HALF, r + HALF), slice(c - HALF, c + HALF))
-            core = full[win].copy()
-            core[: HALF - spread] = core[HALF + spread:] = False
-            core[:, : HALF - spread] = core[:, HALF + spread:] = False
-            lo, hi = float(ref[win][core].min()), float(ref[win][core].max())
-            q = urllib.parse.urlencode({"rescale": f"{lo!r},{hi!r}"})
+            q = rescale_query(ref, full, r, c, spread)
             url = f"{pages}/leaflet.html?" + urllib.parse.urlencode(
                 {"server": srv.url, "store": "visit", "z": z, "px": c, "py": r, "q": q})
             cases.append(({"url": url}, ref, full, r, c, spread))
