@@ -51,10 +51,15 @@ def run(args: argparse.Namespace) -> int:
         return Explorer(sources)
 
     origins = [f"{args.host}:{args.port}", f"localhost:{args.port}", f"127.0.0.1:{args.port}"]
+    server = pn.serve(session, port=args.port, address=args.host, websocket_origin=origins, show=False,
+                      start=False, title="cpmosaic explore", verbose=False)
+    server.start()
+    # said once the socket listens, so a script (or a test) that waits for this line can connect
     log.info("serving on http://%s:%d/ (Ctrl-C stops)", args.host, args.port)
+    if args.show:
+        server.io_loop.add_callback(server.show, "/")
     try:
-        pn.serve(session, port=args.port, address=args.host, websocket_origin=origins, show=args.show,
-                 title="cpmosaic explore", verbose=False)
+        server.io_loop.start()
     except KeyboardInterrupt:
         log.info("stopped")
     return 0
