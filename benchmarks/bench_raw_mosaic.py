@@ -103,31 +103,18 @@ def naive_detector(path: Path, det) -> np.ndarray:
 
 
 def naive_mosaic(paths: list[Path], binning: int) -> np.ndarray:
-    """The visualizeVisit way (see ``naive_visualize_visit.py``) on assembled raws."""
+    """The visualizeVisit way (``naive_visualize_visit.naive_mosaic``) on raws assembled with astropy."""
     from cpmosaic.camera import get_camera
 
+    from naive_visualize_visit import naive_mosaic as visualize_visit
+
     cam = get_camera("LSSTCam")
-    s = cam.detectors[0].pixel_size_mm * binning
-    boxes = {}
-    for det in cam:
-        xmin, _, ymin, _ = det.extent_mm
-        h, w = det.height // binning, det.width // binning
-        if det.n_quarter % 2:
-            h, w = w, h
-        boxes[det.name] = (math.floor(ymin / s + 0.5), math.floor(xmin / s + 0.5), h, w)
-    gy = min(b[0] for b in boxes.values())
-    gx = min(b[1] for b in boxes.values())
-    shape = (max(b[0] - gy + b[2] for b in boxes.values()), max(b[1] - gx + b[3] for b in boxes.values()))
-    mosaic = np.full(shape, np.nan, np.float32)
-    for path in paths:
-        det = cam["_".join(path.name.split("-")[1:3])]
-        image = naive_detector(path, det)
-        h, w = image.shape[0] // binning, image.shape[1] // binning
-        binned = image[: h * binning, : w * binning].reshape(h, binning, w, binning).mean(axis=(1, 3))
-        binned = np.rot90(binned, -det.n_quarter)
-        y0, x0 = boxes[det.name][0] - gy, boxes[det.name][1] - gx
-        mosaic[y0:y0 + binned.shape[0], x0:x0 + binned.shape[1]] = binned
-    return mosaic
+
+    def read(path: Path) -> tuple[str, np.ndarray]:
+        name = "_".join(path.name.split("-")[1:3])
+        return name, naive_detector(path, cam[name])
+
+    return visualize_visit(paths, cam, binning, read=read)
 
 
 def warm_up(path: Path, work: Path) -> None:

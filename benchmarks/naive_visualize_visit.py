@@ -33,7 +33,7 @@ def _read(path: Path) -> tuple[str, np.ndarray]:
     raise ValueError(f"{path}: no image")
 
 
-def naive_mosaic(files, camera="LSSTCam", binning: int = 8) -> np.ndarray:
+def naive_mosaic(files, camera="LSSTCam", binning: int = 8, read=_read) -> np.ndarray:
     """Assemble a binned focal-plane mosaic serially (the visualizeVisit way).
 
     Parameters
@@ -44,6 +44,9 @@ def naive_mosaic(files, camera="LSSTCam", binning: int = 8) -> np.ndarray:
         Camera or camera name (for detector positions and rotations).
     binning
         Block size.
+    read
+        ``read(path) -> (detector name, float32 image)``; default: the processed file's
+        IMAGE (a raw benchmark passes its own astropy assembly).
 
     Returns
     -------
@@ -66,7 +69,7 @@ def naive_mosaic(files, camera="LSSTCam", binning: int = 8) -> np.ndarray:
     shape = (max(b[0] - gy + b[2] for b in boxes.values()), max(b[1] - gx + b[3] for b in boxes.values()))
     mosaic = np.full(shape, np.nan, np.float32)
     for path in files:
-        name, image = _read(Path(path))
+        name, image = read(Path(path))
         det = cam[name]
         h, w = image.shape[0] // binning, image.shape[1] // binning
         binned = image[: h * binning, : w * binning].reshape(h, binning, w, binning).mean(axis=(1, 3))
