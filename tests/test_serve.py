@@ -39,8 +39,8 @@ def write_detector(path: Path, det) -> None:
     fits.HDUList([fits.PrimaryHDU(header=hdr), fits.ImageHDU(image, name="IMAGE")]).writeto(path)
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
+def make_store(tmp_path_factory) -> Path:
+    """The served test store: the RAFTS' detectors of a shrunk LSSTCam, binning 2 (the server tests share it)."""
     cam = shrink_camera(get_camera("LSSTCam"), SHRINK)
     d = tmp_path_factory.mktemp("serve_in")
     for det in cam:
@@ -49,6 +49,11 @@ def store(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("serve_store") / "visit.zarr"
     build_mosaic([d], out, camera=cam, binning=2, chunk=64, shard=(128, 128), progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return make_store(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

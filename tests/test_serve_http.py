@@ -24,10 +24,9 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 from PIL import Image
-from test_serve import RAFTS, SHRINK, get, observed, write_detector  # noqa: F401  (the same fixture data)
+from test_serve import RAFTS, SHRINK, get, make_store, observed, write_detector  # noqa: F401  (the same fixture data)
 
-from cpmosaic.camera import get_camera, shrink_camera
-from cpmosaic.mosaic import build_mosaic, open_mosaic
+from cpmosaic.mosaic import open_mosaic
 from cpmosaic.serve import stores as stores_mod
 from cpmosaic.serve import tiles
 from cpmosaic.serve.geometry import trailing_zeros
@@ -36,14 +35,7 @@ from cpmosaic.serve.server import make_server
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    cam = shrink_camera(get_camera("LSSTCam"), SHRINK)
-    d = tmp_path_factory.mktemp("http_in")
-    for det in cam:
-        if det.raft in RAFTS:
-            write_detector(d / f"img_{det.name}.fits", det)
-    out = tmp_path_factory.mktemp("http_store") / "visit.zarr"
-    build_mosaic([d], out, camera=cam, binning=2, chunk=64, shard=(128, 128), progress=False)
-    return out
+    return make_store(tmp_path_factory)
 
 
 def metrics_table(m) -> pd.DataFrame:
