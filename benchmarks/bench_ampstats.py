@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from _timing import best_of
 
 FOCAL_PLANE = 205
 
@@ -35,15 +35,6 @@ def make_images(n: int, shape: tuple[int, int], seed: int) -> list[np.ndarray]:
         img.flat[hits] += rng.uniform(200, 5000, hits.size).astype(np.float32)
         out.append(img)
     return out
-
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main(argv=None) -> int:
@@ -74,8 +65,8 @@ def main(argv=None) -> int:
         with ThreadPoolExecutor(args.threads) as pool:
             return list(pool.map(lambda im: amp_statistics(im, boxes, nsigma=3.0, niter=3, n_threads=1), images))
 
-    t_kernel = best_of(kernel_all, args.repeat)
-    t_kernel_1 = best_of(lambda: [amp_statistics(im, boxes, n_threads=1) for im in images[:1]], args.repeat)
+    t_kernel = best_of(kernel_all, args.repeat)[0]
+    t_kernel_1 = best_of(lambda: [amp_statistics(im, boxes, n_threads=1) for im in images[:1]], args.repeat)[0]
 
     # astropy: best of --astropy-repeat per amp (minima, like the kernel's best-of, resist the
     # load of a shared machine), summed over the amps of the measured detectors
@@ -86,11 +77,11 @@ def main(argv=None) -> int:
         for x0, y0, w, h in boxes:
             amp = im[y0:y0 + h, x0:x0 + w]
             t_astropy += best_of(lambda: astro.append(sigma_clipped_stats(amp, sigma=3.0, maxiters=3)),
-                                 args.astropy_repeat)
+                                 args.astropy_repeat)[0]
     astro = astro[::args.astropy_repeat]
 
     dst = np.empty_like(images[0])
-    t_copy = best_of(lambda: [np.copyto(dst, im) for im in images], args.repeat)
+    t_copy = best_of(lambda: [np.copyto(dst, im) for im in images], args.repeat)[0]
 
     # same data, same answers (astropy clips around the median with the plain std; afw
     # style differs slightly, so compare loosely)

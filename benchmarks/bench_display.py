@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
+from _timing import best_of
 
 
 def old_tile_rgba(data: np.ndarray, lo: float, hi: float, lut: np.ndarray) -> np.ndarray:
@@ -41,15 +41,6 @@ def old_tile_rgba(data: np.ndarray, lo: float, hi: float, lut: np.ndarray) -> np
     rgba = lut[idx]
     rgba[bad] = 0
     return rgba
-
-
-def best(fn, repeats: int) -> float:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return min(out) * 1e3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, ours, lib, lib_name in rows:
         ours(), lib()  # warm: imports, numba/astropy caches
         n = args.repeats * (50 if name.startswith("tile") else 1)
-        a, b = best(ours, n), best(lib, n)
+        a, b = best_of(ours, n)[0] * 1e3, best_of(lib, n)[0] * 1e3
         print(f"| {name} | {a:.2f} | {b:.2f} | {lib_name} | {a / b:.2f} |")
     return 0
 

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import best_of
 
 HERE = Path(__file__).resolve().parent
 
@@ -108,15 +109,6 @@ def tiny_table():
                          "metric": "NOISE", "value": [1.0], "passed": [True]})
 
 
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def bench_views(stores: dict, repeats: int) -> list[dict]:
     from cpmosaic.viz.explorer import ExploreSources, Explorer
     from cpmosaic.viz.viewport import plan_view
@@ -128,8 +120,8 @@ def bench_views(stores: dict, repeats: int) -> list[dict]:
         for name, (xr, yr) in zooms(store).items():
             win = plan_view(store, xr, yr, 1000, 800)
             app.view_image(xr, yr, width=1000, height=800)  # warm: stretch fitted, chunks' codecs loaded
-            t_view = best(lambda: app.view_image(xr, yr, width=1000, height=800), repeats)
-            t_read = best(lambda: store.read(win.level, *win.rows, *win.cols), repeats)
+            t_view = best_of(lambda: app.view_image(xr, yr, width=1000, height=800), repeats)[0]
+            t_read = best_of(lambda: store.read(win.level, *win.rows, *win.cols), repeats)[0]
             rows.append({"camera": cam, "zoom": name, "level": win.level, "window": list(win.shape),
                          "view_ms": round(t_view * 1e3, 1), "read_only_ms": round(t_read * 1e3, 1),
                          "store_gpix": round(np.prod(store.shape(0)) / 1e9, 3)})

@@ -23,7 +23,6 @@ import argparse
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ import pandas as pd
 
 from cpmosaic.metrics.drift import detect_changes
 from cpmosaic.metrics.history import HistoryStore, candlesticks
+from _timing import best_of
 
 AMPS = [f"C{i:02d}" for i in (10, 11, 12, 13, 14, 15, 16, 17, 7, 6, 5, 4, 3, 2, 1, 0)]
 
@@ -78,16 +78,6 @@ def make_history(n_days: int, n_amps: int, n_metrics: int, seed: int) -> tuple[p
     return df, injected
 
 
-def timed(fn, repeat: int = 1):
-    """(best wall time in seconds, last result)."""
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="30 nights and no CSV baseline")
@@ -101,22 +91,22 @@ def main(argv=None) -> int:
     n_days = args.days or (30 if args.quick else 365)
     csv = not (args.no_csv or args.quick)
 
-    t_make, (df, injected) = timed(lambda: make_history(n_days, args.amps, args.metrics, args.seed))
+    t_make, (df, injected) = best_of(lambda: make_history(n_days, args.amps, args.metrics, args.seed))
     rows = len(df)
     per_night = rows // n_days
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.store or Path(tmp) / "history")
         store = HistoryStore(root)
-        t_all, _ = timed(lambda: store.add(df))
+        t_all, _ = best_of(lambda: store.add(df))
         size = sum(f.stat().st_size for f in root.rglob("*.parquet"))
         last = int(df["day_obs"].iloc[n_days - 1])
         night = df[df["day_obs"] == last]
-        t_one, _ = timed(lambda: store.add(night), repeat=3)
+        t_one, _ = best_of(lambda: store.add(night), repeat=3)
         del night
-        t_load, loaded = timed(lambda: store.load(), repeat=2)
+        t_load, loaded = best_of(lambda: store.load(), repeat=2)
         assert len(loaded) == rows
         files = store.files()
-        t_serial, _ = timed(lambda: pd.concat([pd.read_parquet(f) for f in files], ignore_index=True))
+        t_serial, _ = best_of(lambda: pd.concat([pd.read_parquet(f) for f in files], ignore_index=True))
         t_csv = None
         if csv:
             import pyarrow as pa
@@ -124,10 +114,10 @@ def main(argv=None) -> int:
 
             path = Path(tmp) / "history.csv"
             pacsv.write_csv(pa.Table.from_pandas(loaded.astype({"passed": "object"}), preserve_index=False), path)
-            t_csv, _ = timed(lambda: pd.read_csv(path))
+            t_csv, _ = best_of(lambda: pd.read_csv(path))
             path.unlink()
-        t_detect, alerts = timed(lambda: detect_changes(loaded))
-        t_candle, _ = timed(lambda: candlesticks(loaded, "NOISE", "bias"))
+        t_detect, alerts = best_of(lambda: detect_changes(loaded))
+        t_candle, _ = best_of(lambda: candlesticks(loaded, "NOISE", "bias"))
 
     found = sorted(zip(alerts["kind"], alerts["detector"], alerts["amp"], alerts["metric"]))
     print(f"# cpmosaic history: {n_days} nights x {args.amps} amps x {args.metrics} metrics = {rows:,} rows "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from astropy.io import fits
 
 from cpmosaic.camera import get_camera
 from cpmosaic.io import open_exposure, write_processed_fits
+from _timing import best_of
 
 
 def make_raw(path: Path, det, rng, compress: bool) -> Path:
@@ -59,15 +59,6 @@ def naive_assembly(path: Path, det) -> np.ndarray:
     return np.concatenate([np.concatenate(row, axis=1) for row in grid], axis=0)
 
 
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def read_rows(path, rows=None):
     with open_exposure(path) as exp:
         return exp.read(rows)
@@ -89,26 +80,26 @@ def main(argv=None) -> None:
             ours = read_rows(path)  # also compiles the kernel
             ref = naive_assembly(path, det)
             assert np.allclose(ours, ref, atol=0.5), "cpmosaic and naive assemblies differ"
-            t_naive = best(lambda: naive_assembly(path, det), repeats)
-            t_ours = best(lambda: read_rows(path), repeats)
-            t_rows = best(lambda: read_rows(path, slice(1950, 2050)), repeats)
+            t_naive = best_of(lambda: naive_assembly(path, det), repeats)[0]
+            t_ours = best_of(lambda: read_rows(path), repeats)[0]
+            t_rows = best_of(lambda: read_rows(path, slice(1950, 2050)), repeats)[0]
             rows.append((f"raw {label}: full assembly", t_ours, t_naive))
             rows.append((f"raw {label}: 100 rows (crossing C0x/C1x)", t_rows, t_naive))
         image = rng.normal(1000, 10, (4000, 4000)).astype(np.float32)
         proc = write_processed_fits(tmp / "proc.fits", image, variance=image, mask=np.zeros(image.shape, np.int32))
-        t_full = best(lambda: read_rows(proc), repeats)
-        t_astropy = best(lambda: fits.getdata(proc, "IMAGE").astype(np.float32), repeats)
+        t_full = best_of(lambda: read_rows(proc), repeats)[0]
+        t_astropy = best_of(lambda: fits.getdata(proc, "IMAGE").astype(np.float32), repeats)[0]
         rows.append(("processed 4k x 4k: full read", t_full, t_astropy))
         for n in (1, 100, 1000):
-            t = best(lambda: read_rows(proc, slice(2000, 2000 + n)), repeats)
+            t = best_of(lambda: read_rows(proc, slice(2000, 2000 + n)), repeats)[0]
             rows.append((f"processed: {n} rows vs full read", t, t_full))
         # identification (every mosaic input is identified first): our header scan vs astropy
         from cpmosaic.io import formats as formats_module, identify
 
-        t_scan = best(lambda: identify(proc), repeats * 4)
+        t_scan = best_of(lambda: identify(proc), repeats * 4)[0]
         scan, formats_module._scan = formats_module._scan, lambda p: None
         try:
-            t_headers = best(lambda: identify(proc), repeats * 4)
+            t_headers = best_of(lambda: identify(proc), repeats * 4)[0]
         finally:
             formats_module._scan = scan
         rows.append(("processed: identify (header scan vs astropy)", t_scan, t_headers))

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
 import pandas as pd
+from _timing import best_of
 
 
 #: Bias metrics that follow an amp's read noise, as cp_verify writes them.
@@ -57,15 +57,6 @@ def make_table(nights: int, n_metrics: int, seed: int = 0) -> pd.DataFrame:
     df["day_obs"] = df["day_obs"].astype("Int64")
     df["passed"] = df["passed"].astype("boolean")
     return df
-
-
-def best_of(fn, repeat: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def main(argv=None) -> int:
