@@ -26,8 +26,8 @@ from .cpverify_tree import Product, find_products, parse_product_path, read_prod
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Product", "calibration_files", "dataset_files", "find_products", "is_butler_repo", "open_butler",
-           "parse_product_path", "read_butler", "read_product"]
+__all__ = ["Product", "calibration_files", "collections_hint", "dataset_files", "find_products", "is_butler_repo",
+           "open_butler", "parse_product_path", "read_butler", "read_product"]
 
 
 def is_butler_repo(path: str | os.PathLike) -> bool:
@@ -65,6 +65,18 @@ def _existing_collections(butler, root, collections: list[str], problems: list[d
     if not ok:
         raise InputError(root, f"collection(s) {', '.join(map(repr, collections))} do not exist")
     return ok
+
+
+def collections_hint(root: str | os.PathLike) -> str:
+    """"; it holds: a, b, ..." naming the repository's collections (chains first), for the error."""
+    try:
+        reg = open_butler(root).registry
+        names = sorted(reg.queryCollections(), key=lambda c: (reg.getCollectionType(c).name != "CHAINED", c))
+    except Exception:  # the hint is a courtesy: the error stands without it
+        return ""
+    if not names:
+        return "; it holds no collection"
+    return f"; it holds {len(names)}: " + ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
 
 
 def read_butler(root: str | os.PathLike, collections: str | Iterable[str], *,

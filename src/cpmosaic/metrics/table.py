@@ -199,20 +199,6 @@ def _resolve_detectors(ids: np.ndarray, names: np.ndarray, camera):
     return ids, out_names, ok
 
 
-def _collections_hint(root: Path) -> str:
-    """"; it holds: a, b, ..." naming the repository's collections (chains first), for the error."""
-    try:
-        from ..io.butler import open_butler
-
-        reg = open_butler(root).registry
-        names = sorted(reg.queryCollections(), key=lambda c: (reg.getCollectionType(c).name != "CHAINED", c))
-    except Exception:  # the hint is a courtesy: the error stands without it
-        return ""
-    if not names:
-        return "; it holds no collection"
-    return f"; it holds {len(names)}: " + ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-
-
 def load_metrics(source: str | os.PathLike, *, collections: str | list[str] | None = None,
                  camera: Camera | str | os.PathLike | None = None,
                  calib_types: Iterable[str] | None = None, progress: bool | None = None) -> pd.DataFrame:
@@ -261,11 +247,11 @@ def load_metrics(source: str | os.PathLike, *, collections: str | list[str] | No
     cam = get_camera(camera) if camera is not None else None
     wanted = {c.lower() for c in calib_types} if calib_types else None
     if is_butler_repo(path):
-        from ..io.butler import read_butler
+        from ..io.butler import collections_hint, read_butler
 
         if not collections:
             raise InputError(source, "is a Butler repository: give the collection(s) to read (--collection)"
-                             + _collections_hint(path))
+                             + collections_hint(path))
         chunks, problems = read_butler(path, collections, calib_types=wanted, progress=progress)
     else:
         chunks, problems = read_tree(path, wanted, progress, cam)
