@@ -69,12 +69,31 @@ def display():
 
 
 @pytest.fixture
-def viewer(display):
-    import napari
+def readme_napari(display):
+    """Run the README's napari recipe (its ``### napari`` code block, as printed) on a path, with
+    a hidden viewer and no event loop; yields ``run(path) -> (viewer, layer)``."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("### napari", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    lines = block.splitlines()
+    assert 'viewer = napari.Viewer()' in lines and "napari.run()" in lines
+    assert sum(line.startswith("path = ") for line in lines) == 1
+    viewers = []
 
-    v = napari.Viewer(show=False)
-    yield v
-    v.close()
+    def run(path: str):
+        code = "\n".join("viewer = napari.Viewer(show=False)" if line == "viewer = napari.Viewer()"
+                         else f"path = {path!r}" if line.startswith("path = ")
+                         else "" if line == "napari.run()" else line for line in lines)
+        ns: dict = {}
+        try:
+            exec(compile(code, "README.md (napari)", "exec"), ns)
+        finally:
+            if "viewer" in ns:
+                viewers.append(ns["viewer"])
+        return ns["viewer"], ns["layer"]
+
+    yield run
+    for v in viewers:
+        v.close()
 
 
 @pytest.fixture(scope="module")
@@ -103,16 +122,6 @@ def ome_levels(store: Path) -> list[dict]:
     return out
 
 
-def readme_recipe(viewer, path: str):
-    """The README's napari recipe, as printed there (with ``viewer`` made by the caller)."""
-    from cpmosaic.mosaic import open_mosaic
-
-    (layer,) = viewer.open(path, plugin="napari-ome-zarr")  # one image layer, every pyramid level
-    viewer.scene.camera.orientation2d = ("up", "right")  # rows grow with focal-plane y: draw +y up
-    layer.translate = open_mosaic(path).translation_um(0)  # world = focal-plane micrometres
-    return layer
-
-
 def canvas(viewer) -> np.ndarray:
     """The canvas as RGBA rows from the top.  A hidden viewer renders its canvas only once its
     window has been laid out and grabbed, so grab the window first, then fit the view."""
@@ -121,8 +130,8 @@ def canvas(viewer) -> np.ndarray:
     return viewer.screenshot(canvas_only=True, flash=False)
 
 
-def test_readme_recipe_draws_focal_plane_y_up(viewer, store):
-    layer = readme_recipe(viewer, str(store))
+def test_readme_recipe_draws_focal_plane_y_up(readme_napari, store):
+    viewer, layer = readme_napari(str(store))
     levels = ome_levels(store)
     # every level of the store is a scale level of the one layer, at the store's own pixel size
     assert layer.multiscale
@@ -158,14 +167,15 @@ def test_readme_recipe_draws_focal_plane_y_up(viewer, store):
     assert seen["R43_S11"][0] < seen["R01_S11"][0] and seen["R43_S11"][1] > seen["R01_S11"][1]
 
 
-def test_readme_http_recipe_opens_the_served_store(viewer, store):
+def test_readme_http_recipe_opens_the_served_store(readme_napari, store):
     """``cpmosaic serve`` (uvicorn) on loopback; napari-ome-zarr opens ``http://HOST/visit.zarr``."""
     need("aiohttp")  # fsspec's HTTP file system, which zarr reads the URL with
     from test_serve_http import _start_cli
 
     proc, url = _start_cli([str(store)])
     try:
-        layer = readme_recipe(viewer, f"{url}/visit.zarr")
+        viewer, layer = readme_napari(f"{url}/visit.zarr")
+        assert viewer.scene.camera.orientation2d == ("up", "right")
         levels = ome_levels(store)
         assert [tuple(d.shape) for d in layer.data] == [lv["shape"] for lv in levels]
         m = open_mosaic(store)
