@@ -178,6 +178,8 @@ def test_readme_http_recipe_opens_the_served_store(readme_napari, store):
         assert viewer.scene.camera.orientation2d == ("up", "right")
         levels = ome_levels(store)
         assert [tuple(d.shape) for d in layer.data] == [lv["shape"] for lv in levels]
+        # the README's translate line read the served metadata: world = focal-plane micrometres
+        assert list(layer.translate) == levels[0]["translation"] and list(layer.scale) == levels[0]["scale"]
         m = open_mosaic(store)
         for k in range(m.n_levels):
             # the bright detectors' pixels, read through HTTP, equal the store's
