@@ -241,42 +241,64 @@ def bench_rss(src: Path, store: str, n: int, stats_levels) -> dict:
                   "shape": list(m.shape(0))}
 
 
-def _timed(cmd: list[str], env=None) -> tuple[float, float]:
-    r = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M", *cmd], capture_output=True, text=True, env=env)
+def _timed(cmd: list[str], env=None) -> tuple[float, float, float]:
+    """``(wall s, peak RSS MB, CPU s)`` of one process under ``/usr/bin/time``."""
+    r = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M %U %S", *cmd], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-2000:])
-    t, kb = r.stderr.strip().splitlines()[-1].split()[1:]
-    return float(t), float(kb) / 1024
+    t, kb, u, sy = r.stderr.strip().splitlines()[-1].split()[1:]
+    return float(t), float(kb) / 1024, float(u) + float(sy)
 
 
-def bench_export(src: Path, store: str, work: Path) -> dict:
+def bench_export(src: Path, store: str, work: Path, repeats: int = 3) -> dict:
+    """``export-tiles --format dzi`` and libvips ``dzsave`` as whole processes, interleaved
+    ``repeats`` times (each into a fresh folder); the median of each, and every run."""
     from cpmosaic.mosaic import open_mosaic
 
     m = open_mosaic(store)
     lo, hi = m.window(0)
-    out = {}
+    work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(src)}
-    t, mb = _timed([PY, "-m", "cpmosaic", "-q", "export-tiles", store, "--format", "dzi", "-o", str(work / "ours"),
-                    "--rescale", f"{lo},{hi}"], env)
-    out["cpmosaic"] = {"seconds": t, "peak_mb": mb, "tiles": len(list((work / "ours").rglob("*.png")))}
+    ours = [PY, "-m", "cpmosaic", "-q", "export-tiles", store, "--format", "dzi", "-o", str(work / "ours"),
+            "--rescale", f"{lo},{hi}"]
     try:
         import pyvips  # noqa: F401
+        have_vips = True
     except ImportError:
-        return out | {"vips": "pyvips not installed"}
+        have_vips = False
     raw = work / "level0.v"
-    subprocess.run([PY, "-c", f"""
+    if have_vips and not raw.exists():
+        subprocess.run([PY, "-c", f"""
 import numpy as np, pyvips, sys
 sys.path.insert(0, {str(src)!r})
 from cpmosaic.mosaic import open_mosaic
 a = np.ascontiguousarray(open_mosaic({store!r}).read(0)[::-1])
 pyvips.Image.new_from_array(a).write_to_file({str(raw)!r})
 """], check=True)
-    script = (f"import pyvips; im = pyvips.Image.new_from_file({str(raw)!r}); "
-              f"im = ((im - {lo}) * (255.0 / ({hi} - {lo}))).cast('uchar'); "
-              f"im.dzsave({str(work / 'vips')!r}, tile_size=254, overlap=1, suffix='.png[compression=1]')")
-    t, mb = _timed([PY, "-c", script])
-    out["vips"] = {"seconds": t, "peak_mb": mb, "tiles": len(list((work / "vips_files").rglob("*.png"))),
-                   "input": "level 0 as a float32 .v file (not counted), linear to 8 bits, 1 band"}
+    vips = [PY, "-c", f"import pyvips; im = pyvips.Image.new_from_file({str(raw)!r}); "
+                      f"im = ((im - {lo}) * (255.0 / ({hi} - {lo}))).cast('uchar'); "
+                      f"im.dzsave({str(work / 'vips')!r}, tile_size=254, overlap=1, suffix='.png[compression=1]')"]
+    runs: dict[str, list] = {"cpmosaic": [], "vips": []}
+    for _ in range(repeats):
+        for key, cmd, outs in (("cpmosaic", ours, ["ours"]), ("vips", vips, ["vips_files", "vips.dzi"])):
+            if key == "vips" and not have_vips:
+                continue
+            for o in outs:  # a fresh folder each time: overwriting files costs more than writing them
+                p = work / o
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            t, mb, cpu = _timed(cmd, env)
+            runs[key].append({"seconds": t, "cpu_s": cpu, "peak_mb": mb, "load": os.getloadavg()[0]})
+    out = {}
+    for key, folder in (("cpmosaic", "ours"), ("vips", "vips_files")):
+        if not runs[key]:
+            out[key] = "pyvips not installed"
+            continue
+        out[key] = {f"median_{k}": float(np.median([r[k] for r in runs[key]])) for k in ("seconds", "cpu_s", "peak_mb")}
+        out[key] |= {"tiles": len(list((work / folder).rglob("*.png"))),
+                     "bytes": sum(f.stat().st_size for f in (work / folder).rglob("*.png")), "runs": runs[key]}
+    if have_vips:
+        out["ratio_seconds_vips_over_cpmosaic"] = out["vips"]["median_seconds"] / out["cpmosaic"]["median_seconds"]
+        out["vips"]["input"] = "level 0 as a float32 .v file (not counted), linear to 8 bits, 1 band"
     return out
 
 
@@ -353,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-rev", default="08469ba", help="git revision of the old server")
     ap.add_argument("--quick", action="store_true", help="shrink 16/4 stores, fewer requests")
     ap.add_argument("--only", default="warm,cold,rss,export,riotiler")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each export (median reported)")
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
     sys.path.insert(0, str(ROOT / "src"))
@@ -365,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["tar", "-x", "-C", str(old)], input=tar, check=True)
         old_src, new_src = old / "src", ROOT / "src"
         s8 = args.store8 or str(build_store(work, 16 if args.quick else 8, "b8"))
-        full = args.full or str(build_store(work, 4 if args.quick else 1, "full"))
+        needs_full = bool(only & {"cold", "rss"})
+        full = args.full or (str(build_store(work, 4 if args.quick else 1, "full")) if needs_full else "")
         n = 1000 if args.quick else 6000
         def emit(name: str, value) -> None:  # one JSON line per section, as soon as it is measured
             print(json.dumps({name: value, "loadavg": os.getloadavg()}, default=str), flush=True)
@@ -380,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             emit("rss_b8_new", bench_rss(new_src, s8, n // 4, [1, 2]))
             emit("rss_b8_old", bench_rss(old_src, s8, n // 4, [1, 2]))
         if "export" in only:
-            emit("export", bench_export(new_src, s8, work / "export"))
+            emit("export", bench_export(new_src, s8, work / "export", args.repeats))
         if "riotiler" in only:
             emit("riotiler", bench_riotiler(s8, work, 40 if args.quick else 100))
     return 0

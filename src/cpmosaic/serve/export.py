@@ -1,12 +1,17 @@
 """Static tile pyramids for hosting without a server: Deep Zoom or XYZ, written to a directory.
 
-The tiles are the server's tiles, byte for byte (same readers, same stretches), rendered
-in batches on dask's threaded scheduler (numpy, zlib and the zarr codecs release the GIL): at most
-``workers`` batches are in memory at once and each holds one tile's data at a time, so
-memory does not grow with the mosaic.  Deep Zoom writes ``NAME.dzi`` and ``NAME_files/L/C_R.png``
-(every tile, transparent where no detector is: viewers ask for all of them); XYZ writes
-``Z/X/Y.png`` for the tiles that touch a detector and a ``tilejson.json`` with a relative
+The tiles are the server's tiles, byte for byte (same readers, same stretches, the same
+:func:`cpmosaic.serve.tiles.render_png`).  Deep Zoom writes ``NAME.dzi`` and
+``NAME_files/L/C_R.png`` (every tile, transparent where no detector is: viewers ask for all of
+them), one row of tiles per task from one strip of its level (each chunk decoded once); XYZ
+writes ``Z/X/Y.png`` for the tiles that touch a detector and a ``tilejson.json`` with a relative
 template.
+
+Tasks run on a thread pool (numba, ISA-L/zlib and the zarr codecs release the GIL), or on dask
+(``use_dask=True``: dask's threaded scheduler, for a caller that wants dask's diagnostics or
+scheduling).  At most ``workers`` tasks are in memory at once and each holds one strip, so
+memory does not grow with the mosaic.  Dask is imported only when asked for: a whole
+``cpmosaic export-tiles`` process is dominated by its start-up on small stores.
 """
 
 from __future__ import annotations
@@ -14,20 +19,25 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from . import tiles
+from .geometry import DeepZoom
 from .stores import ServedStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["export_tiles", "dzi_tile_addresses", "xyz_tile_addresses"]
+__all__ = ["export_tiles", "dzi_tile_addresses", "xyz_tile_addresses", "BandReader"]
 
-#: XYZ tiles (or Deep Zoom rows of tiles) rendered per dask task.
+#: XYZ tiles rendered per task (a Deep Zoom task is one row of tiles).
 BATCH = 64
+#: Largest aligned store level (bytes, float32) kept whole while a Deep Zoom export runs.
+KEEP_ALIGNED_BYTES = 128 * 2**20
 
 
 def dzi_tile_addresses(s: ServedStore):
@@ -50,11 +60,85 @@ def xyz_tile_addresses(s: ServedStore):
                     yield (z, x, y)
 
 
-def _render_batch(s: ServedStore, fmt: str, addrs: list, style, out: str, name: str) -> int:
+class _Slot:
+    """A band being read by one thread while the others wait for it."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.value: np.ndarray | None = None
+
+
+class BandReader:
+    """Store levels read in whole-width bands of chunk rows, each band read once.
+
+    Deep Zoom rows start at the top edge and store chunks at the bottom one, so every chunk
+    row lies under two rows of tiles (often rendered at once by two threads): a band is read
+    by the first thread that needs it and kept for the next (at most ``max_bands`` per
+    level).  ``keep_level`` is read whole and kept: the aligned level, which the cached
+    coarse Deep Zoom level and its own rows of tiles both read.  ``read`` has the signature
+    of :func:`cpmosaic.serve.tiles.read_padded` (NaN outside the level).
+    """
+
+    def __init__(self, m, keep_level: int | None = None, max_bands: int = 6) -> None:
+        self.m = m
+        self.keep_level = keep_level
+        self.max_bands = max_bands
+        self._lock = threading.Lock()
+        self._bands: OrderedDict = OrderedDict()
+        self._whole: np.ndarray | None = None
+
+    def _band(self, k: int, b: int, rows: int) -> np.ndarray:
+        key = (k, b)
+        with self._lock:
+            slot = self._bands.get(key)
+            owner = slot is None
+            if owner:
+                slot = self._bands[key] = _Slot()
+                while len(self._bands) > self.max_bands:
+                    self._bands.popitem(last=False)
+            else:
+                self._bands.move_to_end(key)
+        if owner:
+            h = self.m.shape(k)[0]
+            slot.value = np.asarray(self.m.read(k, b * rows, min((b + 1) * rows, h)), dtype=np.float32)
+            slot.ready.set()
+        else:
+            slot.ready.wait()
+        assert slot.value is not None
+        return slot.value
+
+    def _level(self, k: int) -> np.ndarray:
+        with self._lock:  # read once, by the first thread that asks
+            if self._whole is None:
+                self._whole = np.asarray(self.m.read(k), dtype=np.float32)
+            return self._whole
+
+    def read(self, k: int, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
+        """Level ``k`` rows ``[i0, i1)``, columns ``[j0, j1)``; NaN outside the level."""
+        h, w = self.m.shape(k)
+        out = np.full((i1 - i0, j1 - j0), np.nan, np.float32)
+        ci0, ci1, cj0, cj1 = max(i0, 0), min(i1, h), max(j0, 0), min(j1, w)
+        if not (ci1 > ci0 and cj1 > cj0):
+            return out
+        if k == self.keep_level:
+            out[ci0 - i0:ci1 - i0, cj0 - j0:cj1 - j0] = self._level(k)[ci0:ci1, cj0:cj1]
+            return out
+        rows = self.m.levels[k].chunks[0]
+        for b in range(ci0 // rows, (ci1 - 1) // rows + 1):
+            band = self._band(k, b, rows)
+            r0, r1 = max(ci0, b * rows), min(ci1, b * rows + band.shape[0])
+            out[r0 - i0:r1 - i0, cj0 - j0:cj1 - j0] = band[r0 - b * rows:r1 - b * rows, cj0:cj1]
+        return out
+
+
+def _render_batch(s: ServedStore, fmt: str, addrs: list, style, out: str, name: str, dz=None) -> int:
     n = 0
     for a in addrs:
         if fmt == "dzi":
-            n += _dzi_row(s, *a, style, out, name)
+            if a == "cached":
+                dz.cached()
+            else:
+                n += _dzi_row(dz, *a, style, s.styles, out, name)
             continue
         z, x, y = a
         png = tiles.render_tile(s.m, s.grid, s.styles, z, x, y, 1, style, s.chunks.read)
@@ -66,22 +150,18 @@ def _render_batch(s: ServedStore, fmt: str, addrs: list, style, out: str, name: 
     return n
 
 
-def _dzi_row(s: ServedStore, level: int, row: int, style, out: str, name: str) -> int:
+def _dzi_row(dz: DeepZoom, level: int, row: int, style, styles, out: str, name: str) -> int:
     """Write one row of Deep Zoom tiles from one strip (the server's tiles, byte for byte:
     the strip's blocks are the tiles' blocks, both anchored at the top-left)."""
-    h, w = s.deepzoom.level_shape(level)
+    h, w = dz.level_shape(level)
     r0, r1 = max(row * tiles.DZI_TILE - tiles.DZI_OVERLAP, 0), min((row + 1) * tiles.DZI_TILE + tiles.DZI_OVERLAP, h)
-    strip = s.deepzoom.read(s.deepzoom.top - level, r0, r1, 0, w)
+    strip = dz.read(dz.top - level, r0, r1, 0, w)
     folder = os.path.join(out, f"{name}_files", str(level))
-    os.makedirs(folder, exist_ok=True)
     n_cols = -(-w // tiles.DZI_TILE)
     for col in range(n_cols):
         c0, c1 = max(col * tiles.DZI_TILE - tiles.DZI_OVERLAP, 0), min((col + 1) * tiles.DZI_TILE + tiles.DZI_OVERLAP, w)
-        data = strip[:, c0:c1]
-        if np.isfinite(data).any():
-            png = tiles.encode_png(tiles.to_rgba(data, style, s.styles))
-        else:
-            png = tiles.empty_png(c1 - c0, r1 - r0)
+        # render_png answers the transparent tile itself when nothing is drawn (no extra pass)
+        png = tiles.render_png(strip[:, c0:c1], style, styles)
         with open(os.path.join(folder, f"{col}_{row}.png"), "wb") as fh:
             fh.write(png)
     return n_cols
@@ -89,7 +169,7 @@ def _dzi_row(s: ServedStore, level: int, row: int, style, out: str, name: str) -
 
 def export_tiles(store: str, out: str | os.PathLike, fmt: str = "dzi", style: tiles.Style | None = None,
                  name: str | None = None, storage_options: dict | None = None, workers: int | None = None,
-                 chunk_cache_bytes: int = 0) -> dict:
+                 chunk_cache_bytes: int = 0, use_dask: bool = False) -> dict:
     """Write a static tile pyramid of a store; returns ``{"tiles", "seconds", "format", "path"}``.
 
     Parameters
@@ -103,14 +183,14 @@ def export_tiles(store: str, out: str | os.PathLike, fmt: str = "dzi", style: ti
     style
         Stretch, limits and colour map (:func:`cpmosaic.serve.tiles.parse_style`).
     workers
-        Dask threads (default: CPUs).
+        Threads (default: CPUs).
+    use_dask
+        Run the tasks on dask's threaded scheduler instead of a plain thread pool (same tiles).
 
     Examples
     --------
     >>> export_tiles("visit.zarr", "site/", "dzi", tiles.parse_style({"stretch": ["asinh"]}))  # doctest: +SKIP
     """
-    import dask
-
     if fmt not in ("dzi", "xyz"):
         raise ValueError(f"format must be 'dzi' or 'xyz', got {fmt!r}")
     style = style if style is not None else tiles.Style()
@@ -120,24 +200,38 @@ def export_tiles(store: str, out: str | os.PathLike, fmt: str = "dzi", style: ti
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # store-wide state first (limits, eq_hist table, the cached Deep Zoom level): every task shares it
-    tiles.to_rgba(s.m.read(s.m.n_levels - 1)[:1, :1], style, s.styles)
+    s.styles.normalize(style)
+    n_workers = workers or os.cpu_count() or 1
     if fmt == "dzi":
-        s.deepzoom.cached()
         h, w = s.m.shape(0)
         (out / f"{name}.dzi").write_text(tiles.dzi_descriptor(w, h))
-        addrs = dzi_tile_addresses(s)
+        for level in range(s.deepzoom.top + 1):
+            (out / f"{name}_files" / str(level)).mkdir(parents=True, exist_ok=True)
+        a = s.deepzoom.aligned
+        ha, wa = s.m.shape(a)
+        bands = BandReader(s.m, a if ha * wa * 4 <= KEEP_ALIGNED_BYTES else None, 2 * n_workers + 2)
+        dz = DeepZoom(s.m.shape(0), s.m.n_levels, bands.read)
+        # the cached coarse level first, built by one thread while the others render the finest
+        # rows (most of the work); the coarse rows, which need it, last
+        addrs = sorted(dzi_tile_addresses(s), key=lambda a: -a[0])
+        batches = [["cached"]] + [[a] for a in addrs]
     else:
-        addrs = xyz_tile_addresses(s)
-    batch, tasks = [], []
-    render = dask.delayed(_render_batch, pure=False)
-    for a in addrs:
-        batch.append(a)
-        if len(batch) == (BATCH if fmt == "xyz" else 1):
-            tasks.append(render(s, fmt, batch, style, str(out), name))
-            batch = []
-    if batch:
-        tasks.append(render(s, fmt, batch, style, str(out), name))
-    counts = dask.compute(*tasks, scheduler="threads", num_workers=workers or os.cpu_count() or 1)
+        dz = None
+        flat = list(xyz_tile_addresses(s))
+        batches = [flat[i:i + BATCH] for i in range(0, len(flat), BATCH)]
+    if use_dask:
+        import dask
+
+        render = dask.delayed(_render_batch, pure=False)
+        counts = dask.compute(*[render(s, fmt, b, style, str(out), name, dz) for b in batches],
+                              scheduler="threads", num_workers=n_workers)
+    elif n_workers == 1:
+        counts = tuple(_render_batch(s, fmt, b, style, str(out), name, dz) for b in batches)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_workers) as pool:
+            counts = tuple(pool.map(lambda b: _render_batch(s, fmt, b, style, str(out), name, dz), batches))
     n = int(sum(counts))
     if fmt == "xyz":
         xmin, ymin, xmax, ymax = s.summary_bounds
