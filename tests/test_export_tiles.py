@@ -1,0 +1,48 @@
+"""``export_tiles`` internals: the band reader returns the store's values, and the thread pool,
+one thread and dask write the same files (the server's tiles; the CLI test in
+test_serve_http compares them with a live server byte for byte)."""
+
+from __future__ import annotations
+
+import filecmp
+
+import numpy as np
+import pytest
+from test_serve import RAFTS, SHRINK, make_store, write_detector  # noqa: F401  (the same fixture data)
+
+from cpmosaic.mosaic import open_mosaic
+from cpmosaic.serve import tiles
+from cpmosaic.serve.export import BandReader, export_tiles
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_band_reader_is_read_padded(store, keep):
+    m = open_mosaic(store)
+    rng = np.random.default_rng(2)
+    for k in range(m.n_levels):
+        h, w = m.shape(k)
+        r = BandReader(m, keep_level=k if keep else None, max_bands=2)
+        boxes = [(0, h, 0, w), (-5, 3, -2, w + 4), (h - 3, h + 9, 1, 5), (h + 1, h + 4, 0, w)]
+        boxes += [tuple(sorted(rng.integers(-10, h + 10, 2))) + tuple(sorted(rng.integers(-10, w + 10, 2)))
+                  for _ in range(20)]
+        for i0, i1, j0, j1 in boxes:
+            np.testing.assert_array_equal(r.read(k, i0, i1, j0, j1), tiles.read_padded(m, k, i0, i1, j0, j1))
+
+
+def test_thread_pool_one_thread_and_dask_write_the_same_files(store, tmp_path):
+    style = tiles.parse_style({"stretch": ["asinh"], "colormap_name": ["viridis"]})
+    outs = []
+    for i, kw in enumerate(({"workers": 3}, {"workers": 1}, {"workers": 2, "use_dask": True})):
+        res = export_tiles(str(store), tmp_path / str(i), "dzi", style, **kw)
+        assert res["tiles"] > 0
+        outs.append(tmp_path / str(i))
+    files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*") if p.is_file())
+    assert len(files) == sum(1 for p in outs[1].rglob("*") if p.is_file())
+    for other in outs[1:]:
+        match, mismatch, errors = filecmp.cmpfiles(outs[0], other, [str(f) for f in files], shallow=False)
+        assert not mismatch and not errors
