@@ -250,9 +250,10 @@ def _timed(cmd: list[str], env=None) -> tuple[float, float, float]:
     return float(t), float(kb) / 1024, float(u) + float(sy)
 
 
-def bench_export(src: Path, store: str, work: Path, repeats: int = 3) -> dict:
+def bench_export(src: Path, store: str, work: Path, repeats: int = 3, before_src: Path | None = None) -> dict:
     """``export-tiles --format dzi`` and libvips ``dzsave`` as whole processes, interleaved
-    ``repeats`` times (each into a fresh folder); the median of each, and every run."""
+    ``repeats`` times (each into a fresh folder); the median of each, and every run.  With
+    ``before_src``, the same command from an earlier source tree runs in the same rotation."""
     from cpmosaic.mosaic import open_mosaic
 
     m = open_mosaic(store)
@@ -278,27 +279,37 @@ pyvips.Image.new_from_array(a).write_to_file({str(raw)!r})
     vips = [PY, "-c", f"import pyvips; im = pyvips.Image.new_from_file({str(raw)!r}); "
                       f"im = ((im - {lo}) * (255.0 / ({hi} - {lo}))).cast('uchar'); "
                       f"im.dzsave({str(work / 'vips')!r}, tile_size=254, overlap=1, suffix='.png[compression=1]')"]
-    runs: dict[str, list] = {"cpmosaic": [], "vips": []}
-    for _ in range(repeats):
-        for key, cmd, outs in (("cpmosaic", ours, ["ours"]), ("vips", vips, ["vips_files", "vips.dzi"])):
+    runs: dict[str, list] = {"cpmosaic": [], "vips": [], "cpmosaic_before": []}
+    jobs = [("cpmosaic", ours, ["ours"], env), ("vips", vips, ["vips_files", "vips.dzi"], None)]
+    if before_src is not None:
+        jobs.append(("cpmosaic_before", ours[:-4] + ["-o", str(work / "before"), *ours[-2:]],
+                     ["before"], {**os.environ, "PYTHONPATH": str(before_src)}))
+    for rep in range(-1, repeats):  # rep -1: a warm-up of each (page cache, numba's cache of a fresh tree)
+        for key, cmd, outs, job_env in jobs:
             if key == "vips" and not have_vips:
                 continue
             for o in outs:  # a fresh folder each time: overwriting files costs more than writing them
                 p = work / o
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-            t, mb, cpu = _timed(cmd, env)
-            runs[key].append({"seconds": t, "cpu_s": cpu, "peak_mb": mb, "load": os.getloadavg()[0]})
+            t, mb, cpu = _timed(cmd, job_env)
+            if rep >= 0:
+                runs[key].append({"seconds": t, "cpu_s": cpu, "peak_mb": mb, "load": os.getloadavg()[0]})
     out = {}
-    for key, folder in (("cpmosaic", "ours"), ("vips", "vips_files")):
+    for key, folder in (("cpmosaic", "ours"), ("vips", "vips_files"), ("cpmosaic_before", "before")):
         if not runs[key]:
-            out[key] = "pyvips not installed"
+            out[key] = "pyvips not installed" if key == "vips" else "not run"
             continue
         out[key] = {f"median_{k}": float(np.median([r[k] for r in runs[key]])) for k in ("seconds", "cpu_s", "peak_mb")}
+        out[key]["best_seconds"] = min(r["seconds"] for r in runs[key])  # the least disturbed by other jobs
         out[key] |= {"tiles": len(list((work / folder).rglob("*.png"))),
                      "bytes": sum(f.stat().st_size for f in (work / folder).rglob("*.png")), "runs": runs[key]}
     if have_vips:
         out["ratio_seconds_vips_over_cpmosaic"] = out["vips"]["median_seconds"] / out["cpmosaic"]["median_seconds"]
+        out["ratio_best_seconds_vips_over_cpmosaic"] = out["vips"]["best_seconds"] / out["cpmosaic"]["best_seconds"]
         out["vips"]["input"] = "level 0 as a float32 .v file (not counted), linear to 8 bits, 1 band"
+    if runs["cpmosaic_before"]:
+        out["ratio_seconds_before_over_cpmosaic"] = (out["cpmosaic_before"]["median_seconds"]
+                                                     / out["cpmosaic"]["median_seconds"])
     return out
 
 
@@ -376,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="shrink 16/4 stores, fewer requests")
     ap.add_argument("--only", default="warm,cold,rss,export,riotiler")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each export (median reported)")
+    ap.add_argument("--export-before-rev", default="eab195e",
+                    help="git revision whose export-tiles runs beside the current one ('' to skip)")
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
     sys.path.insert(0, str(ROOT / "src"))
@@ -404,7 +417,15 @@ def main(argv: list[str] | None = None) -> int:
             emit("rss_b8_new", bench_rss(new_src, s8, n // 4, [1, 2]))
             emit("rss_b8_old", bench_rss(old_src, s8, n // 4, [1, 2]))
         if "export" in only:
-            emit("export", bench_export(new_src, s8, work / "export", args.repeats))
+            before = None
+            if args.export_before_rev:
+                before = Path(tmp) / "export_before"
+                before.mkdir()
+                tar = subprocess.run(["git", "-C", str(ROOT), "archive", args.export_before_rev, "src"], check=True,
+                                     capture_output=True).stdout
+                subprocess.run(["tar", "-x", "-C", str(before)], input=tar, check=True)
+                before = before / "src"
+            emit("export", bench_export(new_src, s8, work / "export", args.repeats, before))
         if "riotiler" in only:
             emit("riotiler", bench_riotiler(s8, work, 40 if args.quick else 100))
     return 0

@@ -21,6 +21,7 @@ decoder reads.
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 
@@ -72,8 +73,13 @@ def encode(pixels: np.ndarray, level: int = 1) -> bytes:
     return _png(_rows(pixels), pixels.shape[1], _COLOUR_TYPE[c], level)
 
 
-def _is_grey(lut: np.ndarray) -> bool:
-    return bool((lut[:, 0] == lut[:, 1]).all() and (lut[:, 0] == lut[:, 2]).all() and (lut[:, 3] == 255).all())
+@functools.lru_cache(maxsize=64)
+def _table(lut_bytes: bytes) -> tuple[bool, bool, np.ndarray, np.ndarray, np.ndarray]:
+    """``(grey, identity, grey levels, PLTE rgb, tRNS alpha)`` of a ``(256, 4)`` table, once per table."""
+    lut = np.frombuffer(lut_bytes, np.uint8).reshape(256, 4)
+    grey = bool((lut[:, 0] == lut[:, 1]).all() and (lut[:, 0] == lut[:, 2]).all() and (lut[:, 3] == 255).all())
+    identity = grey and bool((lut[:, 0] == np.arange(256)).all())
+    return grey, identity, lut[:, 0].copy(), lut[:, :3].copy(), lut[:, 3].copy()
 
 
 def encode_indexed(index: np.ndarray, alpha: np.ndarray, counts: np.ndarray, lut: np.ndarray,
@@ -92,19 +98,18 @@ def encode_indexed(index: np.ndarray, alpha: np.ndarray, counts: np.ndarray, lut
     """
     h, w = index.shape
     transparent = int(counts[256]) > 0
-    grey = _is_grey(lut)
-    identity = grey and bool((lut[:, 0] == np.arange(256)).all())
+    grey, identity, levels, plte, trns = _table(np.ascontiguousarray(lut, dtype=np.uint8).tobytes())
     if grey and not transparent:
-        return _png(_rows(index if identity else lut[:, 0][index]), w, 0, level)
+        return _png(_rows(index if identity else levels[index]), w, 0, level)
     free = np.flatnonzero(counts[:256] == 0)
     if free.size == 0 and transparent:  # every colour drawn: no palette entry left for "transparent"
         if grey:
-            return _png(_rows(np.stack([index if identity else lut[:, 0][index], alpha], axis=-1)), w, 4, level)
+            return _png(_rows(np.stack([index if identity else levels[index], alpha], axis=-1)), w, 4, level)
         rgba = lut[index]
         rgba[alpha == 0] = 0
         return _png(_rows(rgba), w, 6, level)
-    plte, trns = lut[:, :3].copy(), lut[:, 3].copy()
     if transparent:
+        plte, trns = plte.copy(), trns.copy()
         u = int(free[0])
         np.copyto(index, np.uint8(u), where=alpha == 0)
         plte[u], trns[u] = 0, 0
