@@ -110,7 +110,12 @@ class BandReader:
     def _level(self, k: int) -> np.ndarray:
         with self._lock:  # read once, by the first thread that asks
             if self._whole is None:
-                self._whole = np.asarray(self.m.read(k), dtype=np.float32)
+                h, w = self.m.shape(k)
+                whole = np.empty((h, w), np.float32)
+                rows = self.m.levels[k].chunks[0] * 4  # by bands: no second level-sized buffer
+                for i in range(0, h, rows):
+                    whole[i:i + rows] = self.m.read(k, i, min(i + rows, h))
+                self._whole = whole
             return self._whole
 
     def read(self, k: int, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
