@@ -32,7 +32,7 @@ from .stores import ServedStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["export_tiles", "dzi_tile_addresses", "xyz_tile_addresses", "BandReader"]
+__all__ = ["export_tiles", "dzi_tile_addresses", "xyz_tile_addresses", "BandReader", "TileWriter"]
 
 #: XYZ tiles rendered per task (a Deep Zoom task is one row of tiles).
 BATCH = 64
@@ -136,26 +136,70 @@ class BandReader:
         return out
 
 
-def _render_batch(s: ServedStore, fmt: str, addrs: list, style, out: str, name: str, dz=None) -> int:
+class TileWriter:
+    """Files written by their own threads, so that a slow file system never stalls rendering.
+
+    Creating a file can take a millisecond on a busy disk (journal, dirty-page throttling),
+    about as long as rendering a tile; the kernel call does not hold the GIL, so a few writer
+    threads hide it.  At most ``max_pending`` tiles wait in memory; :meth:`close` waits for
+    the rest and raises the first error (a full disk, a read-only folder).
+    """
+
+    def __init__(self, threads: int = 4, max_pending: int = 256) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tile-writer")
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._errors: list[BaseException] = []
+
+    def _write(self, path: str, data: bytes) -> None:
+        try:
+            with open(path, "wb") as fh:
+                fh.write(data)
+        except BaseException as exc:  # noqa: BLE001  (kept and raised by close)
+            self._errors.append(exc)
+        finally:
+            self._slots.release()
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` (its folder exists) in the background."""
+        if self._errors:
+            raise self._errors[0]
+        self._slots.acquire()
+        self._pool.submit(self._write, path, data)
+
+    def close(self) -> None:
+        """Wait for every write; raise the first error."""
+        self._pool.shutdown(wait=True)
+        if self._errors:
+            raise self._errors[0]
+
+
+def _render_batch(s: ServedStore, fmt: str, addrs: list, style, out: str, name: str, dz=None,
+                  writer: TileWriter | None = None) -> int:
     n = 0
     for a in addrs:
         if fmt == "dzi":
             if a == "cached":
                 dz.cached()
             else:
-                n += _dzi_row(dz, *a, style, s.styles, out, name)
+                n += _dzi_row(dz, *a, style, s.styles, out, name, writer)
             continue
         z, x, y = a
         png = tiles.render_tile(s.m, s.grid, s.styles, z, x, y, 1, style, s.chunks.read)
         path = os.path.join(out, str(z), str(x), f"{y}.png")
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as fh:
-            fh.write(png)
+        if writer is not None:
+            writer.put(path, png)
+        else:
+            with open(path, "wb") as fh:
+                fh.write(png)
         n += 1
     return n
 
 
-def _dzi_row(dz: DeepZoom, level: int, row: int, style, styles, out: str, name: str) -> int:
+def _dzi_row(dz: DeepZoom, level: int, row: int, style, styles, out: str, name: str,
+             writer: TileWriter | None = None) -> int:
     """Write one row of Deep Zoom tiles from one strip (the server's tiles, byte for byte:
     the strip's blocks are the tiles' blocks, both anchored at the top-left)."""
     h, w = dz.level_shape(level)
@@ -167,7 +211,11 @@ def _dzi_row(dz: DeepZoom, level: int, row: int, style, styles, out: str, name: 
         c0, c1 = max(col * tiles.DZI_TILE - tiles.DZI_OVERLAP, 0), min((col + 1) * tiles.DZI_TILE + tiles.DZI_OVERLAP, w)
         # render_png answers the transparent tile itself when nothing is drawn (no extra pass)
         png = tiles.render_png(strip[:, c0:c1], style, styles)
-        with open(os.path.join(folder, f"{col}_{row}.png"), "wb") as fh:
+        path = os.path.join(folder, f"{col}_{row}.png")
+        if writer is not None:
+            writer.put(path, png)
+            continue
+        with open(path, "wb") as fh:
             fh.write(png)
     return n_cols
 
@@ -224,19 +272,24 @@ def export_tiles(store: str, out: str | os.PathLike, fmt: str = "dzi", style: ti
         dz = None
         flat = list(xyz_tile_addresses(s))
         batches = [flat[i:i + BATCH] for i in range(0, len(flat), BATCH)]
-    if use_dask:
-        import dask
+    writer = TileWriter()
+    try:
+        if use_dask:
+            import dask
 
-        render = dask.delayed(_render_batch, pure=False)
-        counts = dask.compute(*[render(s, fmt, b, style, str(out), name, dz) for b in batches],
-                              scheduler="threads", num_workers=n_workers)
-    elif n_workers == 1:
-        counts = tuple(_render_batch(s, fmt, b, style, str(out), name, dz) for b in batches)
-    else:
-        from concurrent.futures import ThreadPoolExecutor
+            render = dask.delayed(_render_batch, pure=False)
+            counts = dask.compute(*[render(s, fmt, b, style, str(out), name, dz, writer) for b in batches],
+                                  scheduler="threads", num_workers=n_workers)
+        elif n_workers == 1:
+            counts = tuple(_render_batch(s, fmt, b, style, str(out), name, dz, writer) for b in batches)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(n_workers) as pool:
-            counts = tuple(pool.map(lambda b: _render_batch(s, fmt, b, style, str(out), name, dz), batches))
+            with ThreadPoolExecutor(n_workers) as pool:
+                counts = tuple(pool.map(lambda b: _render_batch(s, fmt, b, style, str(out), name, dz, writer),
+                                        batches))
+    finally:
+        writer.close()
     n = int(sum(counts))
     if fmt == "xyz":
         xmin, ymin, xmax, ymax = s.summary_bounds
