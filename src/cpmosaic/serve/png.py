@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import functools
 import struct
+import types
 import zlib
 
 import numpy as np
 
+_deflate: types.ModuleType
 try:  # ISA-L: same deflate streams any inflater reads, 3-10x faster to write at level 1
     from isal import isal_zlib as _deflate
 except ImportError:  # pragma: no cover - isal is a dependency; zlib keeps the encoder working without it
-    _deflate = zlib  # type: ignore[assignment]
+    _deflate = zlib
 
 __all__ = ["encode", "encode_indexed"]
 
