@@ -9,7 +9,9 @@ Every figure has its baseline measured in the same run:
   fresh server (the zarr files are in the page cache), tiles/s, new vs old;
 * rss: peak server RSS under 32 concurrent clients asking tiles and ``/statistics`` mixed;
 * export: ``cpmosaic export-tiles --format dzi`` vs libvips ``dzsave`` on the same image
-  (level 0 linearly scaled to 8 bits), wall time and peak memory of each process;
+  (level 0 linearly scaled to 8 bits) and vs the previous ``export-tiles``
+  (``--export-before-rev``), whole processes interleaved, wall and CPU time, peak memory;
+* tile_render: per-tile colour + PNG in process, ``render_png`` vs the RGBA path it replaced;
 * rio-tiler: in-process tile latency of rio-tiler on a COG of the same tile world vs
   :func:`cpmosaic.serve.tiles.render_tile`, same tiles, same rescale, PNG out.
 
@@ -313,6 +315,36 @@ pyvips.Image.new_from_array(a).write_to_file({str(raw)!r})
     return out
 
 
+def bench_tile_render(store: str, n: int = 200) -> dict:
+    """Per-tile colour + PNG, in process: ``render_png`` (one-pass kernel, palette/grey PNG) vs the
+    RGBA path it replaced (``to_rgba`` + the RGBA encoder), on the same finest-level Deep Zoom
+    tiles, interleaved, best of 3 passes each; the output bytes of both."""
+    from cpmosaic.serve import tiles
+    from cpmosaic.serve.stores import ServedStore
+
+    s = ServedStore("b8", store, None, 0)
+    lo, hi = s.m.window(0)
+    style = tiles.parse_style({"rescale": [f"{lo},{hi}"]})
+    top = s.deepzoom.top
+    h, w = s.deepzoom.level_shape(top)
+    rng = np.random.default_rng(0)
+    cells = [(int(c), int(r)) for c, r in zip(rng.integers(0, w // 254, n), rng.integers(0, h // 254, n))]
+    data = [tiles.dzi_values(s.m, top, c, r, s.deepzoom) for c, r in cells]
+    paths = {"rgba (before)": lambda d: tiles.encode_png(tiles.to_rgba(d, style, s.styles)),
+             "render_png": lambda d: tiles.render_png(d, style, s.styles)}
+    best = {k: float("inf") for k in paths}
+    size = {}
+    for _ in range(3):
+        for k, f in paths.items():
+            f(data[0])
+            t0 = time.perf_counter()
+            out = [f(d) for d in data]
+            best[k] = min(best[k], (time.perf_counter() - t0) / len(data))
+            size[k] = sum(len(b) for b in out) / len(out)
+    return {"tiles": len(data), "us_per_tile": {k: 1e6 * v for k, v in best.items()},
+            "bytes_per_tile": size, "speedup": best["rgba (before)"] / best["render_png"]}
+
+
 _RIO = r"""
 import json, sys, time
 import numpy as np
@@ -385,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", help="where to build and write (default: a temporary directory)")
     ap.add_argument("--baseline-rev", default="08469ba", help="git revision of the old server")
     ap.add_argument("--quick", action="store_true", help="shrink 16/4 stores, fewer requests")
-    ap.add_argument("--only", default="warm,cold,rss,export,riotiler")
+    ap.add_argument("--only", default="warm,cold,rss,export,tile_render,riotiler")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each export (median reported)")
     ap.add_argument("--export-before-rev", default="eab195e",
                     help="git revision whose export-tiles runs beside the current one ('' to skip)")
@@ -426,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
                 subprocess.run(["tar", "-x", "-C", str(before)], input=tar, check=True)
                 before = before / "src"
             emit("export", bench_export(new_src, s8, work / "export", args.repeats, before))
+        if "tile_render" in only:
+            emit("tile_render", bench_tile_render(s8))
         if "riotiler" in only:
             emit("riotiler", bench_riotiler(s8, work, 40 if args.quick else 100))
     return 0
