@@ -9,7 +9,9 @@ Every figure has its baseline measured in the same run:
   fresh server (the zarr files are in the page cache), tiles/s, new vs old;
 * rss: peak server RSS under 32 concurrent clients asking tiles and ``/statistics`` mixed;
 * export: ``cpmosaic export-tiles --format dzi`` vs libvips ``dzsave`` on the same image
-  (level 0 linearly scaled to 8 bits), wall time and peak memory of each process;
+  (level 0 linearly scaled to 8 bits) and vs the previous ``export-tiles``
+  (``--export-before-rev``), whole processes interleaved, wall and CPU time, peak memory;
+* tile_render: per-tile colour + PNG in process, ``render_png`` vs the RGBA path it replaced;
 * rio-tiler: in-process tile latency of rio-tiler on a COG of the same tile world vs
   :func:`cpmosaic.serve.tiles.render_tile`, same tiles, same rescale, PNG out.
 
@@ -241,43 +243,106 @@ def bench_rss(src: Path, store: str, n: int, stats_levels) -> dict:
                   "shape": list(m.shape(0))}
 
 
-def _timed(cmd: list[str], env=None) -> tuple[float, float]:
-    r = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M", *cmd], capture_output=True, text=True, env=env)
+def _timed(cmd: list[str], env=None) -> tuple[float, float, float]:
+    """``(wall s, peak RSS MB, CPU s)`` of one process under ``/usr/bin/time``."""
+    r = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M %U %S", *cmd], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-2000:])
-    t, kb = r.stderr.strip().splitlines()[-1].split()[1:]
-    return float(t), float(kb) / 1024
+    t, kb, u, sy = r.stderr.strip().splitlines()[-1].split()[1:]
+    return float(t), float(kb) / 1024, float(u) + float(sy)
 
 
-def bench_export(src: Path, store: str, work: Path) -> dict:
+def bench_export(src: Path, store: str, work: Path, repeats: int = 3, before_src: Path | None = None) -> dict:
+    """``export-tiles --format dzi`` and libvips ``dzsave`` as whole processes, interleaved
+    ``repeats`` times (each into a fresh folder); the median of each, and every run.  With
+    ``before_src``, the same command from an earlier source tree runs in the same rotation."""
     from cpmosaic.mosaic import open_mosaic
 
     m = open_mosaic(store)
     lo, hi = m.window(0)
-    out = {}
+    work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(src)}
-    t, mb = _timed([PY, "-m", "cpmosaic", "-q", "export-tiles", store, "--format", "dzi", "-o", str(work / "ours"),
-                    "--rescale", f"{lo},{hi}"], env)
-    out["cpmosaic"] = {"seconds": t, "peak_mb": mb, "tiles": len(list((work / "ours").rglob("*.png")))}
+    ours = [PY, "-m", "cpmosaic", "-q", "export-tiles", store, "--format", "dzi", "-o", str(work / "ours"),
+            "--rescale", f"{lo},{hi}"]
     try:
         import pyvips  # noqa: F401
+        have_vips = True
     except ImportError:
-        return out | {"vips": "pyvips not installed"}
+        have_vips = False
     raw = work / "level0.v"
-    subprocess.run([PY, "-c", f"""
+    if have_vips and not raw.exists():
+        subprocess.run([PY, "-c", f"""
 import numpy as np, pyvips, sys
 sys.path.insert(0, {str(src)!r})
 from cpmosaic.mosaic import open_mosaic
 a = np.ascontiguousarray(open_mosaic({store!r}).read(0)[::-1])
 pyvips.Image.new_from_array(a).write_to_file({str(raw)!r})
 """], check=True)
-    script = (f"import pyvips; im = pyvips.Image.new_from_file({str(raw)!r}); "
-              f"im = ((im - {lo}) * (255.0 / ({hi} - {lo}))).cast('uchar'); "
-              f"im.dzsave({str(work / 'vips')!r}, tile_size=254, overlap=1, suffix='.png[compression=1]')")
-    t, mb = _timed([PY, "-c", script])
-    out["vips"] = {"seconds": t, "peak_mb": mb, "tiles": len(list((work / "vips_files").rglob("*.png"))),
-                   "input": "level 0 as a float32 .v file (not counted), linear to 8 bits, 1 band"}
+    vips = [PY, "-c", f"import pyvips; im = pyvips.Image.new_from_file({str(raw)!r}); "
+                      f"im = ((im - {lo}) * (255.0 / ({hi} - {lo}))).cast('uchar'); "
+                      f"im.dzsave({str(work / 'vips')!r}, tile_size=254, overlap=1, suffix='.png[compression=1]')"]
+    runs: dict[str, list] = {"cpmosaic": [], "vips": [], "cpmosaic_before": []}
+    jobs = [("cpmosaic", ours, ["ours"], env), ("vips", vips, ["vips_files", "vips.dzi"], None)]
+    if before_src is not None:
+        jobs.append(("cpmosaic_before", ours[:-4] + ["-o", str(work / "before"), *ours[-2:]],
+                     ["before"], {**os.environ, "PYTHONPATH": str(before_src)}))
+    for rep in range(-1, repeats):  # rep -1: a warm-up of each (page cache, numba's cache of a fresh tree)
+        for key, cmd, outs, job_env in jobs:
+            if key == "vips" and not have_vips:
+                continue
+            for o in outs:  # a fresh folder each time: overwriting files costs more than writing them
+                p = work / o
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            t, mb, cpu = _timed(cmd, job_env)
+            if rep >= 0:
+                runs[key].append({"seconds": t, "cpu_s": cpu, "peak_mb": mb, "load": os.getloadavg()[0]})
+    out = {}
+    for key, folder in (("cpmosaic", "ours"), ("vips", "vips_files"), ("cpmosaic_before", "before")):
+        if not runs[key]:
+            out[key] = "pyvips not installed" if key == "vips" else "not run"
+            continue
+        out[key] = {f"median_{k}": float(np.median([r[k] for r in runs[key]])) for k in ("seconds", "cpu_s", "peak_mb")}
+        out[key]["best_seconds"] = min(r["seconds"] for r in runs[key])  # the least disturbed by other jobs
+        out[key] |= {"tiles": len(list((work / folder).rglob("*.png"))),
+                     "bytes": sum(f.stat().st_size for f in (work / folder).rglob("*.png")), "runs": runs[key]}
+    if have_vips:
+        out["ratio_seconds_vips_over_cpmosaic"] = out["vips"]["median_seconds"] / out["cpmosaic"]["median_seconds"]
+        out["ratio_best_seconds_vips_over_cpmosaic"] = out["vips"]["best_seconds"] / out["cpmosaic"]["best_seconds"]
+        out["vips"]["input"] = "level 0 as a float32 .v file (not counted), linear to 8 bits, 1 band"
+    if runs["cpmosaic_before"]:
+        out["ratio_seconds_before_over_cpmosaic"] = (out["cpmosaic_before"]["median_seconds"]
+                                                     / out["cpmosaic"]["median_seconds"])
     return out
+
+
+def bench_tile_render(store: str, n: int = 200) -> dict:
+    """Per-tile colour + PNG, in process: ``render_png`` (one-pass kernel, palette/grey PNG) vs the
+    RGBA path it replaced (``to_rgba`` + the RGBA encoder), on the same finest-level Deep Zoom
+    tiles, interleaved, best of 3 passes each; the output bytes of both."""
+    from cpmosaic.serve import tiles
+    from cpmosaic.serve.stores import ServedStore
+
+    s = ServedStore("b8", store, None, 0)
+    lo, hi = s.m.window(0)
+    style = tiles.parse_style({"rescale": [f"{lo},{hi}"]})
+    top = s.deepzoom.top
+    h, w = s.deepzoom.level_shape(top)
+    rng = np.random.default_rng(0)
+    cells = [(int(c), int(r)) for c, r in zip(rng.integers(0, w // 254, n), rng.integers(0, h // 254, n))]
+    data = [tiles.dzi_values(s.m, top, c, r, s.deepzoom) for c, r in cells]
+    paths = {"rgba (before)": lambda d: tiles.encode_png(tiles.to_rgba(d, style, s.styles)),
+             "render_png": lambda d: tiles.render_png(d, style, s.styles)}
+    best = {k: float("inf") for k in paths}
+    size = {}
+    for _ in range(3):
+        for k, f in paths.items():
+            f(data[0])
+            t0 = time.perf_counter()
+            out = [f(d) for d in data]
+            best[k] = min(best[k], (time.perf_counter() - t0) / len(data))
+            size[k] = sum(len(b) for b in out) / len(out)
+    return {"tiles": len(data), "us_per_tile": {k: 1e6 * v for k, v in best.items()},
+            "bytes_per_tile": size, "speedup": best["rgba (before)"] / best["render_png"]}
 
 
 _RIO = r"""
@@ -352,7 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", help="where to build and write (default: a temporary directory)")
     ap.add_argument("--baseline-rev", default="08469ba", help="git revision of the old server")
     ap.add_argument("--quick", action="store_true", help="shrink 16/4 stores, fewer requests")
-    ap.add_argument("--only", default="warm,cold,rss,export,riotiler")
+    ap.add_argument("--only", default="warm,cold,rss,export,tile_render,riotiler")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each export (median reported)")
+    ap.add_argument("--export-before-rev", default="eab195e",
+                    help="git revision whose export-tiles runs beside the current one ('' to skip)")
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
     sys.path.insert(0, str(ROOT / "src"))
@@ -365,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["tar", "-x", "-C", str(old)], input=tar, check=True)
         old_src, new_src = old / "src", ROOT / "src"
         s8 = args.store8 or str(build_store(work, 16 if args.quick else 8, "b8"))
-        full = args.full or str(build_store(work, 4 if args.quick else 1, "full"))
+        needs_full = bool(only & {"cold", "rss"})
+        full = args.full or (str(build_store(work, 4 if args.quick else 1, "full")) if needs_full else "")
         n = 1000 if args.quick else 6000
         def emit(name: str, value) -> None:  # one JSON line per section, as soon as it is measured
             print(json.dumps({name: value, "loadavg": os.getloadavg()}, default=str), flush=True)
@@ -380,7 +449,17 @@ def main(argv: list[str] | None = None) -> int:
             emit("rss_b8_new", bench_rss(new_src, s8, n // 4, [1, 2]))
             emit("rss_b8_old", bench_rss(old_src, s8, n // 4, [1, 2]))
         if "export" in only:
-            emit("export", bench_export(new_src, s8, work / "export"))
+            before = None
+            if args.export_before_rev:
+                before = Path(tmp) / "export_before"
+                before.mkdir()
+                tar = subprocess.run(["git", "-C", str(ROOT), "archive", args.export_before_rev, "src"], check=True,
+                                     capture_output=True).stdout
+                subprocess.run(["tar", "-x", "-C", str(before)], input=tar, check=True)
+                before = before / "src"
+            emit("export", bench_export(new_src, s8, work / "export", args.repeats, before))
+        if "tile_render" in only:
+            emit("tile_render", bench_tile_render(s8))
         if "riotiler" in only:
             emit("riotiler", bench_riotiler(s8, work, 40 if args.quick else 100))
     return 0

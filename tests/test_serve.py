@@ -80,8 +80,9 @@ def png(srv, path: str) -> np.ndarray:
     assert status == 200, body
     assert headers["Content-Type"] == "image/png"
     im = Image.open(io.BytesIO(body))
-    assert im.mode == "RGBA"
-    return np.asarray(im)
+    # tiles are grey, palette (with tRNS), grey+alpha or RGBA PNGs: whichever is smallest
+    assert im.mode in ("L", "P", "LA", "RGBA"), im.mode
+    return np.asarray(im.convert("RGBA"))
 
 
 def gray(values: np.ndarray) -> np.ndarray:

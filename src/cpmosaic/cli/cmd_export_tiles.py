@@ -2,7 +2,8 @@
 
 Deep Zoom (``DIR/NAME.dzi`` + ``DIR/NAME_files/``, for OpenSeadragon) or XYZ (``DIR/Z/X/Y.png``
 + ``DIR/tilejson.json``, for Leaflet ``CRS.Simple`` or OpenLayers); the same tiles
-``cpmosaic serve`` renders, streamed in batches on dask threads with bounded memory.
+``cpmosaic serve`` renders, streamed by rows of tiles on a thread pool (``--dask``: dask's
+threaded scheduler) with bounded memory.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("--rescale", metavar="MIN,MAX", help="display limits (default: the store's window)")
     p.add_argument("--colormap", default="gray", help="colour map name (default gray)")
     p.add_argument("--workers", type=int_in(1, 1024), default=None, help="threads (default: CPUs)")
+    p.add_argument("--dask", action="store_true", help="run the tasks on dask's threaded scheduler (same tiles)")
     add_storage_options(p)
     p.set_defaults(func=run)
 
@@ -45,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
         log.error("--%s", str(exc).replace("colormap_name", "colormap"))
         return 2
     res = export_tiles(args.store, args.output, args.format, style, name=args.name,
-                       storage_options=args.storage_options, workers=args.workers)
+                       storage_options=args.storage_options, workers=args.workers, use_dask=args.dask)
     log.info("wrote %d tiles to %s in %.1f s", res["tiles"], res["path"], res["seconds"])
     return 0

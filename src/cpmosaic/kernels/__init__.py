@@ -16,10 +16,14 @@ rotate_quarter, bin_rotate_into
     bin + rotate + paste path of the mosaic builder.
 amp_statistics, amp_difference_statistics
     Per-box moments, quartiles and afw-style sigma-clipped statistics.
+colour_index
+    Data values to colour indices and alpha in one pass (the display layer's stretch and
+    quantisation), for the tile PNG encoder.
 """
 
 from .assemble import OVERSCAN_MODES, assemble_amp
 from .binning import HOW, block_reduce, pyramid_reduce
+from .colour import colour_index
 from .rotate import bin_rotate_into, rotate_quarter
 from .stats import DIFF_KEYS, IQ_TO_STDEV, STAT_KEYS, amp_difference_statistics, amp_statistics
 
@@ -34,6 +38,7 @@ __all__ = [
     "assemble_amp",
     "bin_rotate_into",
     "block_reduce",
+    "colour_index",
     "pyramid_reduce",
     "rotate_quarter",
 ]

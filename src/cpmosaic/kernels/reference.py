@@ -22,6 +22,7 @@ __all__ = [
     "assemble_amp",
     "bin_rotate_into",
     "block_reduce",
+    "colour_index",
     "pyramid_reduce",
     "quantile",
     "rotate_quarter",
@@ -278,3 +279,27 @@ def amp_difference_statistics(
         for k in DIFF_KEYS:
             out[k].append(row[k])
     return {k: np.asarray(out[k], dtype=np.int64 if k.startswith("n_") else np.float64) for k in DIFF_KEYS}
+
+
+# --------------------------------------------------------------------------- colour
+def colour_index(
+    data: np.ndarray,
+    vmin: float,
+    vmax: float,
+    values: np.ndarray | None = None,
+    nodata: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference for :func:`cpmosaic.kernels.colour.colour_index`: whole-array float32 steps."""
+    d = np.asarray(data, dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if values is None:
+            x = np.clip((d - np.float32(vmin)) / np.float32(vmax - vmin), np.float32(0), np.float32(1))
+        else:
+            x = np.asarray(values, dtype=np.float32)
+        bad = ~np.isfinite(d) | ~np.isfinite(x)
+        if nodata is not None:
+            bad |= d == np.float32(nodata)
+        index = np.floor(np.where(bad, 0, x) * np.float32(256)).clip(0, 255).astype(np.uint8)
+    alpha = np.where(bad, 0, 255).astype(np.uint8)
+    counts = np.append(np.bincount(index[~bad], minlength=256), np.count_nonzero(bad)).astype(np.int64)
+    return index, alpha, counts

@@ -270,7 +270,7 @@ def create_app(stores: Sequence[str] | Mapping[str, str | ServedStore], *, publi
                 return ov.render(data, box, data.shape, style, s)
             if not np.isfinite(data).any():
                 return tiles.empty_png(data.shape[1], data.shape[0])
-        return tiles.encode_png(tiles.to_rgba(data, style, s.styles))
+        return tiles.render_png(data, style, s.styles)
 
     async def xyz_tile(request: Request) -> Response:
         s = store_of(request.path_params["name"])

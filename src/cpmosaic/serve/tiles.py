@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["BadParameter", "OutOfRange", "Style", "TileGrid", "parse_style", "render_tile", "render_dzi_tile", "dzi_levels",
            "tile_values", "dzi_values", "dzi_window",
-           "dzi_descriptor", "empty_png", "encode_png", "colormap_lut", "read_padded"]
+           "dzi_descriptor", "empty_png", "encode_png", "render_png", "colormap_lut", "read_padded"]
 
 TILE = 256
 DZI_TILE, DZI_OVERLAP = 254, 1
@@ -223,6 +223,21 @@ def to_rgba(data: np.ndarray, style: Style, styles: StoreStyleCache) -> np.ndarr
     return display.to_rgba(styles.normalize(style)(data), colormap_lut(style.colormap), mask)
 
 
+def render_png(data: np.ndarray, style: Style, styles: StoreStyleCache) -> bytes:
+    """PNG bytes of values ``[rows from top, x]`` in a style: the pixels of :func:`to_rgba`, in one
+    pass (:func:`cpmosaic.kernels.colour.colour_index`) and one byte per pixel where the tile allows
+    (:func:`cpmosaic.serve.png.encode_indexed`); a transparent tile where nothing is drawn."""
+    from ..kernels.colour import colour_index
+    from .png import encode_indexed
+
+    norm = styles.normalize(style)
+    values = None if norm.affine else norm(data)
+    index, alpha, counts = colour_index(data, norm.vmin, norm.vmax, values, style.nodata)
+    if counts[256] == index.size:
+        return empty_png(index.shape[1], index.shape[0])
+    return encode_indexed(index, alpha, counts, colormap_lut(style.colormap))
+
+
 def encode_png(rgba: np.ndarray) -> bytes:
     """PNG bytes of an RGBA array (unfiltered, zlib level 1: :mod:`cpmosaic.serve.png`)."""
     from .png import encode
@@ -308,7 +323,7 @@ def render_tile(m: MosaicStore, grid: TileGrid, styles: StoreStyleCache, z: int,
     data = tile_values(m, grid, z, x, y, scale, reader)
     if data is None:
         return empty_png(TILE * scale)
-    return encode_png(to_rgba(data, style, styles))
+    return render_png(data, style, styles)
 
 
 def dzi_descriptor(width: int, height: int) -> str:
@@ -359,4 +374,4 @@ def render_dzi_tile(m: MosaicStore, styles: StoreStyleCache, level: int, col: in
     data = dzi_values(m, level, col, row, dz)
     if not np.isfinite(data).any():
         return empty_png(data.shape[1], data.shape[0])
-    return encode_png(to_rgba(data, style, styles))
+    return render_png(data, style, styles)

@@ -186,6 +186,10 @@ def stretch_transform(name: str) -> Any:
     return table[name]()
 
 
+#: Stretch names whose transform is the identity on ``[0, 1]`` (they name only an interval).
+_IDENTITY_STRETCHES = ("linear", "zscale", "percentile")
+
+
 @dataclass(frozen=True)
 class Normalize:
     """Data -> display values in ``[0, 1]``: ``stretch(clip((data - vmin) / (vmax - vmin)))``.
@@ -200,8 +204,15 @@ class Normalize:
     transform: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        # the identity stretches load astropy's LinearStretch only when asked for it (inverse):
+        # a tile export with a linear stretch then never imports astropy.visualization
+        if self.transform is None and self.stretch not in _IDENTITY_STRETCHES:
+            object.__setattr__(self, "transform", stretch_transform(self.stretch))
+
+    def _stretch(self) -> Any:
         if self.transform is None:
             object.__setattr__(self, "transform", stretch_transform(self.stretch))
+        return self.transform
 
     def __call__(self, data: ArrayLike) -> np.ndarray:
         """Display values (float32), NaN where *data* is not finite."""
@@ -210,9 +221,28 @@ class Normalize:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             x = (d - np.float32(self.vmin)) / span
             np.clip(x, 0.0, 1.0, out=x)
-            out = np.asarray(self.transform(x, clip=False), dtype=np.float32)
+            # identity: astropy's LinearStretch(clip=False) returns x itself, as float64
+            out = x if self.transform is None else np.asarray(self.transform(x, clip=False), dtype=np.float32)
         out[~np.isfinite(d)] = np.nan
         return out
+
+    @property
+    def affine(self) -> bool:
+        """True when the stretch is the identity on ``[0, 1]`` (``linear``, ``zscale``,
+        ``percentile``): the display value is ``clip((data - vmin) / span, 0, 1)`` alone, which
+        :func:`cpmosaic.kernels.colour.colour_index` computes in one pass.
+
+        >>> Normalize(0.0, 1.0, "zscale").affine, Normalize(0.0, 1.0, "sqrt").affine
+        (True, False)
+        """
+        t = self.transform
+        if t is None:
+            return True
+        if isinstance(t, HistEqStretch):
+            return False
+        from astropy.visualization import LinearStretch
+
+        return type(t) is LinearStretch and t.slope == 1 and t.intercept == 0
 
     def inverse(self, values: ArrayLike) -> np.ndarray:
         """Display values in ``[0, 1]`` -> data values.
@@ -220,7 +250,7 @@ class Normalize:
         >>> Normalize(0.0, 100.0, "sqrt").inverse([0.5]).tolist()
         [25.0]
         """
-        y = np.asarray(self.transform.inverse(np.asarray(values, dtype=float)), dtype=float)
+        y = np.asarray(self._stretch().inverse(np.asarray(values, dtype=float)), dtype=float)
         return self.vmin + y * (self.vmax - self.vmin)
 
 
