@@ -187,7 +187,8 @@ def test_zooming_the_mosaic_moves_the_heat_map_and_reads_the_window(server, brow
                  "return [d.x[0], d.dw[0], d.y[0], d.dh[0]]; })()")
         before = await dt.eval(image)
         # wheel zoom on the mosaic, about its centre, until the view is under 100 mm wide
-        cx, cy = await dt.eval("__cpm.point('^mosaic', 0, 0)")
+        cx, cy = await dt.eval("(() => { const m = __cpm.plot('^mosaic').model; return __cpm.point('^mosaic', "
+                               "(m.x_range.start + m.x_range.end) / 2, (m.y_range.start + m.y_range.end) / 2); })()")
         for _ in range(30):
             await dt.send("Input.dispatchMouseEvent", type="mouseWheel", x=cx, y=cy, deltaX=0, deltaY=-300)
             span = await dt.eval("(() => { const r = __cpm.plot('^mosaic').model.x_range; return r.end - r.start; })()")
