@@ -135,7 +135,10 @@ class TapLinks:
             from bokeh.models import ColumnDataSource
 
             src = ColumnDataSource(dict(self.outline))
-            fig.line("x", "y", source=src, color=OUTLINE_COLOR, line_width=3.5, tags=["cpm-selected"])
+            # the overlay level is painted on its own canvas layer: a tap does not repaint the
+            # heat map's 3,216 patches or the mosaic image under it
+            r = fig.line("x", "y", source=src, color=OUTLINE_COLOR, line_width=3.5, level="overlay")
+            r.tags = ["cpm-selected"]  # on the renderer (a glyph method's tags= go to the glyph)
             self._outline_sources.append(src)
             if on_tap is not None:
                 fig.on_event("tap", lambda event: on_tap(event.x, event.y))
@@ -151,8 +154,8 @@ class TapLinks:
             from bokeh.models import ColumnDataSource
 
             src = ColumnDataSource(dict(self.series))
-            fig.line("date", "value", source=src, color=OUTLINE_COLOR, line_width=2, tags=["cpm-series"])
-            fig.scatter("date", "value", source=src, color=OUTLINE_COLOR, size=6, tags=["cpm-series-points"])
+            fig.line("date", "value", source=src, color=OUTLINE_COLOR, line_width=2).tags = ["cpm-series"]
+            fig.scatter("date", "value", source=src, color=OUTLINE_COLOR, size=6).tags = ["cpm-series-points"]
             self._series_sources.append(src)
 
         return hook
