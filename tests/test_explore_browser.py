@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -214,3 +215,60 @@ def test_zooming_the_mosaic_moves_the_heat_map_and_reads_the_window(server, brow
     # pixels of the level read
     assert x <= max(x0, before[0]) + 1e-6 and x + dw >= min(x1, before[0] + before[1]) - 1e-6
     assert dw < (x1 - x0) + 5 and dh < (y1 - y0) + 5
+
+
+@pytest.fixture(scope="module")
+def serve_with_explore(explore_demo, tmp_path_factory):
+    """``cpmosaic serve STORE --explore SOURCE``: the tile server and the explorer in one process."""
+    port, eport = _free_port(), _free_port()
+    log = tmp_path_factory.mktemp("serve-explore") / "server.log"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    cmd = [sys.executable, "-m", "cpmosaic", "serve", f"bias={explore_demo.mosaics['bias']}", "--port", str(port),
+           "--explore", str(explore_demo.manifest.verify_root), "--history", str(explore_demo.history),
+           "--explore-port", str(eport)]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    urls = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{eport}/"
+    try:
+        end = time.monotonic() + 180
+        for url in urls:
+            while True:
+                try:
+                    urllib.request.urlopen(url, timeout=5)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > end:
+                        pytest.fail(f"cpmosaic serve --explore did not start:\n{log.read_text()}")
+                    time.sleep(0.5)
+        yield proc, urls
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_and_explore_from_one_process(serve_with_explore, browser):
+    proc, (tiles, explorer) = serve_with_explore
+    stores = json.load(urllib.request.urlopen(f"{tiles}/stores.json", timeout=10))
+    assert "bias" in json.dumps(stores)
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *a, **k):
+            return None
+
+    query = "calib=bias&day=2025-11-19&metric=MEAN&det=R22_S11&amp=C07"
+    try:
+        urllib.request.build_opener(NoRedirect).open(f"{tiles}/explore?{query}", timeout=10)
+        raise AssertionError("/explore did not redirect")
+    except urllib.error.HTTPError as e:
+        assert e.code == 307 and e.headers["Location"] == f"{explorer}?{query}"
+
+    async def go():
+        dt = await DevTools.open(browser)
+        await open_app(dt, f"{tiles}/explore?{query}")  # followed to the explorer, the websocket opened
+        await dt.wait_for("(__cpm.deep('#cpm-selected-amp') || {dataset: {}}).dataset.amp == 'C07'", 60)
+        heading = await dt.eval("__cpm.deep('#cpm-selected-amp').textContent")
+        dt.ws.close()
+        return heading
+
+    assert _run(go()) == "R22_S11 C07 MEAN on 2025-11-19 (bias)"
+    assert proc.poll() is None  # one process served both
