@@ -61,8 +61,9 @@ def follow_ranges(target):
     """A ``CustomJS`` for a figure's ``rangesupdate`` event: *target* takes the same x and y ranges.
 
     Both ends of both axes are set in one ``setv`` (no intermediate range, no re-read of half
-    a window), only when they differ, and a page-wide flag stops two figures that follow each
-    other from echoing the change back.
+    a window), only when they differ, then the target's own ``rangesupdate`` is sent (what
+    its range streams listen to); a page-wide flag stops two figures that follow each other
+    from echoing the change back.
     """
     from bokeh.models import CustomJS
 
@@ -71,8 +72,12 @@ def follow_ranges(target):
         const e = cb_obj, near = (a, b) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(a));
         if (near(xr.start, e.x0) && near(xr.end, e.x1) && near(yr.start, e.y0) && near(yr.end, e.y1)) return;
         window.__cpm_following = true;
-        try { xr.setv({start: e.x0, end: e.x1}); yr.setv({start: e.y0, end: e.y1}); }
-        finally { window.__cpm_following = false; }
+        try {
+          xr.setv({start: e.x0, end: e.x1}); yr.setv({start: e.y0, end: e.y1});
+          // a range set in code sends no rangesupdate: send it, so the target's RangeXY stream
+          // (the mosaic's window read) hears the change as it hears a zoom
+          for (const view of xr.linked_plots) view.trigger_ranges_update_event();
+        } finally { window.__cpm_following = false; }
     """)
 
 

@@ -323,18 +323,19 @@ class Explorer(pn.viewable.Viewer):
                 win, img, title = cut
                 self.links.show_cutout(img, win.bounds_mm, title)
 
-    def _tap_in_page(self, fig, x: float | None, y: float | None) -> None:
-        """A tap on a served or notebook figure: select the amp, every change in one message."""
-        doc = fig.document
+    def _in_page(self, fn, *args, doc=None) -> None:
+        """A change from the page (a tap, a key): *fn*, then every panel's change in one message."""
+        doc = doc or pn.state.curdoc
         if doc is None:
-            self.tap_heatmap(x, y)
+            fn(*args)
             return
         from panel.io.state import set_curdoc
 
         t = time.perf_counter()
         with set_curdoc(doc), pn.io.hold(doc):
-            key = self.tap_heatmap(x, y)
-        log.debug("explore: tap %s took %.0f ms", key, (time.perf_counter() - t) * 1e3)
+            fn(*args)
+        log.debug("explore: %s%s took %.0f ms", getattr(fn, "__name__", fn), args[-2:],
+                  (time.perf_counter() - t) * 1e3)
 
     def _overlay_amps(self, overlay, **_):
         hv = style.holoviews()
@@ -452,8 +453,8 @@ class Explorer(pn.viewable.Viewer):
     def _widgets(self):
         opts = choices(self.df, self.state)
         self._w_calib = pn.widgets.Select(name="calib type", options=opts["calib_type"], value=self.calib_type)
-        self._w_run = pn.widgets.Select(name="run", options=[""] + opts["run"], value=self.run)
-        self._w_day = pn.widgets.Select(name="night", options=[""] + opts["day"], value=self.day)
+        self._w_run = pn.widgets.Select(name="run", options=_every("run", opts["run"]), value=self.run)
+        self._w_day = pn.widgets.Select(name="night", options=_every("night", opts["day"]), value=self.day)
         self._w_metric = pn.widgets.Select(name="metric", options=opts["metric"], value=self.metric)
         lo, hi = self.clim or (0.0, 1.0)
         self._w_clim = pn.widgets.EditableRangeSlider(name="colour range", start=lo, end=hi, value=(lo, hi),
@@ -470,8 +471,8 @@ class Explorer(pn.viewable.Viewer):
         if not hasattr(self, "_w_calib"):
             return
         opts = choices(self.df, self.state)
-        self._w_run.options = [""] + opts["run"]
-        self._w_day.options = [""] + opts["day"]
+        self._w_run.options = _every("run", opts["run"])
+        self._w_day.options = _every("night", opts["day"])
         self._w_metric.options = opts["metric"]
         for w, v in ((self._w_calib, self.calib_type), (self._w_run, self.run), (self._w_day, self.day),
                      (self._w_metric, self.metric)):
@@ -518,7 +519,8 @@ class Explorer(pn.viewable.Viewer):
             if outline is None:
                 return
             if not any(r.tags == ["cpm-selected"] for r in fig.renderers):
-                fig.on_event("tap", lambda event: self._tap_in_page(fig, event.x, event.y))
+                fig.on_event("tap", lambda event: self._in_page(self.tap_heatmap, event.x, event.y,
+                                                                 doc=fig.document))
             outline(plot, element)
             figs = self.__dict__.setdefault("_figures", {})
             figs[role] = fig
@@ -595,6 +597,9 @@ class Explorer(pn.viewable.Viewer):
             pn.state.onload(show_all)
             self._synced = True
         widgets = self._widgets()
+        from .explore_keys import listener, press
+
+        keys = listener(lambda key: self._in_page(press, self, key))
         # linked_axes: Panel shares the x/y ranges of these panes, so the heat map follows the mosaic's zoom
         focal = [pn.pane.HoloViews(p, backend="bokeh", linked_axes=True)
                  for p in (self.heat_plot, self.mosaic_plot) if p is not None]
@@ -606,7 +611,12 @@ class Explorer(pn.viewable.Viewer):
                   pn.pane.Markdown("*no mosaic store given (`--mosaic STORE`)*"))
         main = pn.Column(pn.Row(*focal), pn.pane.HoloViews(self.hist_plot, backend="bokeh", linked_axes=False),
                          self.highlight_pane, pn.Row(history, cutout), self.table_pane)
-        return pn.Row(widgets, main)
+        return pn.Row(pn.Column(widgets, keys), main)
+
+
+def _every(what: str, values: list[str]) -> dict[str, str]:
+    """Select options with a labelled empty choice (a bare "" showed as a blank widget)."""
+    return {f"(every {what})": "", **{v: v for v in values}}
 
 
 def _step(lo: float, hi: float) -> float:
