@@ -597,9 +597,10 @@ class Explorer(pn.viewable.Viewer):
             pn.state.onload(show_all)
             self._synced = True
         widgets = self._widgets()
-        from .explore_keys import listener, press
+        if served:  # keys, like the URL, belong to a served page
+            from .explore_keys import listener, press
 
-        keys = listener(lambda key: self._in_page(press, self, key))
+            widgets.append(listener(lambda key: self._in_page(press, self, key)))
         # linked_axes: Panel shares the x/y ranges of these panes, so the heat map follows the mosaic's zoom
         focal = [pn.pane.HoloViews(p, backend="bokeh", linked_axes=True)
                  for p in (self.heat_plot, self.mosaic_plot) if p is not None]
@@ -611,7 +612,7 @@ class Explorer(pn.viewable.Viewer):
                   pn.pane.Markdown("*no mosaic store given (`--mosaic STORE`)*"))
         main = pn.Column(pn.Row(*focal), pn.pane.HoloViews(self.hist_plot, backend="bokeh", linked_axes=False),
                          self.highlight_pane, pn.Row(history, cutout), self.table_pane)
-        return pn.Row(pn.Column(widgets, keys), main)
+        return pn.Row(widgets, main)
 
 
 def _every(what: str, values: list[str]) -> dict[str, str]:
