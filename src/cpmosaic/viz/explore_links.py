@@ -167,7 +167,7 @@ class TapLinks:
 
     def cutout_figure(self, width: int = 360, height: int = 360):
         """A bokeh figure of the cut-out (grey levels 0-255, focal-plane mm axes, fixed frame)."""
-        from bokeh.models import ColumnDataSource, LinearColorMapper
+        from bokeh.models import ColumnDataSource, Image, LinearColorMapper
         from bokeh.palettes import Greys256
         from bokeh.plotting import figure
 
@@ -176,7 +176,7 @@ class TapLinks:
                      tools="pan,wheel_zoom,box_zoom,reset,save", output_backend="canvas")
         src = ColumnDataSource(dict(self.cutout))
         mapper = LinearColorMapper(palette=Greys256, low=0, high=255)
-        fig.image(image="image", x="x", y="y", dw="dw", dh="dh", source=src, color_mapper=mapper)
+        fig.add_glyph(src, Image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper))
         self._cutout_figures.append((fig, src))
         d = self.cutout
         self._set_cutout(fig, src, (d["x"][0], d["y"][0], d["x"][0] + d["dw"][0], d["y"][0] + d["dh"][0]))

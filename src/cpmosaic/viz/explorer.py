@@ -42,6 +42,7 @@ from .amp_pick import amp_key, amps_in_range
 from .explore_data import amp_metrics, choices, default_metric, metric_label, outline_xy, select_rows
 from .explore_links import TapLinks, follow_ranges, to_gray8
 from .explore_state import QUERY_KEYS, ExploreState, describe, to_query
+from .explore_widgets import make_widgets, sync_widgets
 from .explore_sources import ExploreSources
 from .viewport import regrid_mean, amp_cutout, full_range, plan_view
 
@@ -451,36 +452,10 @@ class Explorer(pn.viewable.Viewer):
 
     # -- layout ----------------------------------------------------------------------
     def _widgets(self):
-        opts = choices(self.df, self.state)
-        self._w_calib = pn.widgets.Select(name="calib type", options=opts["calib_type"], value=self.calib_type)
-        self._w_run = pn.widgets.Select(name="run", options=_every("run", opts["run"]), value=self.run)
-        self._w_day = pn.widgets.Select(name="night", options=_every("night", opts["day"]), value=self.day)
-        self._w_metric = pn.widgets.Select(name="metric", options=opts["metric"], value=self.metric)
-        lo, hi = self.clim or (0.0, 1.0)
-        self._w_clim = pn.widgets.EditableRangeSlider(name="colour range", start=lo, end=hi, value=(lo, hi),
-                                                      step=_step(lo, hi))
-        self._w_overlay = pn.widgets.Checkbox(name="metric overlay on the mosaic", value=self.overlay)
-        for w, p in ((self._w_calib, "calib_type"), (self._w_run, "run"), (self._w_day, "day"),
-                     (self._w_metric, "metric"), (self._w_overlay, "overlay")):
-            w.link(self, value=p)
-        self._w_clim.param.watch(lambda e: setattr(self, "clim", tuple(e.new)), "value")
-        return pn.Column(self._w_calib, self._w_run, self._w_day, self._w_metric, self._w_clim, self._w_overlay,
-                         width=260)
+        return make_widgets(self)
 
     def _sync_widgets(self) -> None:
-        if not hasattr(self, "_w_calib"):
-            return
-        opts = choices(self.df, self.state)
-        self._w_run.options = _every("run", opts["run"])
-        self._w_day.options = _every("night", opts["day"])
-        self._w_metric.options = opts["metric"]
-        for w, v in ((self._w_calib, self.calib_type), (self._w_run, self.run), (self._w_day, self.day),
-                     (self._w_metric, self.metric)):
-            if w.value != v:
-                w.value = v
-        if self.clim is not None:
-            lo, hi = self.clim
-            self._w_clim.param.update(start=lo, end=hi, value=(lo, hi), step=_step(lo, hi))
+        sync_widgets(self)
 
     def _on_loop(self, fn, *args) -> None:
         """Run a stream's consequence on the served document's event loop (at once elsewhere).
@@ -613,16 +588,6 @@ class Explorer(pn.viewable.Viewer):
         main = pn.Column(pn.Row(*focal), pn.pane.HoloViews(self.hist_plot, backend="bokeh", linked_axes=False),
                          self.highlight_pane, pn.Row(history, cutout), self.table_pane)
         return pn.Row(widgets, main)
-
-
-def _every(what: str, values: list[str]) -> dict[str, str]:
-    """Select options with a labelled empty choice (a bare "" showed as a blank widget)."""
-    return {f"(every {what})": "", **{v: v for v in values}}
-
-
-def _step(lo: float, hi: float) -> float:
-    span = abs(hi - lo) or 1.0
-    return float(10 ** np.floor(np.log10(span / 200)))
 
 
 def explore(metrics_source: str | os.PathLike | pd.DataFrame, mosaic_stores: Any = (), history: Any = None,
