@@ -20,7 +20,7 @@ out the HoloViews hooks that attach the glyphs.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -131,8 +131,8 @@ class TapLinks:
         fig.title.text = self.cutout_title
 
     # -- glyphs --------------------------------------------------------------------------
-    def outline_hook(self, on_tap: Callable[[float, float], Any] | None = None) -> Callable:
-        """A HoloViews plot hook: the selected-amp outline on this figure, and its taps to *on_tap*."""
+    def outline_hook(self) -> Callable:
+        """A HoloViews plot hook: the selected-amp outline on this figure."""
         def hook(plot, element) -> None:
             fig = plot.state
             if any(r.tags == ["cpm-selected"] for r in fig.renderers):
@@ -145,8 +145,6 @@ class TapLinks:
             r = fig.line("x", "y", source=src, color=OUTLINE_COLOR, line_width=3.5, level="overlay")
             r.tags = ["cpm-selected"]  # on the renderer (a glyph method's tags= go to the glyph)
             self._outline_sources.append(src)
-            if on_tap is not None:
-                fig.on_event("tap", lambda event: on_tap(event.x, event.y))
 
         return hook
 

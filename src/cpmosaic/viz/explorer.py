@@ -493,7 +493,9 @@ class Explorer(pn.viewable.Viewer):
             fig.output_backend = "webgl" if self.webgl else "canvas"
             if outline is None:
                 return
-            if not any(r.tags == ["cpm-selected"] for r in fig.renderers):
+            tapped = self.__dict__.setdefault("_tapped", set())  # hooks run on every update: once per figure
+            if fig.id not in tapped:
+                tapped.add(fig.id)
                 fig.on_event("tap", lambda event: self._in_page(self.tap_heatmap, event.x, event.y,
                                                                  doc=fig.document))
             outline(plot, element)
