@@ -9,14 +9,17 @@ cell, or serve it (``cpmosaic explore SOURCE``).  Its panels are linked:
   (box select) outlines those amps on the heat map and on the mosaic;
 - **mosaic** image, the amps coloured by the metric when the overlay is on; zooming reads
   only the visible window of the pyramid level whose pixels match the screen
-  (:mod:`cpmosaic.viz.viewport`), and the heat map follows its focal-plane range;
+  (:mod:`cpmosaic.viz.viewport`), and the heat map follows its focal-plane range (and
+  the mosaic the heat map's);
 - a tap on an amp (heat map or mosaic, :mod:`cpmosaic.viz.amp_pick`) selects it: its
   **history** (candlesticks with the amp's own series, from a history store), its
   **cut-out** at full resolution (level 0) and the **table** of its metrics with
-  cp_verify's verdicts and cpmosaic's.
+  cp_verify's verdicts and cpmosaic's.  What a tap changes is updated in place
+  (:mod:`cpmosaic.viz.explore_links`): no HoloViews plot is re-rendered by a tap.
 
 The selection (calib type, run, night, metric, amp) is in the URL of a served app
-(:mod:`cpmosaic.viz.explore_state`), so a link opens on the same amp elsewhere.
+(:mod:`cpmosaic.viz.explore_state`), so a link opens on the same amp elsewhere; keys step
+through amps, detectors and metrics there (:mod:`cpmosaic.viz.explore_keys`).
 
 >>> app = explore("cpv_out", mosaic_stores=["bias.zarr"], history="history")   # doctest: +SKIP
 >>> app                                                                         # doctest: +SKIP
