@@ -271,6 +271,9 @@ def bench_browser_tap(app_factory, amps, geometry, n: int = 10, webgl: bool = Fa
         proc.terminate()
         proc.wait(timeout=30)
         server.stop()
+        import shutil
+
+        shutil.rmtree(profile, ignore_errors=True)
     return {"output": "webgl" if webgl else "canvas", "taps": len(times),
             "median_ms": round(float(np.median(times)), 1), "max_ms": round(float(np.max(times)), 1),
             "all_ms": [round(float(t)) for t in times], "ws_frames_per_tap": int(np.median(frames))}
