@@ -19,7 +19,9 @@ Measured in one process:
   process, over 20 different amps of a whole-camera table with 10 nights of history;
   target <= 300 ms.
   The same in headless chromium (when /usr/bin/chromium is there): click on the heat map ->
-  the amp's heading replaced in the page (server round trip included), over 10 amps.
+  the amp's heading, cut-out and outlines replaced and painted in the page (server round trip
+  included), over 10 amps; canvas output (the app's), then WebGL output as the baseline.
+  ``--only-tap`` runs just this part.
 * **memory**: RSS of the process after 200 zoom and pan steps (and after each 50).
 
 Usage::
@@ -193,20 +195,32 @@ def bench_tap(stores: dict, workdir: Path, n: int = 20) -> dict:
     out = {"taps": n, "median_ms": round(float(np.median(times)) * 1e3, 1),
            "max_ms": round(float(np.max(times)) * 1e3, 1)}
     sources = app.sources
-    out["browser"] = bench_browser_tap(lambda: Explorer(sources, calib_type="bias", metric="NOISE"), picks[:11])
+
+    def factory(webgl=False):
+        return Explorer(sources, calib_type="bias", metric="NOISE", webgl=webgl)
+
+    # canvas (the app's output) and, as the baseline in the same run, bokeh's WebGL output
+    out["browser"] = bench_browser_tap(factory, picks[:11], sources.geometry)
+    out["browser_webgl"] = bench_browser_tap(factory, picks[:11], sources.geometry, webgl=True)
     return out
 
 
-def bench_browser_tap(app_factory, amps, n: int = 10) -> dict:
-    """Click -> the amp's heading replaced in the page, in headless chromium over the DevTools protocol.
+def bench_browser_tap(app_factory, amps, geometry, n: int = 10, webgl: bool = False) -> dict:
+    """Click -> every tap-linked panel updated in the page, in headless chromium over the DevTools protocol.
 
-    The app is served in this process (``pn.serve``, threaded); a MutationObserver in the page
-    stamps the time the new heading arrives; the click's time is stamped just before it is sent.
+    The app is served in this process (``pn.serve``, threaded).  Before each click the page
+    watches, once per animation frame, for the new amp's heading, the cut-out titled with the
+    amp, and the selected-amp outline (on the heat map and the mosaic) at the amp's place;
+    the time is stamped at the next frame after all are there (so they have been painted).
+    ``webgl`` serves the plots with bokeh's WebGL output (software GL in headless chromium).
+    Also counts the websocket frames the page receives per tap.
     """
     import asyncio
     import socket
 
     import panel as pn
+
+    from cpmosaic.viz.explore_data import outline_xy
 
     sys.path.insert(0, str(HERE.parent / "tests"))
     import explore_fixtures as fx
@@ -217,14 +231,26 @@ def bench_browser_tap(app_factory, amps, n: int = 10) -> dict:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = pn.serve(app_factory, port=port, address="127.0.0.1", show=False, threaded=True, verbose=False,
-                      websocket_origin=[f"127.0.0.1:{port}"])
+    server = pn.serve(lambda: app_factory(webgl=webgl), port=port, address="127.0.0.1", show=False, threaded=True,
+                      verbose=False, websocket_origin=[f"127.0.0.1:{port}"])
     import subprocess
     import tempfile
 
     profile = tempfile.mkdtemp(prefix="bench-explore-chromium-")
     cmd = [str(fx.CHROMIUM), *fx.FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    watch = """(() => { window.__done = null; const want = %s;
+        const ok = () => {
+          const h = __cpm.deep('#cpm-selected-amp');
+          if (!h || h.dataset.amp != want[1] || h.dataset.detector != want[0]) return false;
+          if (!__cpm.plots().some(v => v.model.title.text.startsWith(want[0] + ' ' + want[1] + ':'))) return false;
+          const sel = __cpm.plots().flatMap(v => v.model.renderers).filter(r => (r.tags || [])[0] == 'cpm-selected');
+          return sel.length >= 2 && sel.every(r => {
+            const x = Array.from(r.data_source.data.x).filter(Number.isFinite);
+            return x.length && Math.abs(Math.min(...x) - want[2]) < 1e-6; }); };
+        const tick = () => { if (ok()) requestAnimationFrame(() => { window.__done = performance.now(); });
+                             else requestAnimationFrame(tick); };
+        window.__t0 = performance.now(); requestAnimationFrame(tick); return true; })()"""
     try:
         dport = None
         while dport is None:
@@ -236,30 +262,41 @@ def bench_browser_tap(app_factory, amps, n: int = 10) -> dict:
         async def go():
             dt = await fx.DevTools.open(dport)
             await open_app(dt, f"http://127.0.0.1:{port}/")
-            times = []
+            await dt.send("Network.enable")
+            times, frames = [], []
             for det, amp in amps[: n + 1]:
                 x, y = det.box_center_mm(det.amp(amp).bbox)
                 px, py = await dt.eval(f"__cpm.point('^heat map', {x}, {y})")
-                await dt.eval("""(() => { window.__done = null; const want = %s;
-                    const obs = new MutationObserver(() => { const h = __cpm.deep('#cpm-selected-amp');
-                      if (h && h.dataset.amp == want[1] && h.dataset.detector == want[0] && window.__done == null) {
-                        window.__done = performance.now(); obs.disconnect(); } });
-                    let root = __cpm.deep('#cpm-selected-amp').getRootNode();
-                    obs.observe(root, {subtree: true, childList: true, attributes: true});
-                    window.__t0 = performance.now(); return true; })()""" % json.dumps([det.name, amp]))
+                g = geometry[(geometry["detector_name"] == det.name) & (geometry["amp"] == amp)]
+                xmin = float(np.nanmin(outline_xy(g)[:, 0]))
+                dt.events.clear()
+                await dt.eval(watch % json.dumps([det.name, amp, xmin]))
                 await dt.click(px, py)
-                await dt.wait_for("window.__done != null", 60)
+                try:
+                    await dt.wait_for("window.__done != null", 60)
+                except AssertionError:
+                    state = await dt.eval("""(() => { const h = __cpm.deep('#cpm-selected-amp');
+                        return [h && h.dataset.detector, h && h.dataset.amp, __cpm.titles(),
+                                __cpm.plots().flatMap(v => v.model.renderers).filter(r => (r.tags || [])[0] ==
+                                'cpm-selected').map(r => Math.min(...Array.from(r.data_source.data.x).filter(
+                                Number.isFinite)))]; })()""")
+                    raise AssertionError(f"tap on {det.name} {amp} (x min {xmin}): the page shows {state}") from None
                 times.append(await dt.eval("window.__done - window.__t0"))
+                frames.append(sum(e.get("method") == "Network.webSocketFrameReceived" for e in dt.events))
             dt.ws.close()
-            return times[1:]  # the first tap loads the history
+            return times[1:], frames[1:]  # the first tap loads the history
 
-        times = asyncio.run(go())
+        times, frames = asyncio.run(go())
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         server.stop()
-    return {"taps": len(times), "median_ms": round(float(np.median(times)), 1),
-            "max_ms": round(float(np.max(times)), 1)}
+        import shutil
+
+        shutil.rmtree(profile, ignore_errors=True)
+    return {"output": "webgl" if webgl else "canvas", "taps": len(times),
+            "median_ms": round(float(np.median(times)), 1), "max_ms": round(float(np.max(times)), 1),
+            "all_ms": [round(float(t)) for t in times], "ws_frames_per_tap": int(np.median(frames))}
 
 
 def bench_memory(store, steps: int = 200) -> dict:
@@ -292,10 +329,11 @@ def main(argv=None) -> int:
     ap.add_argument("--comcam-store", help="an existing LSSTComCam store instead of one built in --workdir")
     ap.add_argument("--parts", default="view,tap,memory", help="comma-separated parts to run (default all three)")
     ap.add_argument("--memory-steps", type=int, default=200, help="zoom and pan steps of the memory part (default 200)")
+    ap.add_argument("--only-tap", action="store_true", help="only the tap benchmark (same as --parts tap)")
     args = ap.parse_args(argv)
     from cpmosaic.mosaic import open_mosaic
 
-    parts = set(args.parts.split(","))
+    parts = {"tap"} if args.only_tap else set(args.parts.split(","))
     if not parts or parts - {"view", "tap", "memory"}:
         ap.error(f"--parts: expected names from view,tap,memory, got {args.parts!r}")
     work = Path(args.workdir)

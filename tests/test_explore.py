@@ -216,13 +216,25 @@ def test_tap_selects_the_amp_and_the_panels_follow(app, explore_metrics, store, 
     h = h[(h["calib_type"] == "bias") & (h["metric"] == "NOISE") & (h["detector_name"] == "R22_S12")
           & (h["amp"] == "C03")]
     expected = h.groupby("day_obs")["value"].median()
-    line = app._amp_line()
-    assert {el.label for el in line} == {"R22_S12 C03"}
-    np.testing.assert_allclose(line.get(0).dimension_values("value"), expected.to_numpy())
+    series = app.links.series  # what the history figure's selected-amp line draws
+    np.testing.assert_allclose(series["value"], expected.to_numpy())
+    assert list(series["date"]) == list(pd.to_datetime(expected.index.astype(str), format="%Y%m%d"))
     assert len(expected) == len(HistoryStore(explore_demo.history).days("bias"))
-    # the cut-out panel shows those pixels
-    cut = app._cutout()
-    assert cut.bounds.lbrt() == pytest.approx(win.bounds_mm) and cut.data.shape == data.shape
+    # the cut-out panel shows those pixels (8-bit, y up), placed on the amp's focal-plane box
+    cut = app.links.cutout
+    x0, y0, x1, y1 = win.bounds_mm
+    assert (cut["x"][0], cut["y"][0], cut["dw"][0], cut["dh"][0]) == pytest.approx((x0, y0, x1 - x0, y1 - y0))
+    assert cut["image"][0].shape == data.shape and cut["image"][0].dtype == np.uint8
+    # zscale-stretched: the brightest pixel row of the data is the brightest of the image, flipped
+    assert int(np.argmax(data.mean(axis=1))) == data.shape[0] - 1 - int(np.argmax(cut["image"][0].mean(axis=1)))
+    # the selected-amp outline is the camera's amp box, closed
+    ox, oy = app.links.outline["x"], app.links.outline["y"]
+    box = det.amp("C03").bbox
+    cx, cy = det.pixel_to_focal_plane(np.array([box.x0, box.x0 + box.width]) - 0.5,
+                                      np.array([box.y0, box.y0 + box.height]) - 0.5)
+    corners = np.column_stack([cx, cy])
+    assert np.nanmin(ox) == pytest.approx(corners[:, 0].min(), abs=0.02)
+    assert np.nanmax(oy) == pytest.approx(corners[:, 1].max(), abs=0.02)
     # a tap off the focal plane changes nothing
     assert app.tap_heatmap(4000.0, 4000.0) is None and app.amp == "C03"
 

@@ -18,9 +18,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cpmosaic.camera import get_camera
@@ -187,7 +189,8 @@ def test_zooming_the_mosaic_moves_the_heat_map_and_reads_the_window(server, brow
                  "return [d.x[0], d.dw[0], d.y[0], d.dh[0]]; })()")
         before = await dt.eval(image)
         # wheel zoom on the mosaic, about its centre, until the view is under 100 mm wide
-        cx, cy = await dt.eval("__cpm.point('^mosaic', 0, 0)")
+        cx, cy = await dt.eval("(() => { const m = __cpm.plot('^mosaic').model; return __cpm.point('^mosaic', "
+                               "(m.x_range.start + m.x_range.end) / 2, (m.y_range.start + m.y_range.end) / 2); })()")
         for _ in range(30):
             await dt.send("Input.dispatchMouseEvent", type="mouseWheel", x=cx, y=cy, deltaX=0, deltaY=-300)
             span = await dt.eval("(() => { const r = __cpm.plot('^mosaic').model.x_range; return r.end - r.start; })()")
@@ -213,3 +216,134 @@ def test_zooming_the_mosaic_moves_the_heat_map_and_reads_the_window(server, brow
     # pixels of the level read
     assert x <= max(x0, before[0]) + 1e-6 and x + dw >= min(x1, before[0] + before[1]) - 1e-6
     assert dw < (x1 - x0) + 5 and dh < (y1 - y0) + 5
+
+
+@pytest.fixture(scope="module")
+def serve_with_explore(explore_demo, tmp_path_factory):
+    """``cpmosaic serve STORE --explore SOURCE``: the tile server and the explorer in one process."""
+    port, eport = _free_port(), _free_port()
+    log = tmp_path_factory.mktemp("serve-explore") / "server.log"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    cmd = [sys.executable, "-m", "cpmosaic", "serve", f"bias={explore_demo.mosaics['bias']}", "--port", str(port),
+           "--explore", str(explore_demo.manifest.verify_root), "--history", str(explore_demo.history),
+           "--explore-port", str(eport)]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    urls = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{eport}/"
+    try:
+        end = time.monotonic() + 180
+        for url in urls:
+            while True:
+                try:
+                    urllib.request.urlopen(url, timeout=5)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > end:
+                        pytest.fail(f"cpmosaic serve --explore did not start:\n{log.read_text()}")
+                    time.sleep(0.5)
+        yield proc, urls
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_and_explore_from_one_process(serve_with_explore, browser):
+    proc, (tiles, explorer) = serve_with_explore
+    stores = json.load(urllib.request.urlopen(f"{tiles}/stores.json", timeout=10))
+    assert "bias" in json.dumps(stores)
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *a, **k):
+            return None
+
+    query = "calib=bias&day=2025-11-19&metric=MEAN&det=R22_S11&amp=C07"
+    try:
+        urllib.request.build_opener(NoRedirect).open(f"{tiles}/explore?{query}", timeout=10)
+        raise AssertionError("/explore did not redirect")
+    except urllib.error.HTTPError as e:
+        assert e.code == 307 and e.headers["Location"] == f"{explorer}?{query}"
+
+    async def go():
+        dt = await DevTools.open(browser)
+        await open_app(dt, f"{tiles}/explore?{query}")  # followed to the explorer, the websocket opened
+        await dt.wait_for("(__cpm.deep('#cpm-selected-amp') || {dataset: {}}).dataset.amp == 'C07'", 60)
+        heading = await dt.eval("__cpm.deep('#cpm-selected-amp').textContent")
+        dt.ws.close()
+        return heading
+
+    assert _run(go()) == "R22_S11 C07 MEAN on 2025-11-19 (bias)"
+    assert proc.poll() is None  # one process served both
+
+
+async def _key(dt: DevTools, key: str, code: str, vk: int) -> None:
+    text = key if len(key) == 1 else ""
+    await dt.send("Input.dispatchKeyEvent", type="keyDown", key=key, code=code, windowsVirtualKeyCode=vk, text=text)
+    await dt.send("Input.dispatchKeyEvent", type="keyUp", key=key, code=code, windowsVirtualKeyCode=vk)
+
+
+def test_keys_step_the_amp_the_detector_and_the_metric(server, browser, explore_metrics):
+    cam = get_camera("LSSTCam")
+    amps = [a.name for a in cam["R22_S11"].amplifiers]
+    next_amp = amps[(amps.index("C07") + 1) % len(amps)]
+    dets = [d.name for d in cam]
+    next_det = dets[(dets.index("R22_S11") + 1) % len(dets)]
+    df = explore_metrics
+    sel = df[(df.calib_type == "bias") & (df.day_obs == 20251119) & (df.amp.fillna("") != "")]
+    metrics = sorted(sel["metric"].astype(str).unique())
+    next_metric = metrics[(metrics.index("MEAN") + 1) % len(metrics)]
+    heading = "(__cpm.deep('#cpm-selected-amp') || {dataset: {}}).dataset"
+
+    async def go():
+        dt = await DevTools.open(browser)
+        await open_app(dt, server + "?calib=bias&day=2025-11-19&metric=MEAN&det=R22_S11&amp=C07")
+        await dt.wait_for(f"{heading}.amp == 'C07'", 60)
+        await _key(dt, "n", "KeyN", 78)
+        await dt.wait_for(f"{heading}.amp == {json.dumps(next_amp)}", 30)
+        await _key(dt, "ArrowDown", "ArrowDown", 40)
+        await dt.wait_for(f"{heading}.detector == {json.dumps(next_det)}", 30)
+        got = await dt.eval(f"[{heading}.detector, {heading}.amp]")
+        await _key(dt, "m", "KeyM", 77)
+        await dt.wait_for(f"location.search.includes('metric=' + {json.dumps(next_metric)})", 30)
+        dt.ws.close()
+        return got
+
+    assert _run(go()) == [next_det, next_amp]
+
+
+def test_zooming_the_heat_map_moves_the_mosaic_and_reads_the_window(server, browser):
+    async def go():
+        dt = await DevTools.open(browser)
+        await open_app(dt, server)
+        image = ("(() => { const r = __cpm.plot('^mosaic').model.renderers.find(r => r.glyph && "
+                 "r.glyph.type == 'Image'); const d = r.data_source.data; "
+                 "return [d.x[0], d.dw[0], d.y[0], d.dh[0]]; })()")
+        before = await dt.eval(image)
+        # wheel zoom on the heat map about the middle of the mosaic's pixels
+        cx, cy = await dt.eval(f"(() => {{ const d = {image}; return __cpm.point('^heat map', d[0] + d[1] / 2, "
+                               "d[2] + d[3] / 2); })()")
+        for _ in range(30):
+            await dt.send("Input.dispatchMouseEvent", type="mouseWheel", x=cx, y=cy, deltaX=0, deltaY=-300)
+            span = await dt.eval("(() => { const r = __cpm.plot('^heat map').model.x_range; "
+                                 "return r.end - r.start; })()")
+            if span < 100:
+                break
+        await dt.wait_for(image.replace("return [", "return d.dw[0] < 150 && ["), 60)
+        ranges = ("(() => { const m = __cpm.plot(%r).model; "
+                  "return [m.x_range.start, m.x_range.end, m.y_range.start, m.y_range.end]; })()")
+        heat, mosaic = await dt.eval(ranges % "^heat map"), await dt.eval(ranges % "^mosaic")
+        after = await dt.eval(image)
+        dt.ws.close()
+        return before, after, heat, mosaic
+
+    before, after, heat, mosaic = _run(go())
+    # the mosaic follows the heat map's zoom: the same centre, and the same span on one axis
+    # (the other is widened to keep 1 mm = 1 mm on a frame of another shape)
+    h, m = np.array(heat), np.array(mosaic)
+    spans = h[1::2] - h[::2]
+    assert (m[::2] + m[1::2]) / 2 == pytest.approx((h[::2] + h[1::2]) / 2, abs=0.01 * spans.max())
+    assert np.isclose(m[1::2] - m[::2], spans, rtol=1e-6).any() and (m[1::2] - m[::2] >= spans * (1 - 1e-6)).all()
+    x0, x1, y0, y1 = heat
+    assert x1 - x0 < 100 and before[1] > 2 * (x1 - x0)
+    x, dw, y, dh = after  # and re-read only its window (give or take a few pixels of the level)
+    assert dw < (x1 - x0) + 5 and dh < (y1 - y0) + 5
+    assert x <= x0 + 1e-6 or x <= before[0] + 1e-6

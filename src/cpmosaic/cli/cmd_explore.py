@@ -36,9 +36,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import panel as pn
-
-    from ..viz.explorer import ExploreSources, Explorer
+    from ..viz.explore_serve import explore_server
+    from ..viz.explorer import ExploreSources
 
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be 1..65535, got {args.port}")
@@ -47,12 +46,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("explore: %d metric rows, %d mosaic store(s), history %s", len(sources.df), len(sources.stores),
              "yes" if sources.history is not None else "no")
 
-    def session():
-        return Explorer(sources)
-
-    origins = [f"{args.host}:{args.port}", f"localhost:{args.port}", f"127.0.0.1:{args.port}"]
-    server = pn.serve(session, port=args.port, address=args.host, websocket_origin=origins, show=False,
-                      start=False, title="cpmosaic explore", verbose=False)
+    server = explore_server(sources, host=args.host, port=args.port)
     server.start()
     # said once the socket listens, so a script (or a test) that waits for this line can connect
     log.info("serving on http://%s:%d/ (Ctrl-C stops)", args.host, args.port)

@@ -10,6 +10,7 @@ import argparse
 import logging
 
 from .options import add_storage_options
+from .serve_explore import add_explore_options
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def register(sub) -> None:
                    help="seconds an idle keep-alive connection stays open (default 5)")
     p.add_argument("--header-timeout", type=positive_float, default=10.0,
                    help="seconds a client has to send a request head (default 10)")
+    add_explore_options(p)
     p.set_defaults(func=run)
 
 
@@ -81,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
     for name, loc in store_names(args.stores).items():
         s = ServedStore(name, loc, args.storage_options, 0)
         log.info("%s: %s (%s, %d levels, zoom 0..%d)", name, loc, s.m.camera, s.m.n_levels, s.grid.maxzoom)
+
+    if args.explore:
+        from .serve_explore import run_with_explore
+
+        return run_with_explore(args, cfg, store_names(args.stores))
 
     def ready(url: str) -> None:
         log.info("serving on %s/ with %d worker(s) (Ctrl-C stops)", url, args.workers)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["amp_at", "amp_key", "amps_in_range", "points_in_polygons"]
+__all__ = ["amp_at", "amp_key", "amps_in_range", "points_in_polygons", "step_amp"]
 
 
 def points_in_polygons(x: float, y: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -83,3 +83,41 @@ def amps_in_range(values: pd.DataFrame, lo: float | None, hi: float | None) -> p
     if hi is not None:
         keep &= v <= float(hi)
     return values[keep]
+
+
+def step_amp(geometry: pd.DataFrame, detector: str, amp: str, step: int = 1,
+             by: str = "amp") -> tuple[str, str] | None:
+    """The amp *step* places after ``(detector, amp)`` in the geometry's order (the camera's).
+
+    ``by="amp"`` walks the amps one by one (into the next detector after a detector's last
+    amp); ``by="detector"`` moves to the same-named amp of the next detector (its first amp
+    when it has no such name).  Both wrap around the camera.  With no amp selected (or one
+    not in *geometry*) the first amp (or the last, for a negative step) is the answer; None
+    for an empty geometry.
+
+    >>> from cpmosaic.camera import get_camera
+    >>> from cpmosaic.viz.heatmap import amp_geometry
+    >>> geo = amp_geometry(get_camera("LSSTComCam"))
+    >>> step_amp(geo, "R22_S00", "C10"), step_amp(geo, "R22_S00", "C10", by="detector")
+    (('R22_S00', 'C11'), ('R22_S01', 'C10'))
+    >>> step_amp(geo, "", "", -1)
+    ('R22_S22', 'C00')
+    """
+    if geometry.empty:
+        return None
+    names = geometry["detector_name"].astype(str).to_numpy()
+    amps = geometry["amp"].astype(str).to_numpy()
+    here = np.flatnonzero((names == str(detector)) & (amps == str(amp)))
+    if not here.size:
+        i = 0 if step >= 0 else len(names) - 1
+        return str(names[i]), str(amps[i])
+    if by == "amp":
+        i = (int(here[0]) + int(step)) % len(names)
+        return str(names[i]), str(amps[i])
+    if by != "detector":
+        raise ValueError(f"step_amp: by must be 'amp' or 'detector', got {by!r}")
+    dets = list(dict.fromkeys(names))
+    d = dets[(dets.index(str(detector)) + int(step)) % len(dets)]
+    same = np.flatnonzero((names == d) & (amps == str(amp)))
+    i = int(same[0]) if same.size else int(np.flatnonzero(names == d)[0])
+    return str(names[i]), str(amps[i])

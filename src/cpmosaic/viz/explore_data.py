@@ -20,7 +20,8 @@ import pandas as pd
 
 from .explore_state import ExploreState, day_obs_of, day_text
 
-__all__ = ["select_rows", "amp_metrics", "choices", "default_metric", "outline_xy", "AMP_TABLE_COLUMNS"]
+__all__ = ["select_rows", "amp_metrics", "choices", "default_metric", "metric_label", "outline_xy",
+           "AMP_TABLE_COLUMNS"]
 
 #: Columns of :func:`amp_metrics`, in order.
 AMP_TABLE_COLUMNS = ("exposure", "metric", "value", "against", "threshold", "cp_verify", "cpmosaic")
@@ -71,6 +72,23 @@ def default_metric(metrics: list[str]) -> str:
         if m in metrics:
             return m
     return metrics[0] if metrics else ""
+
+
+#: Units of cp_verify's per-amp statistics, by calib type (cp_verify measures the ISR-corrected
+#: images, in electrons); metrics not listed are shown without a unit.
+METRIC_UNITS = {("bias", "MEAN"): "e-", ("bias", "NOISE"): "e-", ("bias", "CR_NOISE"): "e-",
+                ("dark", "MEAN"): "e-", ("dark", "NOISE"): "e-", ("dark", "CR_NOISE"): "e-",
+                ("flat", "MEAN"): "e-", ("flat", "NOISE"): "e-"}
+
+
+def metric_label(metric: str, calib_type: str | None = None) -> str:
+    """An axis label for a metric: its name and, where known, its unit.
+
+    >>> metric_label("NOISE", "bias"), metric_label("DIVISADERO_MAX", "bias")
+    ('NOISE (e-)', 'DIVISADERO_MAX')
+    """
+    unit = METRIC_UNITS.get((str(calib_type or ""), str(metric)))
+    return f"{metric} ({unit})" if unit else str(metric)
 
 
 def amp_metrics(df: pd.DataFrame, state: ExploreState, *, results: pd.DataFrame | None = None,

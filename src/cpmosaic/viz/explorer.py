@@ -9,14 +9,17 @@ cell, or serve it (``cpmosaic explore SOURCE``).  Its panels are linked:
   (box select) outlines those amps on the heat map and on the mosaic;
 - **mosaic** image, the amps coloured by the metric when the overlay is on; zooming reads
   only the visible window of the pyramid level whose pixels match the screen
-  (:mod:`cpmosaic.viz.viewport`), and the heat map follows its focal-plane range;
+  (:mod:`cpmosaic.viz.viewport`), and the heat map follows its focal-plane range (and
+  the mosaic the heat map's);
 - a tap on an amp (heat map or mosaic, :mod:`cpmosaic.viz.amp_pick`) selects it: its
   **history** (candlesticks with the amp's own series, from a history store), its
   **cut-out** at full resolution (level 0) and the **table** of its metrics with
-  cp_verify's verdicts and cpmosaic's.
+  cp_verify's verdicts and cpmosaic's.  What a tap changes is updated in place
+  (:mod:`cpmosaic.viz.explore_links`): no HoloViews plot is re-rendered by a tap.
 
 The selection (calib type, run, night, metric, amp) is in the URL of a served app
-(:mod:`cpmosaic.viz.explore_state`), so a link opens on the same amp elsewhere.
+(:mod:`cpmosaic.viz.explore_state`), so a link opens on the same amp elsewhere; keys step
+through amps, detectors and metrics there (:mod:`cpmosaic.viz.explore_keys`).
 
 >>> app = explore("cpv_out", mosaic_stores=["bias.zarr"], history="history")   # doctest: +SKIP
 >>> app                                                                         # doctest: +SKIP
@@ -39,8 +42,10 @@ import param
 
 from . import style
 from .amp_pick import amp_key, amps_in_range
-from .explore_data import amp_metrics, choices, default_metric, outline_xy, select_rows
+from .explore_data import amp_metrics, choices, default_metric, metric_label, outline_xy, select_rows
+from .explore_links import TapLinks, follow_ranges, to_gray8
 from .explore_state import QUERY_KEYS, ExploreState, describe, to_query
+from .explore_widgets import make_widgets, sync_widgets
 from .explore_sources import ExploreSources
 from .viewport import regrid_mean, amp_cutout, full_range, plan_view
 
@@ -74,8 +79,11 @@ class Explorer(pn.viewable.Viewer):
     clim = param.Range(default=None, doc="colour range of the heat map")
     value_range = param.Range(default=None, doc="range selected on the histogram (amps highlighted)")
 
-    def __init__(self, sources: "ExploreSources", *, width: int = 560, stretch: str = "asinh", **params) -> None:
+    def __init__(self, sources: "ExploreSources", *, width: int = 560, stretch: str = "asinh", webgl: bool = False,
+                 **params) -> None:
         super().__init__(**params)
+        self.webgl = bool(webgl)  # canvas by default: few glyphs, and no slow software-GL blits without a GPU
+        self.links = TapLinks()
         self.sources = sources
         self.df, self.against, self.camera = sources.df, sources.against, sources.camera
         self.geometry, self.results, self.outliers = sources.geometry, sources.results, sources.outliers
@@ -90,6 +98,8 @@ class Explorer(pn.viewable.Viewer):
         self.param.watch(self._on_calib_type, ["calib_type"])
         self.param.watch(self._on_data_selection, ["run", "day", "metric"])
         self._build()
+        self.param.watch(self._show_amp, ["calib_type", "metric", "detector", "amp"])
+        self._show_amp()
 
     # -- state -----------------------------------------------------------------
     @property
@@ -299,12 +309,37 @@ class Explorer(pn.viewable.Viewer):
         return hv.Path([outline_xy(self.highlighted())], kdims=["x", "y"], group="Highlighted").opts(
             color="#00e5ff", line_width=2.5)
 
-    def _mark_selected(self, **_):
-        """Outline of the selected amp (magenta)."""
-        hv = style.holoviews()
+    def _show_amp(self, *_) -> None:
+        """Show the selected amp in the tap-linked glyphs: outlines, history series, cut-out."""
         g = self.geometry
-        sel = g[(g["detector_name"] == self.detector) & (g["amp"] == self.amp)]
-        return hv.Path([outline_xy(sel)], kdims=["x", "y"], group="Selected").opts(color="#ff00ff", line_width=3.5)
+        xy = outline_xy(g[(g["detector_name"] == self.detector) & (g["amp"] == self.amp)])
+        self.links.show_outline(xy[:, 0], xy[:, 1])
+        if self.history is not None:
+            pts = self.amp_series()
+            self.links.show_series(pts["date"].to_numpy(), pts["value"].to_numpy())
+        if self.stores:
+            cut = self.cutout_image()
+            if cut is None:
+                s = self.state
+                self.links.show_cutout(None, title=f"no pixels of {s.detector} {s.amp} in this mosaic"
+                                       if s.amp else "tap an amp")
+            else:
+                win, img, title = cut
+                self.links.show_cutout(img, win.bounds_mm, title)
+
+    def _in_page(self, fn, *args, doc=None) -> None:
+        """A change from the page (a tap, a key): *fn*, then every panel's change in one message."""
+        doc = doc or pn.state.curdoc
+        if doc is None:
+            fn(*args)
+            return
+        from panel.io.state import set_curdoc
+
+        t = time.perf_counter()
+        with set_curdoc(doc), pn.io.hold(doc):
+            fn(*args)
+        log.debug("explore: %s%s took %.0f ms", getattr(fn, "__name__", fn), args[-2:],
+                  (time.perf_counter() - t) * 1e3)
 
     def _overlay_amps(self, overlay, **_):
         hv = style.holoviews()
@@ -358,10 +393,13 @@ class Explorer(pn.viewable.Viewer):
         hv = style.holoviews()
         hist = self.history_rows()
         if hist.empty or not (hist["metric"] == metric).any():
-            return hv.Overlay([hv.Segments([], kdims=["date", "min", "date2", "max"]),
-                               hv.Rectangles([], kdims=["x0", "q1", "x1", "q3"]),
-                               hv.Segments([], kdims=["x0", "median", "x1", "median"])])
-        return metric_trend(hist, metric, calib_type=calib_type or None, width=self.width, height=260)
+            out = hv.Overlay([hv.Segments([], kdims=["date", "min", "date2", "max"]),
+                              hv.Rectangles([], kdims=["x0", "q1", "x1", "q3"]),
+                              hv.Segments([], kdims=["x0", "median", "x1", "median"])])
+        else:
+            out = metric_trend(hist, metric, calib_type=calib_type or None, width=self.width, height=260)
+        # the candles' first dimension is "min": say what the axis holds
+        return out.opts(ylabel=metric_label(metric, calib_type), xlabel="night")
 
     def amp_series(self) -> pd.DataFrame:
         """``date, value``: the selected amp's median of the metric per night in the history."""
@@ -373,35 +411,21 @@ class Explorer(pn.viewable.Viewer):
         dates = pd.to_datetime(by_day.index.astype(str), format="%Y%m%d")
         return pd.DataFrame({"date": dates.to_numpy(), "value": by_day.to_numpy(dtype=float)})
 
-    def _amp_line(self, **_):
-        """The selected amp's own series over the candlesticks (a line with its points)."""
-        hv = style.holoviews()
-        pts = self.amp_series()
-        label = f"{self.detector} {self.amp}".strip() or "no amp"
-        return hv.Overlay([
-            hv.Curve(pts, kdims=["date"], vdims=["value"], label=label).opts(color="#ff00ff", line_width=2),
-            hv.Scatter(pts, kdims=["date"], vdims=["value"], label=label).opts(color="#ff00ff", size=6,
-                                                                              tools=["hover"]),
-        ])
+    def cutout_image(self):
+        """The selected amp at level 0 (full resolution), stretched on its own (zscale).
 
-    def _cutout(self, **_):
-        """The selected amp at level 0 (full resolution) of the store, stretched on its own."""
+        ``(ViewWindow, 8-bit image with row 0 at the bottom, title)``, or None without one.
+        """
         from .display import fit
 
-        hv = style.holoviews()
         s = self.state
         cut = amp_cutout(self.store(), s.detector, s.amp) if (s.detector and s.amp) else None
         if cut is None:
-            blank = hv.Image(np.full((1, 1), np.nan, np.float32), bounds=(0, 0, 1, 1), kdims=["x", "y"],
-                             vdims=[hv.Dimension("display", range=(0.0, 1.0))])
-            what = f"no pixels of {s.detector} {s.amp} in this mosaic" if s.amp else "tap an amp"
-            return blank.opts(title=what)
+            return None
         win, data = cut
-        norm = fit("zscale", data)
-        img = hv.Image(np.ascontiguousarray(np.asarray(norm(data), np.float32)[::-1]), bounds=win.bounds_mm,
-                       kdims=["x", "y"], vdims=[hv.Dimension("display", range=(0.0, 1.0))])
+        img = to_gray8(np.asarray(fit("zscale", data)(data), np.float32)[::-1])
         h, w = data.shape
-        return img.opts(title=f"{s.detector} {s.amp}: level 0, {w} x {h} px")
+        return win, img, f"{s.detector} {s.amp}: level 0, {w} x {h} px"
 
     def _table_html(self) -> str:
         from .tables import table_html
@@ -431,36 +455,10 @@ class Explorer(pn.viewable.Viewer):
 
     # -- layout ----------------------------------------------------------------------
     def _widgets(self):
-        opts = choices(self.df, self.state)
-        self._w_calib = pn.widgets.Select(name="calib type", options=opts["calib_type"], value=self.calib_type)
-        self._w_run = pn.widgets.Select(name="run", options=[""] + opts["run"], value=self.run)
-        self._w_day = pn.widgets.Select(name="night", options=[""] + opts["day"], value=self.day)
-        self._w_metric = pn.widgets.Select(name="metric", options=opts["metric"], value=self.metric)
-        lo, hi = self.clim or (0.0, 1.0)
-        self._w_clim = pn.widgets.EditableRangeSlider(name="colour range", start=lo, end=hi, value=(lo, hi),
-                                                      step=_step(lo, hi))
-        self._w_overlay = pn.widgets.Checkbox(name="metric overlay on the mosaic", value=self.overlay)
-        for w, p in ((self._w_calib, "calib_type"), (self._w_run, "run"), (self._w_day, "day"),
-                     (self._w_metric, "metric"), (self._w_overlay, "overlay")):
-            w.link(self, value=p)
-        self._w_clim.param.watch(lambda e: setattr(self, "clim", tuple(e.new)), "value")
-        return pn.Column(self._w_calib, self._w_run, self._w_day, self._w_metric, self._w_clim, self._w_overlay,
-                         width=260)
+        return make_widgets(self)
 
     def _sync_widgets(self) -> None:
-        if not hasattr(self, "_w_calib"):
-            return
-        opts = choices(self.df, self.state)
-        self._w_run.options = [""] + opts["run"]
-        self._w_day.options = [""] + opts["day"]
-        self._w_metric.options = opts["metric"]
-        for w, v in ((self._w_calib, self.calib_type), (self._w_run, self.run), (self._w_day, self.day),
-                     (self._w_metric, self.metric)):
-            if w.value != v:
-                w.value = v
-        if self.clim is not None:
-            lo, hi = self.clim
-            self._w_clim.param.update(start=lo, end=hi, value=(lo, hi), step=_step(lo, hi))
+        sync_widgets(self)
 
     def _on_loop(self, fn, *args) -> None:
         """Run a stream's consequence on the served document's event loop (at once elsewhere).
@@ -482,15 +480,30 @@ class Explorer(pn.viewable.Viewer):
 
         doc.add_next_tick_callback(run)
 
-    def _follow_hook(self, role: str):
-        """A plot hook that makes the heat map follow the mosaic's focal-plane range in the page.
+    def _figure_hook(self, role: str):
+        """A plot hook for each figure of the app: its output backend, and on the focal-plane figures
+        the selected-amp outline, the tap handler and the range link.
 
-        The ranges are linked in JavaScript (``js_link``), not shared: the mosaic keeps its own
-        range models, which its ``RangeXY`` stream (the level-aware reads) listens to.
+        The heat map and the mosaic show the same focal-plane range: at the end of a zoom or pan
+        on either, the other takes its four range ends in the page (:func:`follow_ranges`).
+        The ranges are not shared models, so the mosaic's ``RangeXY`` stream (the level-aware
+        window read) hears a zoom of either.
         """
+        outline = self.links.outline_hook() if role in ("heat", "mosaic") else None
+
         def hook(plot, element) -> None:
+            fig = plot.state
+            fig.output_backend = "webgl" if self.webgl else "canvas"
+            if outline is None:
+                return
+            tapped = self.__dict__.setdefault("_tapped", set())  # hooks run on every update: once per figure
+            if fig.id not in tapped:
+                tapped.add(fig.id)
+                fig.on_event("tap", lambda event: self._in_page(self.tap_heatmap, event.x, event.y,
+                                                                 doc=fig.document))
+            outline(plot, element)
             figs = self.__dict__.setdefault("_figures", {})
-            figs[role] = plot.state
+            figs[role] = fig
             heat, mosaic = figs.get("heat"), figs.get("mosaic")
             if heat is None or mosaic is None:
                 return
@@ -499,70 +512,48 @@ class Explorer(pn.viewable.Viewer):
             if key in linked:
                 return
             linked.add(key)
-            for axis in ("x_range", "y_range"):
-                for attr in ("start", "end"):
-                    getattr(mosaic, axis).js_link(attr, getattr(heat, axis), attr)
+            for a, b in ((mosaic, heat), (heat, mosaic)):
+                a.js_on_event("rangesupdate", follow_ranges(b))
 
         return hook
-
-    def _hit_layer(self, hv):
-        """A transparent rectangle over the whole camera: the source of a Tap stream.
-
-        HoloViews attaches a stream's callback to a plot only through an element (or a
-        DynamicMap of elements), not through a DynamicMap of overlays; this layer on top of
-        each focal-plane overlay carries the tap for the whole plot.
-        """
-        x0, x1, y0, y1 = (float(v) for v in self.camera.extent_mm)
-        return hv.Rectangles([(x0, y0, x1, y1)], kdims=["x0", "y0", "x1", "y1"]).opts(
-            fill_alpha=0.0, line_alpha=0.0)
 
     def _build(self) -> None:
         hv = style.holoviews()
         Params = hv.streams.Params
         sel = ["calib_type", "run", "day", "metric"]
-        amp = ["detector", "amp"]
         focal_opts = dict(data_aspect=1, frame_width=self.width, xlabel="focal plane x (mm)",
                           ylabel="focal plane y (mm)", show_legend=False)
 
         def layers():
-            """The outlines drawn over the heat map and the mosaic; each redraws only on its own change:
-            a tap redraws one small path."""
+            """The outlines drawn over the heat map and the mosaic; each redraws only on its own change.
+            The selected amp's outline is not one of them: a tap changes it in place (TapLinks)."""
             return (hv.DynamicMap(self._marks, streams=[Params(self, sel)])
-                    * hv.DynamicMap(self._mark_highlight, streams=[Params(self, sel + ["value_range"])])
-                    * hv.DynamicMap(self._mark_selected, streams=[Params(self, amp)]))
+                    * hv.DynamicMap(self._mark_highlight, streams=[Params(self, sel + ["value_range"])]))
 
         heat = hv.DynamicMap(self._heat, streams=[Params(self, sel + ["clim"])])
-        hit = self._hit_layer(hv)
-        self.heat_plot = (heat * layers() * hit).opts({"Overlay": dict(
-            title=HEAT_TITLE, hooks=[self._follow_hook("heat")], **focal_opts)})
-        self.heat_tap = hv.streams.Tap(source=hit, x=None, y=None)
-        self.heat_tap.add_subscriber(lambda x, y: self._on_loop(self.tap_heatmap, x, y))
+        self.heat_plot = (heat * layers()).opts({"Overlay": dict(
+            title=HEAT_TITLE, hooks=[self._figure_hook("heat")], **focal_opts)})
         hist = hv.DynamicMap(self._hist, streams=[Params(self, sel)])
-        # the box-select tool and its stream ride on an empty element (see _hit_layer)
+        # the box-select tool and its stream ride on an empty element: HoloViews attaches a
+        # stream's callback through an element, not through a DynamicMap of overlays
         grip = hv.Scatter([], kdims=["value"], vdims=["count"]).opts(tools=["xbox_select"],
                                                                      active_tools=["xbox_select"])
         self.hist_plot = (hist * grip).opts({"Overlay": dict(title=HIST_TITLE, width=self.width, height=260,
-                                                             show_legend=self.against is not None)})
+                                                             show_legend=self.against is not None,
+                                                             hooks=[self._figure_hook("hist")])})
         self.hist_bounds = hv.streams.BoundsX(source=grip, boundsx=None)
         self.hist_bounds.add_subscriber(lambda boundsx=None: self._on_loop(self._hist_selection, boundsx))
-        self.mosaic_plot = self.cutout_plot = self.history_plot = None
+        self.mosaic_plot = self.history_plot = None
         if self.stores:
             over = hv.DynamicMap(self._overlay_amps, streams=[Params(self, sel + ["overlay", "clim"])])
-            hit2 = self._hit_layer(hv)
-            self.mosaic_plot = (self._mosaic_dmap(hv) * over * layers() * hit2).opts(
+            self.mosaic_plot = (self._mosaic_dmap(hv) * over * layers()).opts(
                 {"Overlay": dict(title="mosaic (tap an amp; zoom reads the matching level)",
-                                 hooks=[self._follow_hook("mosaic")], **focal_opts)})
-            self.mosaic_tap = hv.streams.Tap(source=hit2, x=None, y=None)
-            self.mosaic_tap.add_subscriber(lambda x, y: self._on_loop(self.tap_heatmap, x, y))
-            self.cutout_plot = hv.DynamicMap(self._cutout, streams=[Params(self, ["calib_type"] + amp)]).opts(
-                cmap="gray", clim=(0.0, 1.0), data_aspect=1, frame_width=min(self.width, 360), tools=["hover"],
-                xlabel="focal plane x (mm)", ylabel="focal plane y (mm)", framewise=True)
+                                 hooks=[self._figure_hook("mosaic")], **focal_opts)})
         if self.history is not None:
             trend = hv.DynamicMap(self._trend, streams=[Params(self, ["calib_type", "metric"])])
-            line = hv.DynamicMap(self._amp_line, streams=[Params(self, ["calib_type", "metric"] + amp)])
-            self.history_plot = (trend * line).opts({"Overlay": dict(
-                title="history: every amp (candles), the selected amp (line)", width=self.width, height=260,
-                legend_position="top_left", show_legend=True)})
+            self.history_plot = trend.opts({"Overlay": dict(
+                title="history: every amp (candles), the selected amp (magenta)", width=self.width, height=260,
+                show_legend=False, hooks=[self._figure_hook("history"), self.links.series_hook()])})
         self.table_pane = pn.pane.HTML(self._table_html(), sizing_mode="stretch_width", name="amp table")
         self.highlight_pane = pn.pane.HTML(self._highlight_html(), sizing_mode="stretch_width")
         self.param.watch(lambda *e: setattr(self.table_pane, "object", self._table_html()),
@@ -586,22 +577,22 @@ class Explorer(pn.viewable.Viewer):
             pn.state.onload(show_all)
             self._synced = True
         widgets = self._widgets()
+        if served:  # keys, like the URL, belong to a served page
+            from .explore_keys import listener, press
+
+            widgets.append(listener(lambda key: self._in_page(press, self, key)))
         # linked_axes: Panel shares the x/y ranges of these panes, so the heat map follows the mosaic's zoom
         focal = [pn.pane.HoloViews(p, backend="bokeh", linked_axes=True)
                  for p in (self.heat_plot, self.mosaic_plot) if p is not None]
         history = (pn.pane.HoloViews(self.history_plot, backend="bokeh", linked_axes=False)
                    if self.history_plot is not None else
                    pn.pane.Markdown("*no history store given (`--history PATH`)*"))
-        cutout = (pn.pane.HoloViews(self.cutout_plot, backend="bokeh", linked_axes=False)
-                  if self.cutout_plot is not None else pn.pane.Markdown("*no mosaic store given (`--mosaic STORE`)*"))
+        side = min(self.width, 360)
+        cutout = (pn.pane.Bokeh(self.links.cutout_figure(side, side)) if self.stores else
+                  pn.pane.Markdown("*no mosaic store given (`--mosaic STORE`)*"))
         main = pn.Column(pn.Row(*focal), pn.pane.HoloViews(self.hist_plot, backend="bokeh", linked_axes=False),
                          self.highlight_pane, pn.Row(history, cutout), self.table_pane)
         return pn.Row(widgets, main)
-
-
-def _step(lo: float, hi: float) -> float:
-    span = abs(hi - lo) or 1.0
-    return float(10 ** np.floor(np.log10(span / 200)))
 
 
 def explore(metrics_source: str | os.PathLike | pd.DataFrame, mosaic_stores: Any = (), history: Any = None,
