@@ -125,3 +125,20 @@ def test_a_local_build_imports_neither_zarr_nor_dask(inputs, camera, tmp_path): 
     assert "cpmosaic.mosaic.tasks" in mods and "numba" in mods  # it did build
     assert not {m for m in mods if m.split(".")[0] in ("zarr", "dask", "distributed", "astropy", "fsspec")}
     assert open_mosaic(tmp_path / "m.zarr").attrs["complete"] is True
+
+
+def test_empty_folder_keeps_the_folder_and_deletes_in_the_background(tmp_path):
+    from cpmosaic.mosaic.localstore import empty_folder, wait_for_deletions
+
+    real = tmp_path / "real.zarr"
+    (real / "0" / "c" / "1").mkdir(parents=True)
+    (real / "0" / "c" / "1" / "2").write_bytes(b"x" * 100000)
+    (real / "zarr.json").write_text("{}")
+    link = tmp_path / "link.zarr"
+    link.symlink_to(real, target_is_directory=True)
+    stale = tmp_path / ".link.zarr.cpmosaic-trash-killedbuild"  # left by a killed build
+    (stale / "0").mkdir(parents=True)
+    empty_folder(str(link))
+    assert link.is_symlink() and real.is_dir() and list(real.iterdir()) == []
+    wait_for_deletions()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.zarr", "real.zarr"]

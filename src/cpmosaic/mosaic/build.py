@@ -34,7 +34,7 @@ from ..io.cache import EXPOSURES, ReadOptions
 from ._memory import big_blocks_mapped
 from ._startup import load_numba_target
 from ._zarrio import check_zarr
-from .localstore import is_local
+from .localstore import is_local, wait_for_deletions
 from .graph import build_graph, level_box
 from .inputs import InputSet, find_inputs
 from .owner import (
@@ -287,6 +287,7 @@ def build_mosaic(
     finally:
         inputs.close()
         sched.close()
+        wait_for_deletions()  # an overwritten store's old files (localstore.empty_folder)
 
 
 def _build(inputs: InputSet, plan: MosaicPlan, store, sched: Scheduler, codecs: list, compressor: str | None,

@@ -19,10 +19,17 @@ zarr, ome-zarr-py and napari's reader).
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
+import threading
+import uuid
 from typing import Any
 
-__all__ = ["LocalGroup", "LocalLevel", "LocalPath", "LocalRoot", "is_local", "level_document", "read_document"]
+__all__ = ["LocalGroup", "LocalLevel", "LocalPath", "LocalRoot", "empty_folder", "is_local", "level_document",
+           "read_document", "wait_for_deletions"]
+
+log = logging.getLogger(__name__)
 
 
 def is_local(store) -> bool:
@@ -152,3 +159,65 @@ def level_document(shape: tuple[int, int], shards: tuple[int, int], chunks: tupl
         "attributes": {}, "dimension_names": ["y", "x"], "zarr_format": 3, "node_type": "array",
         "storage_transformers": [],
     }
+
+
+_DELETIONS: list[threading.Thread] = []
+_DELETIONS_LOCK = threading.Lock()
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def empty_folder(folder: str) -> None:
+    """Empty ``folder``, keeping the folder itself (its permissions, a link to it).
+
+    Deleting the old store of an ``--overwrite`` (its files' cached pages freed
+    by the kernel) took 0.1-0.2 s of a ~2 s command on one core while the other
+    idled: the entries are moved into a hidden sibling ``.NAME.cpmosaic-trash-ID``
+    and deleted on a background thread (:func:`wait_for_deletions` waits for it;
+    a build calls it before it returns).  Trash a killed build left is deleted
+    with it.  Where the entries cannot be moved (another filesystem, no rights
+    on the parent) they are deleted here.
+    """
+    folder = os.path.abspath(folder).rstrip(os.sep) or os.sep
+    parent, name = os.path.split(folder)
+    prefix = f".{name}.cpmosaic-trash-"
+    try:
+        stale = [os.path.join(parent, e) for e in os.listdir(parent) if e.startswith(prefix)]
+    except OSError:
+        stale = []
+    trash = os.path.join(parent, prefix + uuid.uuid4().hex[:12])
+    moved = False
+    try:
+        os.mkdir(trash)
+        moved = True
+        for entry in os.listdir(folder):
+            os.rename(os.path.join(folder, entry), os.path.join(trash, entry))
+    except OSError as exc:
+        log.debug("%s: deleting the old store in place (%s)", folder, exc)
+        for entry in os.listdir(folder):
+            _remove(os.path.join(folder, entry))
+    doomed = stale + ([trash] if moved else [])
+    if not doomed:
+        return
+
+    def delete() -> None:
+        for path in doomed:
+            shutil.rmtree(path, ignore_errors=True)
+
+    th = threading.Thread(target=delete, name="cpmosaic-delete-old-store", daemon=True)
+    with _DELETIONS_LOCK:
+        _DELETIONS.append(th)
+    th.start()
+
+
+def wait_for_deletions() -> None:
+    """Wait until the background deletions of :func:`empty_folder` are done."""
+    with _DELETIONS_LOCK:
+        pending, _DELETIONS[:] = list(_DELETIONS), []
+    for th in pending:
+        th.join()

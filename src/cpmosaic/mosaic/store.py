@@ -42,7 +42,7 @@ from ._zarrio import (
     set_bytes,
     set_json,
 )
-from .localstore import LocalGroup, LocalLevel, is_local, level_document
+from .localstore import LocalGroup, LocalLevel, empty_folder, is_local, level_document
 from .plan import MosaicPlan, OptionError
 from .reader import MosaicStore, open_mosaic
 
@@ -387,9 +387,7 @@ def open_build_group(store, mode: Literal["r+", "w"]):
         return open_group(store, mode)
     if mode == "w":
         if os.path.isdir(store):
-            for entry in os.listdir(store):
-                path = os.path.join(store, entry)
-                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+            empty_folder(store)  # the old files go on a background thread
         os.makedirs(store, exist_ok=True)
         group = LocalGroup(store)
         set_json(group.store_path, "zarr.json", {"attributes": {}, "zarr_format": 3, "node_type": "group"})
