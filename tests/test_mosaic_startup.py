@@ -67,3 +67,12 @@ def test_kernels_and_new_compiles_after_the_cheap_start(lean):
     except ImportError:
         return
     assert importable == "cffi importable True"  # and cffi still works for everyone else
+
+
+def test_the_command_collects_cycles_again_once_started():
+    code = ("import gc\nfrom cpmosaic.mosaic import _startup\n_startup.lean_process()\noff = not gc.isenabled()\n"
+            "_startup.startup_done()\nprint(off, gc.isenabled(), gc.get_freeze_count() > 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": SRC})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True", "True"]

@@ -48,8 +48,10 @@ def _usage(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import CameraError, InputError
     from ..mosaic._startup import lean_process
+
+    lean_process()  # this process runs our kernels only, and starts faster (see cpmosaic.mosaic._startup)
+    from ..errors import CameraError, InputError
     from ..mosaic.build import build_mosaic
     from ..mosaic.inputs import CameraNotNamedError, butler_paths
     from ..mosaic.plan import BinningError, OptionError
@@ -76,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
         inputs += butler_paths(root=args.butler, collection=args.collection, dataset_type=args.dataset_type)
     if not inputs:
         return _usage("no inputs: give FITS files, directories or --butler")
-    lean_process()  # this process runs our kernels only (see cpmosaic.mosaic._startup)
     try:
         report = build_mosaic(inputs, args.output, camera=args.camera, binning=args.binning,
                               scheduler=args.scheduler, resume=args.resume, overwrite=args.overwrite,

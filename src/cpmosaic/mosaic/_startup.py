@@ -19,22 +19,43 @@ focal plane (~2 s) a noticeable share and serve nothing cpmosaic's kernels do:
   numba is left whole): numba's typing of cffi functions builds a C parser
   (``cffi.FFI()``, 20-60 ms), and numba looks up extension packages through
   every installed package's entry points (10-70 ms).  A command process runs
-  only cpmosaic's kernels, which use neither.
+  only cpmosaic's kernels, which use neither.  The command also keeps Python's
+  cyclic collector off while it starts (:func:`lean_process`): start-up
+  allocates hundreds of thousands of objects that stay, and the collector walked
+  them again and again (~15% of the imports' time).  It is back on, with the
+  start-up's objects frozen out of its way, before the shard tasks start
+  (:func:`startup_done`).
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 
-__all__ = ["lean_process", "load_numba_target"]
+__all__ = ["lean_process", "load_numba_target", "startup_done"]
 
 _LEAN = False
+_GC_OFF = False
 
 
 def lean_process() -> None:
-    """Say that this process runs cpmosaic's kernels only (the CLI): see the module notes."""
-    global _LEAN
+    """Say that this process runs cpmosaic's kernels only (the CLI), and keep the cyclic
+    collector off until :func:`startup_done`: see the module notes."""
+    global _LEAN, _GC_OFF
     _LEAN = True
+    if gc.isenabled():
+        gc.disable()
+        _GC_OFF = True
+
+
+def startup_done() -> None:
+    """Turn the cyclic collector back on if :func:`lean_process` turned it off (the objects
+    made so far, modules and the camera, are frozen: the collector leaves them alone)."""
+    global _GC_OFF
+    if _GC_OFF:
+        gc.freeze()
+        gc.enable()
+        _GC_OFF = False
 
 
 def load_numba_target() -> None:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ..camera import Camera
 from ..io.cache import EXPOSURES, ReadOptions
 from ._memory import big_blocks_mapped
-from ._startup import load_numba_target
+from ._startup import load_numba_target, startup_done
 from ._zarrio import check_zarr
 from .localstore import is_local, wait_for_deletions
 from .graph import build_graph, level_box
@@ -329,6 +329,7 @@ def _build(inputs: InputSet, plan: MosaicPlan, store, sched: Scheduler, codecs: 
     locked = sched.local and isinstance(store, str) and "://" not in store  # the OS lock is ours
     graph = build_graph(plan, cam, store, sources, done, options, build_id=build_id, writer=writer, locked=locked)
     _adopt(inputs, cam, options, local=sched.local)
+    startup_done()
     with fast_codecs(), _taken_over_says_so(group, writer):
         results = run_graph(graph, sched, workers, progress)
     new_failed = [f for r in results for f in r["failures"]]
