@@ -21,6 +21,8 @@ centre first (9 = raft R22).  In one run:
   against ``python -c pass`` - targets: >= 5x, and under 0.3 s; wall and CPU
   seconds; ``--baseline-src DIR`` adds another cpmosaic's whole command (an
   earlier commit's ``src``) to the same rotation, as a before/after;
+* ``--startup N``: only the command's start-up (``startup_probe.py``: up to its shard
+  tasks, kernels loaded), N alternating runs, wall and CPU seconds;
 * ``--codecs``: compressors on real-looking level-0 data (speed, size), and
   where the time of a full-resolution build goes against the same bytes written
   by numpy to the same disk (see :func:`codec_table`).
@@ -430,6 +432,36 @@ def whole_commands(files: list[str], work: Path, repeats: int, baseline_src: str
     return rows
 
 
+def startup_commands(files: list[str], work: Path, repeats: int, baseline_src: str | None = None) -> list[tuple]:
+    """Start-up of the whole command (``startup_probe.py``: up to the shard tasks, kernels
+    loaded), this cpmosaic and ``baseline_src``'s alternately, ``repeats`` each."""
+    import statistics
+
+    probe = [sys.executable, str(HERE / "startup_probe.py")]
+    cases = [("this cpmosaic", _child_env(), str(work / "startup.zarr"))]
+    if baseline_src:
+        cases.append((f"cpmosaic of {baseline_src}", _child_env(baseline_src), str(work / "startup_baseline.zarr")))
+    runs: dict[str, list] = {k: [] for k, _, _ in cases}
+    loads = [os.getloadavg()[0]]
+    for n in range(repeats + 1):
+        for k, env, store in cases:
+            r = subprocess.run([*probe, store, *files], env=env, capture_output=True, text=True)
+            line = [x for x in r.stdout.splitlines() if x.startswith("STARTUP ")]
+            if r.returncode or not line:
+                raise RuntimeError(f"start-up probe failed:\n{r.stderr[-2000:]}")
+            if n:  # the first round warms the .pyc files and the page cache
+                runs[k].append(tuple(float(v) for v in line[-1].split()[1:]))
+        loads.append(os.getloadavg()[0])
+    rows = []
+    for k, v in runs.items():
+        w, c = [x[0] for x in v], [x[1] for x in v]
+        rows.append((f"start-up of the command, {k}", len(files), 8, f"{min(w):.3f}", "-", "-", "-",
+                     f"to the shard tasks, kernels loaded; CPU best {min(c):.3f} s, median {statistics.median(c):.3f}"
+                     f" s; wall median {statistics.median(w):.3f} s; {repeats} alternating; load "
+                     f"{min(loads):.1f}-{max(loads):.1f}"))
+    return rows
+
+
 # -- main ------------------------------------------------------------------------------
 
 
@@ -450,6 +482,9 @@ def main(argv=None) -> int:
     ap.add_argument("--whole", type=int, default=0, metavar="N",
                     help="also time the whole cpmosaic mosaic command and the whole naive process, N pairs")
     ap.add_argument("--only-whole", action="store_true", help="only the --whole comparison")
+    ap.add_argument("--startup", type=int, default=0, metavar="N",
+                    help="only the start-up of the whole command (to its shard tasks), N alternating runs "
+                         "(with --baseline-src: against that cpmosaic too)")
     ap.add_argument("--baseline-src", metavar="DIR",
                     help="with --whole: also the whole command of the cpmosaic in DIR (a src folder, e.g. "
                          "`git archive COMMIT src | tar -x -C DIR/..`), in the same rotation")
@@ -483,6 +518,8 @@ def main(argv=None) -> int:
         files = [str(p) for p in all_files[:n]]
         in_bytes = sum(os.path.getsize(f) for f in files)
         sys.stderr.write(f"wrote {len(all_files)} inputs in {time.perf_counter() - t:.1f} s\n")
+        if args.startup:
+            return _print(startup_commands(files, work, args.startup, args.baseline_src), n, in_bytes)
         if args.only_whole:
             rows.extend(whole_commands(files, work, max(1, args.whole), args.baseline_src))
             binnings, scaling = [], []
