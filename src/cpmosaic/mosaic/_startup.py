@@ -95,12 +95,14 @@ def _compile_runtime_cheaply() -> None:
     except ImportError:
         return
     context = cpu_target.target_context  # made first: its code generator keeps the usual level
-    level = config.OPT
+    level = getattr(config, "OPT", None)  # (numba's stubs do not declare its settings)
+    if level is None:
+        return
     try:
-        config.OPT = type(level)(0)
+        config.OPT = type(level)(0)  # type: ignore[attr-defined]
     except (TypeError, ValueError):
         return
     try:
         context.refresh()  # installs the registries and compiles the NRT
     finally:
-        config.OPT = level
+        config.OPT = level  # type: ignore[attr-defined]

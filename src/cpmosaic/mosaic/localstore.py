@@ -102,7 +102,7 @@ class LocalGroup:
     def exists(root: str) -> bool:
         """Whether a zarr v3 group is at ``root`` (what ``zarr.open_group(root, mode="r")`` accepts)."""
         doc = read_document(os.path.join(root, "zarr.json"))
-        return bool(doc) and doc.get("zarr_format") == 3 and doc.get("node_type") == "group"
+        return doc is not None and doc.get("zarr_format") == 3 and doc.get("node_type") == "group"
 
 
 class LocalLevel:
