@@ -18,7 +18,11 @@ centre first (9 = raft R22).  In one run:
   whole naive process (``naive_visualize_visit.py``), each a fresh Python
   process as a user runs it (imports, numba's cached kernels and all), N pairs
   run alternately; and the start-up of ``cpmosaic --help`` and ``cpmosaic info``
-  against ``python -c pass`` - targets: >= 5x, and under 0.3 s;
+  against ``python -c pass`` - targets: >= 5x, and under 0.3 s; wall and CPU
+  seconds; ``--baseline-src DIR`` adds another cpmosaic's whole command (an
+  earlier commit's ``src``) to the same rotation, as a before/after;
+* ``--startup N``: only the command's start-up (``startup_probe.py``: up to its shard
+  tasks, kernels loaded), N alternating runs, wall and CPU seconds;
 * ``--codecs``: compressors on real-looking level-0 data (speed, size), and
   where the time of a full-resolution build goes against the same bytes written
   by numpy to the same disk (see :func:`codec_table`).
@@ -39,6 +43,8 @@ Usage::
     python benchmarks/bench_mosaic.py --detectors 205 --scaling 9,50,205 --workdir /big/disk
     python benchmarks/bench_mosaic.py --detectors 205 --inputs /big/disk/inputs --workdir /big/disk
     python benchmarks/bench_mosaic.py --detectors 205 --binning 8 --whole 5 --inputs /big/disk/inputs
+    python benchmarks/bench_mosaic.py --detectors 205 --binning 8 --whole 5 --only-whole --inputs /big/disk/inputs \
+        --baseline-src /tmp/before/src   # git archive eab195e src | tar -x -C /tmp/before
 """
 
 from __future__ import annotations
@@ -337,16 +343,20 @@ def fullres_table(files: list[str], work: Path, workers: int | None, setups: lis
 # -- whole processes -------------------------------------------------------------------
 
 
-def _child_env() -> dict:
+def _child_env(src: str | None = None) -> dict:
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: modules come from their .pyc
-    src = str(HERE.parent / "src")
+    src = src or str(HERE.parent / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
-def timed_process(cmd: list[str], env: dict) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one whole process."""
+def timed_process(cmd: list[str], env: dict) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one whole process.
+
+    CPU seconds hold up better than wall time on a machine other jobs load (they
+    still grow with contention for caches and memory bandwidth).
+    """
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -356,43 +366,99 @@ def timed_process(cmd: list[str], env: dict) -> tuple[float, int]:
     proc.stderr.close()
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd[:6])} ... failed ({proc.returncode}):\n{err[-2000:]}")
-    return wall, usage.ru_maxrss * 1024
+    return wall, usage.ru_utime + usage.ru_stime
 
 
-def whole_commands(files: list[str], work: Path, repeats: int) -> list[tuple]:
-    """``cpmosaic mosaic --binning 8`` and the naive process, whole, alternately; start-up times."""
+def whole_commands(files: list[str], work: Path, repeats: int, baseline_src: str | None = None) -> list[tuple]:
+    """``cpmosaic mosaic --binning 8`` and the naive process, whole, alternately; start-up times.
+
+    With ``baseline_src`` (a ``src`` folder of another cpmosaic, e.g. ``git archive`` of
+    an earlier commit) its whole command runs in the same rotation, as a before/after.
+    """
     import compileall
 
-    compileall.compile_dir(str(HERE.parent / "src" / "cpmosaic"), quiet=1)  # a pip install has them
+    for src in filter(None, (str(HERE.parent / "src"), baseline_src)):
+        compileall.compile_dir(str(Path(src) / "cpmosaic"), quiet=1)  # a pip install has them
     env = _child_env()
     py = sys.executable
     store = str(work / "whole.zarr")
-    ours_cmd = [py, "-m", "cpmosaic", "-q", "mosaic", *files, "-o", store, "--binning", "8", "--overwrite",
+
+    def ours_cmd(out: str) -> list[str]:
+        return [py, "-m", "cpmosaic", "-q", "mosaic", *files, "-o", out, "--binning", "8", "--overwrite",
                 "--no-progress"]
+
     naive_cmd = [py, str(HERE / "naive_visualize_visit.py"), *files, "-o", str(work / "naive_whole.npy"),
                  "--binning", "8"]
-    timed_process(ours_cmd, env)  # numba's cache and the page cache warm for both
-    ours, naive = [], []
+    cases = [("ours", ours_cmd(store), env), ("naive", naive_cmd, env)]
+    if baseline_src:
+        cases.insert(1, ("baseline", ours_cmd(str(work / "whole_baseline.zarr")), _child_env(baseline_src)))
+    for _, cmd, e in cases[:-1]:
+        timed_process(cmd, e)  # numba's cache and the page cache warm for both
+    runs: dict[str, list] = {k: [] for k, _, _ in cases}
+    loads = [os.getloadavg()[0]]
     for _ in range(repeats):
-        ours.append(timed_process(ours_cmd, env))
-        naive.append(timed_process(naive_cmd, env))
-    o, n = min(ours), min(naive)
+        for k, cmd, e in cases:
+            runs[k].append(timed_process(cmd, e))
+        loads.append(os.getloadavg()[0])
+    best = {k: min(v) for k, v in runs.items()}
+    cpu = {k: min(c for _, c in v) for k, v in runs.items()}
+    load = f"load {min(loads):.1f}-{max(loads):.1f}"
+
+    def walls(k: str) -> str:
+        return ", ".join(f"{w:.2f}" for w, _ in runs[k])
+
+    n = best["naive"][0]
+    rows = [("whole `cpmosaic mosaic --binning 8`", len(files), 8, f"{best['ours'][0]:.2f}", "-", "-", "-",
+             f"{n / best['ours'][0]:.1f}x the naive whole process (best of {repeats} alternating; CPU "
+             f"{cpu['ours']:.2f} s, {cpu['naive'] / cpu['ours']:.1f}x less; {load}; all: {walls('ours')})")]
+    if baseline_src:
+        rows.append((f"whole command of {baseline_src}", len(files), 8, f"{best['baseline'][0]:.2f}", "-", "-", "-",
+                     f"{n / best['baseline'][0]:.1f}x the naive; ours {best['baseline'][0] / best['ours'][0]:.2f}x "
+                     f"faster, CPU {cpu['baseline']:.2f} s ({cpu['baseline'] / cpu['ours']:.2f}x); "
+                     f"all: {walls('baseline')}"))
+    rows.append(("whole naive process b=8", len(files), 8, f"{n:.2f}", "-", "-", "-",
+                 f"CPU {cpu['naive']:.2f} s; all: {walls('naive')}"))
     # (no peak RSS for whole processes: a forked child's ru_maxrss starts at its parent's)
-    rows = [("whole `cpmosaic mosaic --binning 8`", len(files), 8, f"{o[0]:.2f}", "-", "-", "-",
-             f"{n[0] / o[0]:.1f}x the naive whole process (best of {repeats} alternating; all: "
-             f"{', '.join(f'{w:.2f}' for w, _ in ours)})"),
-            ("whole naive process b=8", len(files), 8, f"{n[0]:.2f}", "-", "-", "-",
-             f"all: {', '.join(f'{w:.2f}' for w, _ in naive)}")]
     starts = {"python -c pass": [py, "-c", "pass"], "cpmosaic --help": [py, "-m", "cpmosaic", "--help"],
               "cpmosaic info STORE": [py, "-m", "cpmosaic", "info", store]}
-    best = {k: [] for k in starts}
+    timings: dict[str, list] = {k: [] for k in starts}
     for _ in range(max(5, repeats)):
         for k, cmd in starts.items():
-            best[k].append(timed_process(cmd, env))
-    for k, runs in best.items():
-        w, _ = min(runs)
+            timings[k].append(timed_process(cmd, env))
+    for k, t in timings.items():
+        w, _ = min(t)
         rows.append((k, "-", "-", f"{w:.3f}", "-", "-", "-",
-                     f"best of {len(runs)}, interleaved" + ("; target < 0.3 s" if k != "python -c pass" else "")))
+                     f"best of {len(t)}, interleaved" + ("; target < 0.3 s" if k != "python -c pass" else "")))
+    return rows
+
+
+def startup_commands(files: list[str], work: Path, repeats: int, baseline_src: str | None = None) -> list[tuple]:
+    """Start-up of the whole command (``startup_probe.py``: up to the shard tasks, kernels
+    loaded), this cpmosaic and ``baseline_src``'s alternately, ``repeats`` each."""
+    import statistics
+
+    probe = [sys.executable, str(HERE / "startup_probe.py")]
+    cases = [("this cpmosaic", _child_env(), str(work / "startup.zarr"))]
+    if baseline_src:
+        cases.append((f"cpmosaic of {baseline_src}", _child_env(baseline_src), str(work / "startup_baseline.zarr")))
+    runs: dict[str, list] = {k: [] for k, _, _ in cases}
+    loads = [os.getloadavg()[0]]
+    for n in range(repeats + 1):
+        for k, env, store in cases:
+            r = subprocess.run([*probe, store, *files], env=env, capture_output=True, text=True)
+            line = [x for x in r.stdout.splitlines() if x.startswith("STARTUP ")]
+            if r.returncode or not line:
+                raise RuntimeError(f"start-up probe failed:\n{r.stderr[-2000:]}")
+            if n:  # the first round warms the .pyc files and the page cache
+                runs[k].append(tuple(float(v) for v in line[-1].split()[1:]))
+        loads.append(os.getloadavg()[0])
+    rows = []
+    for k, v in runs.items():
+        w, c = [x[0] for x in v], [x[1] for x in v]
+        rows.append((f"start-up of the command, {k}", len(files), 8, f"{min(w):.3f}", "-", "-", "-",
+                     f"to the shard tasks, kernels loaded; CPU best {min(c):.3f} s, median {statistics.median(c):.3f}"
+                     f" s; wall median {statistics.median(w):.3f} s; {repeats} alternating; load "
+                     f"{min(loads):.1f}-{max(loads):.1f}"))
     return rows
 
 
@@ -416,6 +482,12 @@ def main(argv=None) -> int:
     ap.add_argument("--whole", type=int, default=0, metavar="N",
                     help="also time the whole cpmosaic mosaic command and the whole naive process, N pairs")
     ap.add_argument("--only-whole", action="store_true", help="only the --whole comparison")
+    ap.add_argument("--startup", type=int, default=0, metavar="N",
+                    help="only the start-up of the whole command (to its shard tasks), N alternating runs "
+                         "(with --baseline-src: against that cpmosaic too)")
+    ap.add_argument("--baseline-src", metavar="DIR",
+                    help="with --whole: also the whole command of the cpmosaic in DIR (a src folder, e.g. "
+                         "`git archive COMMIT src | tar -x -C DIR/..`), in the same rotation")
     ap.add_argument("--codecs", action="store_true", help="only the codec table (no inputs needed)")
     ap.add_argument("--fullres", default="",
                     help="only full-resolution builds against the disk floor, for each of these compressors "
@@ -446,8 +518,10 @@ def main(argv=None) -> int:
         files = [str(p) for p in all_files[:n]]
         in_bytes = sum(os.path.getsize(f) for f in files)
         sys.stderr.write(f"wrote {len(all_files)} inputs in {time.perf_counter() - t:.1f} s\n")
+        if args.startup:
+            return _print(startup_commands(files, work, args.startup, args.baseline_src), n, in_bytes)
         if args.only_whole:
-            rows.extend(whole_commands(files, work, max(1, args.whole)))
+            rows.extend(whole_commands(files, work, max(1, args.whole), args.baseline_src))
             binnings, scaling = [], []
         if args.fullres:
             setups = [(c.split(":")[0], not c.endswith(":zarr")) for c in args.fullres.split(",") if c]
@@ -473,7 +547,7 @@ def main(argv=None) -> int:
                          f"{gbs / bw:.0%} of copyto; {r['workers']} threads; {r['shards']} shards; "
                          f"level 0 {r['shape'][1]}x{r['shape'][0]}"))
         if args.whole and not args.only_whole:
-            rows.extend(whole_commands(files, work, args.whole))
+            rows.extend(whole_commands(files, work, args.whole, args.baseline_src))
         if not binnings:
             return _print(rows, n, in_bytes)
         nv = min(naive_runs, key=lambda x: x["wall"]) if naive_runs else \

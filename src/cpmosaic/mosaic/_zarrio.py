@@ -21,7 +21,8 @@ import uuid
 
 import numpy as np
 
-__all__ = ["TESTED", "check_zarr", "delete_key", "delete_prefix", "get_bytes", "list_keys", "set_bytes", "set_json"]
+__all__ = ["TESTED", "check_zarr", "delete_key", "delete_prefix", "get_bytes", "list_keys", "local_root", "set_bytes",
+           "set_json"]
 
 #: zarr versions the helpers here were tested with: ``>= TESTED[0], < TESTED[1]``.
 TESTED = ((3, 1), (3, 5))
@@ -51,6 +52,15 @@ def _sync(coro):
     return sync(coro)
 
 
+def local_root(store) -> str | None:
+    """The folder of a local store: zarr's ``LocalStore`` or a :class:`~.localstore.LocalRoot`
+    (None: another store)."""
+    root = getattr(store, "root", None)
+    if root is None or type(store).__name__ not in ("LocalStore", "LocalRoot"):
+        return None
+    return os.fspath(root)
+
+
 def _local_file(store_path, key: str) -> str | None:
     """The file of ``key`` under a ``StorePath`` of a local store (None: another store).
 
@@ -59,12 +69,11 @@ def _local_file(store_path, key: str) -> str | None:
     (~1 ms on a busy machine, twice per shard).  Written as zarr's local store
     writes them: to a temporary name, then renamed.
     """
-    store = store_path.store
-    root = getattr(store, "root", None)
-    if type(store).__name__ != "LocalStore" or root is None:
+    root = local_root(store_path.store)
+    if root is None:
         return None
     rel = "/".join(p for p in (store_path.path, key) if p)
-    return os.path.join(os.fspath(root), *rel.split("/"))
+    return os.path.join(root, *rel.split("/"))
 
 
 def set_bytes(store_path, key: str, data: bytes) -> None:
@@ -96,6 +105,13 @@ def get_bytes(store_path, key: str) -> bytes | None:
 
 
 def delete_key(store_path, key: str) -> None:
+    path = _local_file(store_path, key)
+    if path is not None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return
     _sync((store_path / key).delete())
 
 
@@ -106,6 +122,14 @@ def delete_prefix(store, prefix: str) -> None:
 
 def list_keys(store, prefix: str) -> list[str]:
     """Keys of ``store`` under ``prefix``, sorted (stores list in their own order)."""
+    root = local_root(store)
+    if root is not None and prefix.endswith("/"):  # a folder's files, as zarr's local store lists them
+        folder = os.path.join(root, *prefix.strip("/").split("/"))
+        keys = []
+        for dirpath, _, names in os.walk(folder):
+            rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
+            keys += [f"{rel}/{n}" for n in names]
+        return sorted(keys)
 
     async def listing() -> list[str]:
         return [k async for k in store.list_prefix(prefix)]

@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from ..camera import Camera
 from ..io.cache import EXPOSURES, ReadOptions
 from ._memory import big_blocks_mapped
-from ._startup import load_numba_target
+from ._startup import load_numba_target, startup_done
 from ._zarrio import check_zarr
+from .localstore import is_local, wait_for_deletions
 from .graph import build_graph, level_box
 from .inputs import InputSet, find_inputs
 from .owner import (
@@ -51,12 +52,12 @@ from .store import (
     DEFAULT_COMPRESSOR,
     FORMAT_VERSION,
     compact_json,
+    compressor_codecs,
     delete_marker,
     fast_codecs,
     forget_levels,
     merge_windows,
     ome_attributes,
-    parse_compressor,
     prepare_store,
     read_markers,
     remove_store,
@@ -248,9 +249,10 @@ def build_mosaic(
     ...
     cpmosaic.mosaic.plan.OptionError: compressor 'zstd-99': zstd levels are 1..22
     """
-    check_zarr()
+    if not is_local(os.fspath(store) if isinstance(store, os.PathLike) else store):
+        check_zarr()  # a local path is written without zarr (.localstore)
     sched = parse_scheduler(scheduler)
-    compressors = parse_compressor(compressor or DEFAULT_COMPRESSOR)
+    codecs = compressor_codecs(compressor or DEFAULT_COMPRESSOR)
     if overscan not in ("median", "mean", "single", "none"):
         raise OptionError(f"overscan {overscan!r} is not one of median, mean, single, none")
     if num_workers is not None and num_workers < 1:
@@ -273,7 +275,7 @@ def build_mosaic(
         raise
     try:
         with big_blocks_mapped(), local_lock(store_spec):
-            report = _build(inputs, plan, store_spec, sched, compressors, compressor, options, resume, overwrite,
+            report = _build(inputs, plan, store_spec, sched, codecs, compressor, options, resume, overwrite,
                             num_workers or default_workers(plan, memory_budget), name, progress)
         report.store = label
         return report
@@ -285,9 +287,10 @@ def build_mosaic(
     finally:
         inputs.close()
         sched.close()
+        wait_for_deletions()  # an overwritten store's old files (localstore.empty_folder)
 
 
-def _build(inputs: InputSet, plan: MosaicPlan, store, sched: Scheduler, compressors: list, compressor: str | None,
+def _build(inputs: InputSet, plan: MosaicPlan, store, sched: Scheduler, codecs: list, compressor: str | None,
            options: ReadOptions, resume: bool, overwrite: bool, workers: int, name, progress) -> BuildReport:
     cam = inputs.camera
     exposures = sorted({i.exposure for i in inputs.files.values() if i.exposure is not None})
@@ -303,7 +306,7 @@ def _build(inputs: InputSet, plan: MosaicPlan, store, sched: Scheduler, compress
     created = False
     try:
         with compact_json():
-            group, attrs, created = prepare_store(store, plan, attrs, compressors, resume, overwrite)
+            group, attrs, created = prepare_store(store, plan, attrs, codecs, resume, overwrite)
         write_claim(group, attrs["build_id"], writer)
     except BaseException as exc:
         if created:  # a failed start leaves nothing behind
@@ -326,6 +329,7 @@ def _build(inputs: InputSet, plan: MosaicPlan, store, sched: Scheduler, compress
     locked = sched.local and isinstance(store, str) and "://" not in store  # the OS lock is ours
     graph = build_graph(plan, cam, store, sources, done, options, build_id=build_id, writer=writer, locked=locked)
     _adopt(inputs, cam, options, local=sched.local)
+    startup_done()
     with fast_codecs(), _taken_over_says_so(group, writer):
         results = run_graph(graph, sched, workers, progress)
     new_failed = [f for r in results for f in r["failures"]]

@@ -1,7 +1,7 @@
 """The task graph of a mosaic build: which shard task needs which.
 
 Level-0 tasks read detectors; each task of level k > 0 takes the halved pieces
-its level k-1 shard tasks hand over (dask passes them in memory), and reads back
+its level k-1 shard tasks hand over (in memory), and reads back
 the level k-1 shards that have no task in this run (done before a resume, or
 outside a repair).  Shards without data get no task: readers get the fill value.
 """
@@ -10,16 +10,28 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from typing import Any
 
 from .plan import MosaicPlan
 from .specs import Level0Spec, PyramidSpec, ReadOptions, ShardKey, Source
-from .tasks import Opaque, level0_task, pyramid_task, read_bands, result_of
+from .runner import Task
+from .tasks import Opaque, level0_task, pyramid_task, read_bands
 
-__all__ = ["TASK_PREFIX", "build_graph", "level_box"]
+__all__ = ["TASK_PREFIX", "build_graph", "level_box", "z_order"]
 
-#: dask keys of shard tasks start with this (progress counts them).
+#: Keys of shard tasks start with this (progress counts them).
 TASK_PREFIX = "cpmosaic-shard"
+
+
+def z_order(i: int, j: int) -> int:
+    """Position of shard ``(i, j)`` on the Z curve (bits of ``i`` and ``j`` interleaved).
+
+    >>> [z_order(i, j) for i, j in ((0, 0), (0, 1), (1, 0), (1, 1), (0, 2))]
+    [0, 1, 2, 3, 4]
+    """
+    z = 0
+    for bit in range(max(i.bit_length(), j.bit_length())):
+        z |= ((j >> bit) & 1) << (2 * bit) | ((i >> bit) & 1) << (2 * bit + 1)
+    return z
 
 
 def level_box(box0: tuple[int, int, int, int], level: int) -> tuple[int, int, int, int]:
@@ -58,19 +70,15 @@ def _placements_by_shard_row(plan: MosaicPlan) -> dict[int, list]:
 
 def build_graph(plan: MosaicPlan, camera, store, sources: dict, done: set, options: ReadOptions, *,
                 build_id: str, writer: str, locked: bool = False, only: dict | None = None) -> tuple[list, dict]:
-    """Delayed tasks of every shard not in ``done`` (``only``: per level, the shard set to run).
+    """Tasks of every shard not in ``done`` (``only``: per level, the shard set to run).
 
-    Returns ``(tasks, uses)``, ``uses`` the number of reads (bands) of each input file.
-    Each shard's task returns ``(result, halved piece)``; ``tasks`` are the
-    results alone, so that pieces are dropped once the next level has them.
+    Returns ``(tasks, uses)``: the :class:`~.runner.Task` list (each after the
+    tasks it takes pieces from), ``uses`` the number of reads (bands) of each
+    input file.  Each shard's task returns ``(result, halved piece)``.
     """
-    from dask.delayed import (
-        delayed,  # not dask.array: the local scheduler needs none of it
-    )
-
     token = uuid.uuid4().hex[:8]
-    cam = delayed(Opaque(camera), pure=True, name=f"cpmosaic-camera-{token}")
-    tasks: dict[tuple[int, int, int], Any] = {}
+    cam = Opaque(camera)  # one object: dask (runner.to_delayed) sends it once
+    tasks: dict[tuple[int, int, int], Task] = {}
     empty: set = set()  # shards without data (no task, nothing in the store)
     uses: Counter = Counter()
     last = plan.levels[-1].level
@@ -94,14 +102,14 @@ def build_graph(plan: MosaicPlan, camera, store, sources: dict, done: set, optio
                     uses[s.path] += len(read_bands(s.placement, box, plan.binning)[0])
                 spec0 = Level0Spec(key, box, plan.binning, tuple(srcs), options, clear=only is not None,
                                    halve=k < last, build_id=build_id, writer=writer, locked=locked)
-                tasks[(k, i, j)] = delayed(level0_task, pure=False)(cam, store, Opaque(spec0), dask_key_name=name)
+                tasks[(k, i, j)] = Task(name, level0_task, (cam, store, Opaque(spec0)), order=z_order(i, j))
                 continue
             prev = plan.levels[k - 1]
             sy0, sy1, sx0, sx1 = 2 * box[0], 2 * box[1], 2 * box[2], 2 * box[3]
             ph, pw = prev.shards
             children = [(a, c) for a in range(sy0 // ph, min(-(-sy1 // ph), prev.n_shards[0]))
                         for c in range(sx0 // pw, min(-(-sx1 // pw), prev.n_shards[1]))]
-            deps = [tasks[(k - 1, a, c)] for a, c in children if (k - 1, a, c) in tasks]
+            deps = tuple(tasks[(k - 1, a, c)].key for a, c in children if (k - 1, a, c) in tasks)
             data_box = _data_box(plan, sources, k - 1, (sy0, min(sy1, prev.shape[0]), sx0, min(sx1, prev.shape[1])))
             if data_box is None and only is None:
                 empty.add((k, i, j))
@@ -118,7 +126,5 @@ def build_graph(plan: MosaicPlan, camera, store, sources: dict, done: set, optio
                         read_back.append(db)
             spec = PyramidSpec(key, box, data_box, tuple(read_back), clear=only is not None, halve=k < last,
                                build_id=build_id, writer=writer, locked=locked)
-            tasks[(k, i, j)] = delayed(pyramid_task, pure=False)(store, Opaque(spec), *deps, dask_key_name=name)
-    results = [delayed(result_of, pure=True)(t, dask_key_name=f"cpmosaic-result-{key[0]}-{key[1]}-{key[2]}-{token}")
-               for key, t in tasks.items()]
-    return results, dict(uses)
+            tasks[(k, i, j)] = Task(name, pyramid_task, (store, Opaque(spec)), deps=deps, order=z_order(i, j))
+    return list(tasks.values()), dict(uses)

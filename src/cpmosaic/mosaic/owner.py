@@ -120,7 +120,7 @@ def write_claim(group, build_id: str, writer: str) -> None:
     store = group.store
     fs = getattr(store, "fs", None)
     in_memory = type(store).__name__ == "MemoryStore" or "memory" in str(getattr(fs, "protocol", ""))
-    if type(store).__name__ != "LocalStore" and not in_memory:
+    if type(store).__name__ not in ("LocalStore", "LocalRoot") and not in_memory:
         time.sleep(SETTLE_S)
         check_claim(group.store_path, writer, "")
 

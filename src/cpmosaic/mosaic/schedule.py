@@ -7,9 +7,11 @@ Traceback (most recent call last):
 ...
 cpmosaic.mosaic.plan.OptionError: scheduler 'Thredas' is not one of threads, sync, processes, ...
 
-``distributed`` is imported only for an address or a client; the local
-schedulers are handed to dask as functions, so that dask does not look for a
-distributed client (which imports ``distributed``, ~0.5 s).
+The default local scheduler (``threads``, and ``sync``) runs the tasks on
+our own threads (:func:`.runner.run_local`) and imports no dask.  dask runs
+``processes`` (handed its scheduler as a function, so that dask does not look
+for a distributed client, which imports ``distributed``, ~0.5 s); ``distributed``
+is imported only for an address or a client.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..io.cache import EXPOSURES
 from ._memory import restore_allocator, use_mmap_for_big_blocks
 from .graph import TASK_PREFIX
 from .plan import OptionError
+from .runner import run_local, to_delayed
 from .store import forget_levels
 from .tasks import forget_buffers
 
@@ -33,13 +36,14 @@ log = logging.getLogger(__name__)
 
 __all__ = ["SCHEDULERS", "Scheduler", "SchedulerError", "parse_scheduler", "run_graph"]
 
-#: Local scheduler names (any case) -> ``module:function`` of dask's scheduler.
-SCHEDULERS = {
-    "threads": "dask.threaded:get",
-    "threading": "dask.threaded:get",
-    "sync": "dask.local:get_sync",
-    "synchronous": "dask.local:get_sync",
-    "single-threaded": "dask.local:get_sync",
+#: Local scheduler names (any case) -> ``module:function`` of dask's scheduler, or
+#: None: our own threads (:func:`.runner.run_local`).
+SCHEDULERS: dict[str, str | None] = {
+    "threads": None,
+    "threading": None,
+    "sync": None,
+    "synchronous": None,
+    "single-threaded": None,
     "processes": "dask.multiprocessing:get",
 }
 _CANONICAL = {"threading": "threads", "synchronous": "sync", "single-threaded": "sync"}
@@ -87,8 +91,11 @@ class Scheduler:
             self.client, self.own_client = None, False
 
     def get(self):
-        """The dask scheduler function of a local scheduler."""
-        module, func = SCHEDULERS[self.name].split(":")
+        """The dask scheduler function of a local scheduler (None: :func:`.runner.run_local`)."""
+        spec = SCHEDULERS[self.name]
+        if spec is None:
+            return None
+        module, func = spec.split(":")
         return getattr(importlib.import_module(module), func)
 
 
@@ -127,7 +134,8 @@ def _worker_end() -> None:
 
 
 def run_graph(graph: tuple, scheduler: Scheduler, num_workers: int, show_progress: bool | None) -> list[dict]:
-    """Compute the tasks locally or on a dask.distributed cluster, counting shards."""
+    """Run the tasks (:func:`.graph.build_graph`) locally or on a dask.distributed cluster,
+    counting shards; the tasks' results in order."""
     tasks, uses = graph
     if not tasks:
         return []
@@ -137,23 +145,26 @@ def run_graph(graph: tuple, scheduler: Scheduler, num_workers: int, show_progres
 
             client = scheduler.client
             client.run(use_mmap_for_big_blocks)
-            futures = client.compute(tasks)
+            futures = client.compute(to_delayed(tasks))
             try:
                 for _ in as_completed(futures):
                     bar.update(1)
                 return client.gather(futures)
             finally:
                 client.run(_worker_end)
-        import dask
-        from dask.callbacks import Callback
-
-        def posttask(key, result, dsk, state, worker_id):
-            if str(key).startswith(TASK_PREFIX):
-                bar.update(1)
-
         EXPOSURES.expect(uses)  # files close after their last read
         try:
+            get = scheduler.get()
+            if get is None:
+                return run_local(tasks, 1 if scheduler.name == "sync" else num_workers, lambda t: bar.update(1))
+            import dask
+            from dask.callbacks import Callback
+
+            def posttask(key, result, dsk, state, worker_id):
+                if str(key).startswith(TASK_PREFIX):
+                    bar.update(1)
+
             with Callback(posttask=posttask):
-                return list(dask.compute(*tasks, scheduler=scheduler.get(), num_workers=num_workers))
+                return list(dask.compute(*to_delayed(tasks), scheduler=get, num_workers=num_workers))
         finally:
             forget_build_state()

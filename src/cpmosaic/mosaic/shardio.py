@@ -139,11 +139,12 @@ class ShardWriter:
 
 def shard_writer(array) -> ShardWriter | None:
     """A :class:`ShardWriter` for a level array of a local store, or None (write through zarr)."""
-    store = array.store_path.store
-    root = getattr(store, "root", None)
-    if type(store).__name__ != "LocalStore" or root is None:
+    from ._zarrio import local_root
+
+    root = local_root(array.store_path.store)
+    if root is None:
         return None
-    folder = os.path.join(os.fspath(root), array.store_path.path)
+    folder = os.path.join(root, array.store_path.path)
     try:
         with open(os.path.join(folder, "zarr.json"), "rb") as f:
             doc = json.loads(f.read())

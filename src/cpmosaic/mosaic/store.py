@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 from typing import Any, Literal
 
@@ -41,6 +42,7 @@ from ._zarrio import (
     set_bytes,
     set_json,
 )
+from .localstore import LocalGroup, LocalLevel, empty_folder, is_local, level_document
 from .plan import MosaicPlan, OptionError
 from .reader import MosaicStore, open_mosaic
 
@@ -53,6 +55,7 @@ __all__ = [
     "merge_windows",
     "ome_attributes",
     "open_mosaic",
+    "compressor_codecs",
     "parse_compressor",
     "prepare_store",
 ]
@@ -96,16 +99,20 @@ def open_level(store, level: int, mode: str = "r+"):
 
     Opened arrays are kept per process (reading ``zarr.json`` costs milliseconds
     and a build opens a level once per shard); :func:`forget_levels` drops them.
+    A local path gives a :class:`~.localstore.LocalLevel` (no zarr).
     """
-    import zarr
-
     if isinstance(store, os.PathLike):
         store = os.fspath(store)
     key = (store if isinstance(store, str) else id(store), level, mode)
     with _LEVELS_LOCK:
         array = _LEVELS.get(key)
     if array is None:
-        array = zarr.open_array(store, path=str(level), mode=mode, zarr_format=3)
+        if is_local(store):
+            array = LocalLevel(store, level, mode)
+        else:
+            import zarr
+
+            array = zarr.open_array(store, path=str(level), mode=mode, zarr_format=3)
         with _LEVELS_LOCK:
             _LEVELS[key] = array
     return array
@@ -131,14 +138,21 @@ def write_group_attributes(group, attributes: dict) -> None:
     set_json(group.store_path, "zarr.json", {"attributes": attributes, "zarr_format": 3, "node_type": "group"})
 
 
-def create_levels(group, levels, compressors) -> None:
-    """Create the (empty) level arrays of a new store.
+def create_levels(group, levels, codecs: list[dict]) -> None:
+    """Create the (empty) level arrays of a new store (``codecs``: :func:`compressor_codecs`).
 
-    The first is created by zarr; the others get its metadata document with their
+    A local store gets the documents zarr would write (:func:`.localstore.level_document`).
+    Otherwise the first is created by zarr; the others get its metadata document with their
     own shape, shard and chunk shape (zarr's ``create_array`` costs milliseconds each).
     """
+    if isinstance(group, LocalGroup):
+        for lv in levels:
+            set_json(group.store_path, f"{lv.level}/zarr.json", level_document(lv.shape, lv.shards, lv.chunks, codecs))
+        return
     import zarr
     from zarr.buffer import default_buffer_prototype
+
+    compressors = zarr_codecs(codecs)
 
     def create(lv):
         return zarr.create_array(group.store_path / str(lv.level), shape=lv.shape, dtype="float32",
@@ -263,29 +277,33 @@ def ome_attributes(plan: MosaicPlan, name: str, window: dict | None = None) -> d
 # -- preparation (before a build writes a shard) ---------------------------------------
 
 
-def parse_compressor(name: str) -> list:
-    """zarr codecs of a compressor name; ValueError naming the value when it is not one.
+def _blosc(cname: str, clevel: int, shuffle: str) -> dict:
+    return {"name": "blosc", "configuration": {"typesize": 4, "cname": cname, "clevel": clevel, "shuffle": shuffle,
+                                               "blocksize": 0}}
+
+
+def compressor_codecs(name: str) -> list[dict]:
+    """The zarr v3 codec documents of a compressor name (as zarr writes them for float32; no
+    zarr needed); ValueError naming the value when it is not one.
 
     ``blosc-lz4`` (alias ``lz4``): blosc with lz4 and byte shuffle; ``blosc-lz4-bitshuffle``;
     ``blosc-zstd``: blosc with zstd level 1 and byte shuffle; ``zstd`` / ``zstd-LEVEL``
     (1..22, default 1); ``none``.
 
-    >>> [type(c).__name__ for c in parse_compressor("zstd-3")]
-    ['ZstdCodec']
-    >>> parse_compressor("zstd-99")
+    >>> compressor_codecs("zstd-3")
+    [{'name': 'zstd', 'configuration': {'level': 3, 'checksum': False}}]
+    >>> compressor_codecs("zstd-99")
     Traceback (most recent call last):
     ...
     cpmosaic.mosaic.plan.OptionError: compressor 'zstd-99': zstd levels are 1..22
     """
-    from zarr.codecs import BloscCodec, ZstdCodec
-
     text = str(name).strip().lower()
     if text in ("blosc-lz4", "lz4"):
-        return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+        return [_blosc("lz4", 5, "shuffle")]
     if text == "blosc-lz4-bitshuffle":
-        return [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")]
+        return [_blosc("lz4", 5, "bitshuffle")]
     if text == "blosc-zstd":
-        return [BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")]
+        return [_blosc("zstd", 1, "shuffle")]
     if text == "zstd" or text.startswith("zstd-"):
         level_text = text[5:] or "1"
         try:
@@ -294,15 +312,41 @@ def parse_compressor(name: str) -> list:
             raise OptionError(f"compressor {name!r}: zstd-LEVEL needs a whole number LEVEL, 1..22") from None
         if not 1 <= level <= 22:
             raise OptionError(f"compressor {name!r}: zstd levels are 1..22")
-        return [ZstdCodec(level=level)]
+        return [{"name": "zstd", "configuration": {"level": level, "checksum": False}}]
     if text == "none":
         return []
     raise OptionError(f"compressor {name!r} is not one of blosc-lz4, lz4, blosc-lz4-bitshuffle, blosc-zstd, "
-                     "zstd, zstd-LEVEL (1..22), none")
+                      "zstd, zstd-LEVEL (1..22), none")
+
+
+def zarr_codecs(codecs: list[dict]) -> list:
+    """zarr codec objects of codec documents (:func:`compressor_codecs`)."""
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    out: list = []
+    for c in codecs:
+        conf = c["configuration"]
+        if c["name"] == "blosc":
+            out.append(BloscCodec(cname=conf["cname"], clevel=conf["clevel"], shuffle=conf["shuffle"]))
+        else:
+            out.append(ZstdCodec(level=conf["level"], checksum=conf["checksum"]))
+    return out
+
+
+def parse_compressor(name: str) -> list:
+    """zarr codecs of a compressor name (see :func:`compressor_codecs`); ValueError naming the
+    value when it is not one.
+
+    >>> [type(c).__name__ for c in parse_compressor("zstd-3")]
+    ['ZstdCodec']
+    """
+    return zarr_codecs(compressor_codecs(name))
 
 
 def is_store(store) -> bool:
     """Whether a zarr group exists at ``store``."""
+    if is_local(store):
+        return LocalGroup.exists(store)
     try:
         open_group(store, "r")
         return True
@@ -336,8 +380,26 @@ class StoreExistsError(InputError, FileExistsError):
     """A store (or something else) is already at the output and neither resume nor overwrite was asked."""
 
 
-def prepare_store(store, plan: MosaicPlan, attrs: dict, compressors: list, resume: bool, overwrite: bool):
-    """Open (resume) or create the store with its metadata and empty level arrays.
+def open_build_group(store, mode: Literal["r+", "w"]):
+    """The group a build writes: a :class:`~.localstore.LocalGroup` for a local path (no
+    zarr; ``"w"`` empties the folder, as zarr does), else a zarr group."""
+    if not is_local(store):
+        return open_group(store, mode)
+    if mode == "w":
+        if os.path.isdir(store):
+            empty_folder(store)  # the old files go on a background thread
+        os.makedirs(store, exist_ok=True)
+        group = LocalGroup(store)
+        set_json(group.store_path, "zarr.json", {"attributes": {}, "zarr_format": 3, "node_type": "group"})
+        return group
+    if not LocalGroup.exists(store):
+        raise FileNotFoundError(f"{store}: no zarr group here")
+    return LocalGroup(store)
+
+
+def prepare_store(store, plan: MosaicPlan, attrs: dict, codecs: list[dict], resume: bool, overwrite: bool):
+    """Open (resume) or create the store with its metadata and empty level arrays
+    (``codecs``: :func:`compressor_codecs`).
 
     Returns ``(group, attrs, created)``: ``attrs`` the store's ``cpmosaic``
     attributes (the stored ones when resuming: its build id), ``created`` whether
@@ -348,7 +410,7 @@ def prepare_store(store, plan: MosaicPlan, attrs: dict, compressors: list, resum
         if os.path.isfile(store) or (os.path.isdir(store) and os.listdir(store) and not exists):
             raise StoreExistsError(store, "exists and is not a zarr store; refusing to write over it")
     if exists and resume:
-        group = open_group(store, "r+")
+        group = open_build_group(store, "r+")
         old = check_resume(group, attrs, store)
         return group, {**attrs, "build_id": old.get("build_id"), "failed": old.get("failed", [])}, False
     if exists and not overwrite:
@@ -356,10 +418,10 @@ def prepare_store(store, plan: MosaicPlan, attrs: dict, compressors: list, resum
     created = not exists and not (isinstance(store, str) and "://" not in store and os.path.isdir(store))
     if attrs["build"].get("compressor") is None:
         attrs["build"] = {**attrs["build"], "compressor": DEFAULT_COMPRESSOR}
-    group = open_group(store, "w")
+    group = open_build_group(store, "w")
     try:
         write_group_attributes(group, {"ome": ome_attributes(plan, attrs["name"]), "cpmosaic": attrs})
-        create_levels(group, plan.levels, compressors)
+        create_levels(group, plan.levels, codecs)
     except BaseException:
         remove_store(store, created)
         raise
@@ -389,8 +451,11 @@ def compact_json():
 
     The group attributes hold every detector's placement and amp boxes (~150 kB
     of JSON); indented, Python's pure-Python encoder takes ~70 ms per write
-    instead of ~6 ms for the C one.  Readers see the same JSON.
+    instead of ~6 ms for the C one.  Readers see the same JSON.  Without zarr imported
+    (a local build) nothing goes through zarr.
     """
+    if "zarr" not in sys.modules:
+        return contextlib.nullcontext()
     import zarr
 
     return zarr.config.set({"json_indent": None})
@@ -404,8 +469,12 @@ def fast_codecs():
     fused one (opt-in in zarr 3) encodes a shard's chunks synchronously.  Same
     bytes on disk.  Arrays keep the pipeline they were opened with, so level
     arrays are opened (:func:`open_level`) inside this context; stores without
-    synchronous IO fall back to the async path inside zarr.
+    synchronous IO fall back to the async path inside zarr.  Without zarr imported (a
+    local build) nothing goes through zarr; :class:`~.localstore.LocalLevel` opens its
+    zarr array (if ever) inside this context.
     """
+    if "zarr" not in sys.modules:
+        return contextlib.nullcontext()
     import zarr
 
     try:

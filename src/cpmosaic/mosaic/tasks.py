@@ -82,11 +82,10 @@ def _write_region(box, data_box, chunks, full: bool) -> tuple[int, int, int, int
 
 
 def _group_path(array):
-    """The group's ``StorePath`` of a level array (level arrays sit right under the group)."""
-    from zarr.storage import StorePath
-
+    """The group's ``StorePath`` of a level array (level arrays sit right under the group;
+    zarr's or :class:`~.localstore.LocalPath`, both built from store and path)."""
     path = array.store_path.path
-    return StorePath(array.store_path.store, path.rsplit("/", 1)[0] if "/" in path else "")
+    return type(array.store_path)(array.store_path.store, path.rsplit("/", 1)[0] if "/" in path else "")
 
 
 def _finish(array, spec, region, out: np.ndarray, failures: list):
