@@ -31,7 +31,6 @@ import errno
 import fcntl
 import json
 import os
-import threading
 import uuid
 
 import numpy as np
@@ -80,13 +79,6 @@ class _BloscInto:
         if n <= 0:
             raise RuntimeError(f"blosc_compress_ctx failed ({n}) on a chunk of {chunk.nbytes} bytes")
         return n
-
-
-def _aligned(nbytes: int) -> np.ndarray:
-    """A uint8 buffer of ``nbytes`` starting on an :data:`ALIGN` boundary."""
-    raw = np.empty(nbytes + ALIGN, np.uint8)
-    start = -raw.ctypes.data % ALIGN
-    return raw[start:start + nbytes]
 
 
 def write_file(path: str, data: np.ndarray, direct: bool = True) -> bool:
@@ -167,7 +159,6 @@ class ShardWriter:
     """Writes whole shards of one float32 level array of a local zarr v3 store.
 
     ``codec``: None (raw chunks), a :class:`_BloscInto`, or a numcodecs codec.
-    Each thread keeps one output buffer (about a shard) and one chunk buffer.
     """
 
     def __init__(self, folder: str, shape: tuple[int, int], shards: tuple[int, int], chunks: tuple[int, int],
@@ -175,36 +166,44 @@ class ShardWriter:
         self.folder, self.shape, self.shards, self.chunks, self.codec = folder, shape, shards, chunks, codec
         self.direct = USE_DIRECT_IO
         self._made: set[str] = set()  # shard-row folders made (a set add is atomic: threads may share it)
-        self._local = threading.local()
 
     def path(self, i: int, j: int) -> str:
         return os.path.join(self.folder, "c", str(i), str(j))
 
-    def _buffers(self, nbytes: int) -> tuple[np.ndarray, np.ndarray]:
-        """This thread's output buffer (at least ``nbytes``, page-aligned) and chunk buffer."""
-        local = self._local
-        out = getattr(local, "out", None)
-        if out is None or out.nbytes < nbytes:
-            out = local.out = _aligned(-(-nbytes // ALIGN) * ALIGN)
-        chunk = getattr(local, "chunk", None)
-        if chunk is None:
-            chunk = local.chunk = np.empty(self.chunks, np.float32)
-        return out, chunk
+    def _ranges(self, i: int, j: int, region: tuple[int, int, int, int]) -> tuple[range, range]:
+        """The chunk rows and columns of shard ``(i, j)`` that ``region`` touches."""
+        sh, sw = self.shards
+        ch, cw = self.chunks
+        y0, y1, x0, x1 = region
+        return range((y0 - i * sh) // ch, -(-(y1 - i * sh) // ch)), range((x0 - j * sw) // cw, -(-(x1 - j * sw) // cw))
 
-    def write(self, i: int, j: int, region: tuple[int, int, int, int], data: np.ndarray) -> None:
+    def room(self, i: int, j: int, region: tuple[int, int, int, int]) -> int:
+        """Bytes of the buffer :meth:`write` needs for ``region`` of shard ``(i, j)``."""
+        rows, cols = self._ranges(i, j, region)
+        ny, nx = self.shards[0] // self.chunks[0], self.shards[1] // self.chunks[1]
+        return len(rows) * len(cols) * (4 * self.chunks[0] * self.chunks[1] + _BLOSC_MAX_OVERHEAD) + \
+            16 * ny * nx + 4 + 2 * ALIGN
+
+    def write(self, i: int, j: int, region: tuple[int, int, int, int], data: np.ndarray,
+              buf: np.ndarray | None = None) -> None:
         """Write shard ``(i, j)`` holding ``data`` at ``region`` (level coordinates, chunk-aligned
-        starts) and nothing (NaN) elsewhere; a shard without data is removed, as zarr does."""
+        starts) and nothing (NaN) elsewhere; a shard without data is removed, as zarr does.
+
+        ``buf``: a uint8 scratch buffer of at least :meth:`room` bytes (else one is made).
+        """
         import google_crc32c
 
         sh, sw = self.shards
         ch, cw = self.chunks
-        ny, nx = sh // ch, sw // cw
-        index = np.full((ny, nx, 2), _EMPTY, np.uint64)
+        index = np.full((sh // ch, sw // cw, 2), _EMPTY, np.uint64)
         y0, y1, x0, x1 = region
-        rows = range((y0 - i * sh) // ch, -(-(y1 - i * sh) // ch))
-        cols = range((x0 - j * sw) // cw, -(-(x1 - j * sw) // cw))
-        room = len(rows) * len(cols) * (4 * ch * cw + _BLOSC_MAX_OVERHEAD) + index.nbytes + 4
-        out, chunk = self._buffers(room)
+        rows, cols = self._ranges(i, j, region)
+        room = self.room(i, j, region)
+        if buf is None or buf.nbytes < room:
+            buf = np.empty(room, np.uint8)
+        start = -buf.ctypes.data % ALIGN
+        out = buf[start:start + room - ALIGN]  # page-aligned, as O_DIRECT wants
+        chunk = np.empty(self.chunks, np.float32)
         codec, into = self.codec, isinstance(self.codec, _BloscInto)
         offset = 0
         for a in rows:

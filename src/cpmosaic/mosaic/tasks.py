@@ -103,7 +103,11 @@ def _finish(array, spec, region, out: np.ndarray, failures: list):
     if out.size:
         writer = _writer(array)
         if writer is not None:  # the task owns the whole shard: one file, no read-modify-write
-            writer.write(key.i, key.j, region, out)
+            buf = _POOL.take(writer.room(key.i, key.j, region))
+            try:
+                writer.write(key.i, key.j, region, out, buf)
+            finally:
+                _POOL.give(buf)
         else:
             array[region[0]:region[1], region[2]:region[3]] = out
     write_marker(array, key.i, key.j, {"level": key.level, "i": key.i, "j": key.j, "build_id": spec.build_id,
