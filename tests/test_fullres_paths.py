@@ -156,3 +156,4 @@ def test_write_file_holds_the_bytes(tmp_path, rng, n, direct):
     assert write_file(str(path), unaligned, direct=True) is False
     assert path.read_bytes() == unaligned.tobytes()
     assert os.path.getsize(path) == n
+
