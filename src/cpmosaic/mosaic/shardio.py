@@ -3,15 +3,15 @@
 A build's task owns whole shards (see :mod:`.tasks`), so it can write a shard
 as one file without zarr's read-modify-write machinery: the chunks that hold
 data are encoded one after the other (the codec releases the GIL, so the
-build's threads compress in parallel) one after the other into one
-page-aligned buffer of the thread's (blosc through its own
-``blosc_compress_ctx``, so no bytes object is made per chunk), and the buffer
-goes to the disk in one write with ``O_DIRECT``: the disk reads it from our
-memory, the CPU does not copy it into the page cache (that copy was a quarter
-of a full-resolution build's CPU time, as much as compressing), and the
-gigabytes written do not push the inputs out of the cache.  Where the
-filesystem refuses ``O_DIRECT`` (tmpfs), or ``CPMOSAIC_DIRECT_IO=0``, the
-write is buffered.
+build's threads compress in parallel) into one page-aligned buffer the task
+lends (blosc through numcodecs' own ``blosc_compress_ctx``, so no bytes object
+is made per chunk), and the buffer goes to the disk in one write with
+``O_DIRECT``: the disk reads it from our memory, the CPU does not copy it into
+the page cache (that copy cost as much CPU as compressing: 0.8 s per GB here,
+against 0.03 s with ``O_DIRECT``), and the gigabytes written do not push the
+inputs out of the cache.  Where the filesystem refuses ``O_DIRECT`` (tmpfs), or
+with ``CPMOSAIC_DIRECT_IO=0``, the write goes through the page cache.
+
 Through zarr the same shard costs a coroutine and a thread hop per chunk, a
 copy of every encoded chunk into one buffer and a wait on zarr's IO loop
 (a fifth of a full-resolution build).
