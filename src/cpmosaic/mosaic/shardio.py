@@ -31,7 +31,9 @@ import errno
 import fcntl
 import json
 import os
+import threading
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -44,6 +46,19 @@ ALIGN = 4096
 USE_DIRECT_IO = os.environ.get("CPMOSAIC_DIRECT_IO", "1") != "0"
 _BLOSC_MAX_OVERHEAD = 16
 _SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+
+
+_IO_POOL: ThreadPoolExecutor | None = None
+_IO_LOCK = threading.Lock()
+
+
+def _io_pool() -> ThreadPoolExecutor:
+    """The process's shard-file writers: two threads, which spend their time waiting on the disk."""
+    global _IO_POOL
+    with _IO_LOCK:
+        if _IO_POOL is None:
+            _IO_POOL = ThreadPoolExecutor(2, thread_name_prefix="cpmosaic-shard-io")
+        return _IO_POOL
 
 
 def _blosc_compress_ctx():
@@ -185,11 +200,14 @@ class ShardWriter:
             16 * ny * nx + 4 + 2 * ALIGN
 
     def write(self, i: int, j: int, region: tuple[int, int, int, int], data: np.ndarray,
-              buf: np.ndarray | None = None) -> None:
+              buf: np.ndarray | None = None, background: bool = False) -> Future | None:
         """Write shard ``(i, j)`` holding ``data`` at ``region`` (level coordinates, chunk-aligned
         starts) and nothing (NaN) elsewhere; a shard without data is removed, as zarr does.
 
         ``buf``: a uint8 scratch buffer of at least :meth:`room` bytes (else one is made).
+        ``background``: encode here, then hand the file write to this process's IO thread and
+        return its future (None if there was nothing to write); ``buf`` must stay untouched
+        until it is done.  A thread waiting on the disk then leaves its core to the caller.
         """
         import google_crc32c
 
@@ -251,11 +269,18 @@ class ShardWriter:
         if folder not in self._made:
             os.makedirs(folder, exist_ok=True)
             self._made.add(folder)
+        if background:
+            return _io_pool().submit(self._put, path, out[:offset])
+        self._put(path, out[:offset])
+        return None
+
+    def _put(self, path: str, data: np.ndarray) -> None:
+        """Write ``data`` as a temporary file, then rename it to ``path`` (as zarr's local store does)."""
         tmp = f"{path}.{uuid.uuid4().hex}.partial"
-        if self.direct and not write_file(tmp, out[:offset], direct=True):
+        if self.direct and not write_file(tmp, data, direct=True):
             self.direct = False  # refused here: the rest of this level is written through the cache
         elif not self.direct:
-            write_file(tmp, out[:offset], direct=False)
+            write_file(tmp, data, direct=False)
         os.replace(tmp, path)
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import wait
 
 import numpy as np
 
@@ -100,21 +101,28 @@ def _finish(array, spec, region, out: np.ndarray, failures: list):
     key: ShardKey = spec.key
     if not spec.locked:
         check_claim(_group_path(array), spec.writer, f"before writing shard {key.i},{key.j} of level {key.level}")
-    if out.size:
-        writer = _writer(array)
+    writer = _writer(array) if out.size else None
+    buf = pending = None
+    try:
         if writer is not None:  # the task owns the whole shard: one file, no read-modify-write
             buf = _POOL.take(writer.room(key.i, key.j, region))
-            try:
-                writer.write(key.i, key.j, region, out, buf)
-            finally:
-                _POOL.give(buf)
-        else:
+            # the file is written by an IO thread while this one takes the statistics and halves
+            pending = writer.write(key.i, key.j, region, out, buf, background=True)
+        elif out.size:
             array[region[0]:region[1], region[2]:region[3]] = out
+        stats = shard_stats(out)
+        piece = None
+        if spec.halve and out.size:  # region starts are even: the 2x2 blocks of the whole level
+            piece = (region[0] // 2, region[2] // 2, pyramid_reduce(out))
+        if pending is not None:
+            pending.result()  # the shard is in place (or its error raised here) before its marker
+    finally:
+        if buf is not None:
+            if pending is not None:
+                wait([pending])  # buf is the file's data until the write is done
+            _POOL.give(buf)
     write_marker(array, key.i, key.j, {"level": key.level, "i": key.i, "j": key.j, "build_id": spec.build_id,
-                                       **shard_stats(out)})
-    piece = None
-    if spec.halve and out.size:  # region starts are even: the 2x2 blocks of the whole level
-        piece = (region[0] // 2, region[2] // 2, pyramid_reduce(out))
+                                       **stats})
     release_free_memory()
     return {"level": key.level, "i": key.i, "j": key.j, "failures": failures}, piece
 
