@@ -8,7 +8,9 @@
   detector turned by 1 or 3 quarters needs columns, so all its rows, band by
   band), bins, turns and pastes them into a NaN-filled (pooled) shard buffer
   with :func:`cpmosaic.kernels.bin_rotate_into`, writes the chunks that can
-  hold data, then the shard's marker.
+  hold data (on a local disk: encoded here, the file written by an IO thread
+  while the task takes the shard's statistics and halves it), then the
+  shard's marker, once the file is in place.
 * Every task but the last level's also halves what it wrote
   (:func:`cpmosaic.kernels.pyramid_reduce`) and hands that (a quarter of a
   shard, never a level) to the tasks of the next level in memory.
