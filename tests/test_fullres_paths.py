@@ -157,3 +157,21 @@ def test_write_file_holds_the_bytes(tmp_path, rng, n, direct):
     assert path.read_bytes() == unaligned.tobytes()
     assert os.path.getsize(path) == n
 
+
+
+def test_background_write_hands_back_its_error_and_leaves_no_partial(tmp_path, rng):
+    arr = zarr.create_array(tmp_path / "a.zarr", shape=(64, 64), dtype="float32", chunks=(32, 32), shards=(64, 64),
+                            compressors=parse_compressor("blosc-lz4-bitshuffle"), fill_value=np.nan, zarr_format=3)
+    writer = shard_writer(arr)
+    data = rng.normal(0, 1, (64, 64)).astype(np.float32)
+    done = writer.write(0, 0, (0, 64, 0, 64), data, background=True)
+    done.result()
+    assert np.array_equal(np.asarray(zarr.open_array(tmp_path / "a.zarr", mode="r")[:]), data)
+    target = tmp_path / "a.zarr" / "c" / "0" / "0"
+    target.unlink()
+    target.mkdir()  # a folder where the shard goes: the rename fails in the IO thread
+    (target / "x").write_bytes(b"")
+    failed = writer.write(0, 0, (0, 64, 0, 64), data, background=True)
+    with pytest.raises(OSError):
+        failed.result()
+    assert not list((tmp_path / "a.zarr" / "c" / "0").glob("*.partial"))

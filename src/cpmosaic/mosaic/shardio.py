@@ -281,7 +281,11 @@ class ShardWriter:
             self.direct = False  # refused here: the rest of this level is written through the cache
         elif not self.direct:
             write_file(tmp, data, direct=False)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
 
 
 def shard_writer(array) -> ShardWriter | None:
