@@ -39,6 +39,8 @@ Usage::
     python benchmarks/bench_mosaic.py --detectors 205 --scaling 9,50,205 --workdir /big/disk
     python benchmarks/bench_mosaic.py --detectors 205 --inputs /big/disk/inputs --workdir /big/disk
     python benchmarks/bench_mosaic.py --detectors 205 --binning 8 --whole 5 --inputs /big/disk/inputs
+    python benchmarks/bench_mosaic.py --detectors 205 --fullres blosc-lz4-bitshuffle,blosc-lz4-bitshuffle:cached \
+        --steps --inputs /big/disk/inputs --workdir /big/disk   # full resolution, floors, per-step profile
 """
 
 from __future__ import annotations
