@@ -175,3 +175,23 @@ def test_background_write_hands_back_its_error_and_leaves_no_partial(tmp_path, r
     with pytest.raises(OSError):
         failed.result()
     assert not list((tmp_path / "a.zarr" / "c" / "0").glob("*.partial"))
+
+
+def test_background_writes_work_in_a_forked_child(tmp_path, rng):
+    import multiprocessing
+
+    arr = zarr.create_array(tmp_path / "a.zarr", shape=(64, 128), dtype="float32", chunks=(32, 32), shards=(64, 64),
+                            compressors=parse_compressor("blosc-lz4-bitshuffle"), fill_value=np.nan, zarr_format=3)
+    writer = shard_writer(arr)
+    data = rng.normal(0, 1, (64, 64)).astype(np.float32)
+    writer.write(0, 0, (0, 64, 0, 64), data, background=True).result()  # the parent's IO threads exist
+
+    def child():
+        shard_writer(arr).write(0, 1, (0, 64, 64, 128), data + 1, background=True).result(timeout=60)
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(90)
+    assert proc.exitcode == 0
+    back = np.asarray(zarr.open_array(tmp_path / "a.zarr", mode="r")[:])
+    assert np.array_equal(back, np.hstack([data, data + 1]))

@@ -48,17 +48,20 @@ _BLOSC_MAX_OVERHEAD = 16
 _SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
 
-_IO_POOL: ThreadPoolExecutor | None = None
+_IO_POOL: tuple[int, ThreadPoolExecutor] | None = None
 _IO_LOCK = threading.Lock()
 
 
 def _io_pool() -> ThreadPoolExecutor:
-    """The process's shard-file writers: two threads, which spend their time waiting on the disk."""
+    """The process's shard-file writers: two threads, which spend their time waiting on the disk.
+
+    Made again in a forked child (a pool's threads do not survive a fork).
+    """
     global _IO_POOL
     with _IO_LOCK:
-        if _IO_POOL is None:
-            _IO_POOL = ThreadPoolExecutor(2, thread_name_prefix="cpmosaic-shard-io")
-        return _IO_POOL
+        if _IO_POOL is None or _IO_POOL[0] != os.getpid():
+            _IO_POOL = (os.getpid(), ThreadPoolExecutor(2, thread_name_prefix="cpmosaic-shard-io"))
+        return _IO_POOL[1]
 
 
 def _blosc_compress_ctx():
