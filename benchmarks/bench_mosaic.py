@@ -45,6 +45,8 @@ Usage::
     python benchmarks/bench_mosaic.py --detectors 205 --binning 8 --whole 5 --inputs /big/disk/inputs
     python benchmarks/bench_mosaic.py --detectors 205 --binning 8 --whole 5 --only-whole --inputs /big/disk/inputs \
         --baseline-src /tmp/before/src   # git archive eab195e src | tar -x -C /tmp/before
+    python benchmarks/bench_mosaic.py --detectors 205 --fullres blosc-lz4-bitshuffle,blosc-lz4-bitshuffle:cached \
+        --steps --inputs /big/disk/inputs --workdir /big/disk   # full resolution, floors, per-step profile
 """
 
 from __future__ import annotations
@@ -158,11 +160,12 @@ def make_inputs(directory: Path, n: int, seed: int = 0) -> list[Path]:
 
 
 def case_build(files: list[str], store: str, binning: int, workers: int | None, compressor: str = "blosc-lz4",
-               direct: bool = True, sync: bool = False) -> dict:
-    from cpmosaic.mosaic import build_mosaic, tasks
+               direct: bool = True, sync: bool = False, direct_io: bool = True) -> dict:
+    from cpmosaic.mosaic import build_mosaic, shardio, tasks
     from cpmosaic.mosaic.build import default_workers
 
     tasks.USE_SHARD_WRITER = direct
+    shardio.USE_DIRECT_IO = direct_io  # False: shards written through the page cache
     warm_up()
     base = peak_rss()
     with AnonPeak() as anon:
@@ -182,14 +185,27 @@ def _tree_bytes(path: str) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-def case_floor(folder: str, nbytes: int, files: int) -> dict:
-    """The same bytes written by numpy to the same disk, as ``files`` files, then ``os.sync``."""
+def case_floor(folder: str, nbytes: int, files: int, direct: bool = False) -> dict:
+    """The same bytes written by numpy to the same disk, as ``files`` files, then ``os.sync``;
+    ``direct``: with ``O_DIRECT`` from a page-aligned buffer (no page-cache copy), as the build does."""
+    import mmap
+
     os.makedirs(folder, exist_ok=True)
-    block = np.random.default_rng(0).integers(0, 255, max(1, nbytes // files), np.uint8)
+    size = max(1, nbytes // files)
+    aligned = mmap.mmap(-1, size)  # anonymous maps start on a page
+    block = np.frombuffer(aligned, np.uint8)
+    block[:] = np.random.default_rng(0).integers(0, 255, size, np.uint8)
+    head = size // 4096 * 4096 if direct else 0
     t = time.perf_counter()
     for k in range(files):
-        with open(os.path.join(folder, f"{k}"), "wb") as f:
-            block.tofile(f)
+        path = os.path.join(folder, f"{k}")
+        if head:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
+            os.write(fd, memoryview(aligned)[:head])
+            os.close(fd)
+        with open(path, "r+b" if head else "wb") as f:
+            f.seek(head)
+            f.write(memoryview(aligned)[head:])
     wall = time.perf_counter() - t
     os.sync()
     return {"wall": wall, "synced": time.perf_counter() - t, "bytes": block.nbytes * files}
@@ -225,7 +241,16 @@ def case_omezarr(array_path: str, store: str, levels: int) -> dict:
     return {"wall": wall, "rss": peak_rss(), "rss_base": base, "anon": anon.peak, "shape": list(image.shape)}
 
 
-CASES = {"build": case_build, "naive": case_naive, "omezarr": case_omezarr, "floor": case_floor}
+def case_steps(**kwargs) -> dict:
+    sys.path.insert(0, str(HERE))
+    from fullres_steps import step_profile
+
+    warm_up()
+    return step_profile(**kwargs)
+
+
+CASES = {"build": case_build, "naive": case_naive, "omezarr": case_omezarr, "floor": case_floor,
+         "steps": case_steps}
 
 
 def run_child(job: str, **kwargs) -> dict:
@@ -316,27 +341,45 @@ def codec_table(repeats: int = 3) -> list[tuple]:
     return rows
 
 
-def fullres_table(files: list[str], work: Path, workers: int | None, setups: list[tuple[str, bool]]) -> list[tuple]:
-    """Full-resolution builds with each ``(compressor, direct shard writes)`` setup, each
-    followed by a floor run writing as many bytes to the same disk; all with ``os.sync``."""
+def fullres_table(files: list[str], work: Path, workers: int | None, setups: list[tuple[str, bool, bool]],
+                  steps: bool = False) -> list[tuple]:
+    """Full-resolution builds with each ``(compressor, direct shard writes, O_DIRECT)`` setup,
+    each followed by two floors writing as many bytes, as as many files, to the same disk:
+    numpy through the page cache, and with ``O_DIRECT``; all with ``os.sync``.  ``steps``:
+    then the same build again with the per-step timers (:mod:`fullres_steps`), printed."""
     in_bytes = sum(os.path.getsize(f) for f in files)
     rows = []
-    for compressor, direct in setups:
+    for compressor, direct, direct_io in setups:
         os.sync()
         store = str(work / "full.zarr")
         r = run_child("build", files=files, store=store, binning=1, workers=workers, compressor=compressor,
-                      direct=direct, sync=True)
+                      direct=direct, sync=True, direct_io=direct_io)
         shutil.rmtree(store, ignore_errors=True)
-        os.sync()
-        fl = run_child("floor", folder=str(work / "floor"), nbytes=r["bytes"], files=r["shards"])
-        shutil.rmtree(work / "floor", ignore_errors=True)
-        how = f"{compressor}, {'direct shards' if direct else 'through zarr'}"
+        floors = []
+        for odirect in (False, True):
+            os.sync()
+            floors.append(run_child("floor", folder=str(work / "floor"), nbytes=r["bytes"], files=r["shards"],
+                                    direct=odirect))
+            shutil.rmtree(work / "floor", ignore_errors=True)
+        fl, fd = floors
+        how = f"{compressor}, {'direct shards' if direct else 'through zarr'}" + \
+            ("" if not direct else ", O_DIRECT" if direct_io else ", page cache")
         rows.append((f"b=1 {how}", len(files), 1, f"{r['wall']:.2f}", f"{in_bytes / r['wall'] / 1e9:.2f}",
                      _mib(r["rss"]), _mib(r["anon"]),
                      f"+sync {r['synced']:.2f} s; wrote {r['bytes'] / 1e9:.2f} GB "
                      f"({in_bytes / r['bytes']:.2f}x smaller than the input); floor (numpy, same bytes, same disk) "
-                     f"{fl['wall']:.2f} s, +sync {fl['synced']:.2f} s: build {r['wall'] / fl['wall']:.2f}x, "
-                     f"with sync {r['synced'] / fl['synced']:.2f}x the floor"))
+                     f"{fl['wall']:.2f} s, +sync {fl['synced']:.2f} s; with O_DIRECT {fd['wall']:.2f} s, "
+                     f"+sync {fd['synced']:.2f} s: build {r['wall'] / fl['wall']:.2f}x / "
+                     f"{r['wall'] / fd['wall']:.2f}x, with sync {r['synced'] / fl['synced']:.2f}x / "
+                     f"{r['synced'] / fd['synced']:.2f}x the floors; load {os.getloadavg()[0]:.1f}"))
+        if steps:
+            p = run_child("steps", files=files, store=store, compressor=compressor, direct_io=direct_io)
+            shutil.rmtree(store, ignore_errors=True)
+            out = sys.stdout.write
+            out(f"\nsteps of b=1 {how}: wall {p['wall']:.2f} s, user {p['user']:.2f} s, sys {p['sys']:.2f} s "
+                f"(load {os.getloadavg()[0]:.1f})\n\n| step | CPU s | wall s | calls |\n|---|---:|---:|---:|\n")
+            for label, cpu, wall, calls in p["steps"]:
+                out(f"| {label} | {cpu:.2f} | {wall:.2f} | {calls} |\n")
     return rows
 
 
@@ -491,7 +534,10 @@ def main(argv=None) -> int:
     ap.add_argument("--codecs", action="store_true", help="only the codec table (no inputs needed)")
     ap.add_argument("--fullres", default="",
                     help="only full-resolution builds against the disk floor, for each of these compressors "
-                         "(comma separated; a trailing :zarr writes through zarr), e.g. blosc-lz4,blosc-lz4:zarr")
+                         "(comma separated; a trailing :zarr writes through zarr, :cached writes shards through the "
+                         "page cache instead of with O_DIRECT), e.g. blosc-lz4-bitshuffle,blosc-lz4-bitshuffle:cached")
+    ap.add_argument("--steps", action="store_true",
+                    help="with --fullres: also time each step of the build (CPU and wall, summed over threads)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -524,8 +570,9 @@ def main(argv=None) -> int:
             rows.extend(whole_commands(files, work, max(1, args.whole), args.baseline_src))
             binnings, scaling = [], []
         if args.fullres:
-            setups = [(c.split(":")[0], not c.endswith(":zarr")) for c in args.fullres.split(",") if c]
-            rows.extend(fullres_table(files, work, args.workers, setups))
+            setups = [(c.split(":")[0], not c.endswith(":zarr"), not c.endswith((":zarr", ":cached")))
+                      for c in args.fullres.split(",") if c]
+            rows.extend(fullres_table(files, work, args.workers, setups, args.steps))
             binnings, scaling = [], []
         bw = copy_bandwidth(2**27 if args.quick else 2**29)
         rows.append(("np.copyto", "-", "-", f"{1.0 / bw:.3f} s/GB", f"{bw:.2f}", "-", "-", "memory bandwidth ceiling"))

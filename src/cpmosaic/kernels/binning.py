@@ -330,4 +330,16 @@ def pyramid_reduce(image: np.ndarray) -> np.ndarray:
     >>> pyramid_reduce(np.array([[1, np.nan], [3, 4]], np.float32))
     array([[2.6666667]], dtype=float32)
     """
-    return block_reduce(image, 2, "mean")
+    image = check_image(image)
+    if image.dtype != np.dtype("=f4") or image.shape[0] < 2 or image.shape[1] < 2:
+        return block_reduce(image, 2, "mean")
+    from .halve import halve_mean_into
+
+    ny, nx = image.shape
+    out = np.empty(reduced_shape(image.shape, 2), np.float32)
+    halve_mean_into(image, out)
+    if ny % 2:  # the last row of blocks is one input row high
+        block_reduce(image[ny - 1:], 2, "mean", out=out[-1:])
+    if nx % 2:  # the last column, one input column wide
+        block_reduce(image[:, nx - 1:], 2, "mean", out=out[:, -1:])
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import check_image, check_int, check_mask_bits, check_out, mask_view, ngjit, raw_view
+from ._jit import KIND_FLOAT, check_image, check_int, check_mask_bits, check_out, mask_view, ngjit, raw_view
 from .binning import check_factor_how, reduce_block_row, reduced_shape
 
 __all__ = ["bin_rotate_into", "rotate_quarter"]
@@ -87,6 +87,22 @@ def rotate_quarter(image: np.ndarray, n_quarter: int) -> np.ndarray:
     utype = np.dtype(f"=u{image.dtype.itemsize}")
     _rotate_core(image.view(utype), n, out.view(utype))
     return out
+
+
+def _place_rows(image: np.ndarray, nq: int, out: np.ndarray, oy0: int, ox0: int) -> None:
+    """Unbinned float32 pixels, unturned or half-turned, into ``out`` at ``(oy0, ox0)``, clipped.
+
+    The full-resolution case of :func:`_bin_rotate_core` (factor 1, no mask,
+    ``nq`` 0 or 2) is a plain (byte-swapping) copy, which numpy's cast loops do
+    at several times the speed of the general kernel's decode to float64 and
+    back.  A float32 cast keeps every bit, NaN payloads included.
+    """
+    ny, nx = image.shape
+    src = image if nq == 0 else image[::-1, ::-1]
+    y0, y1 = max(0, -oy0), min(ny, out.shape[0] - oy0)
+    x0, x1 = max(0, -ox0), min(nx, out.shape[1] - ox0)
+    if y0 < y1 and x0 < x1:
+        np.copyto(out[oy0 + y0:oy0 + y1, ox0 + x0:ox0 + x1], src[y0:y1, x0:x1])
 
 
 @ngjit
@@ -200,5 +216,8 @@ def bin_rotate_into(
     nby, nbx = reduced_shape(image.shape, factor)
     rh, rw = (nby, nbx) if nq % 2 == 0 else (nbx, nby)
     if out_y0 >= out.shape[0] or out_x0 >= out.shape[1] or out_y0 + rh <= 0 or out_x0 + rw <= 0:
+        return
+    if factor == 1 and nq % 2 == 0 and not use_mask and kind == KIND_FLOAT and raw.dtype == np.uint32:
+        _place_rows(image, nq, out, out_y0, out_x0)
         return
     _bin_rotate_core(raw, swap, kind, m, use_mask, bits, factor, how_code, nq, out, out_y0, out_x0)

@@ -8,7 +8,9 @@
   detector turned by 1 or 3 quarters needs columns, so all its rows, band by
   band), bins, turns and pastes them into a NaN-filled (pooled) shard buffer
   with :func:`cpmosaic.kernels.bin_rotate_into`, writes the chunks that can
-  hold data, then the shard's marker.
+  hold data (on a local disk: encoded here, the file written by an IO thread
+  while the task takes the shard's statistics and halves it), then the
+  shard's marker, once the file is in place.
 * Every task but the last level's also halves what it wrote
   (:func:`cpmosaic.kernels.pyramid_reduce`) and hands that (a quarter of a
   shard, never a level) to the tasks of the next level in memory.
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import wait
 
 import numpy as np
 
@@ -99,17 +102,28 @@ def _finish(array, spec, region, out: np.ndarray, failures: list):
     key: ShardKey = spec.key
     if not spec.locked:
         check_claim(_group_path(array), spec.writer, f"before writing shard {key.i},{key.j} of level {key.level}")
-    if out.size:
-        writer = _writer(array)
+    writer = _writer(array) if out.size else None
+    buf = pending = None
+    try:
         if writer is not None:  # the task owns the whole shard: one file, no read-modify-write
-            writer.write(key.i, key.j, region, out)
-        else:
+            buf = _POOL.take(writer.room(key.i, key.j, region))
+            # the file is written by an IO thread while this one takes the statistics and halves
+            pending = writer.write(key.i, key.j, region, out, buf, background=True)
+        elif out.size:
             array[region[0]:region[1], region[2]:region[3]] = out
+        stats = shard_stats(out)
+        piece = None
+        if spec.halve and out.size:  # region starts are even: the 2x2 blocks of the whole level
+            piece = (region[0] // 2, region[2] // 2, pyramid_reduce(out))
+        if pending is not None:
+            pending.result()  # the shard is in place (or its error raised here) before its marker
+    finally:
+        if buf is not None:
+            if pending is not None:
+                wait([pending])  # buf is the file's data until the write is done
+            _POOL.give(buf)
     write_marker(array, key.i, key.j, {"level": key.level, "i": key.i, "j": key.j, "build_id": spec.build_id,
-                                       **shard_stats(out)})
-    piece = None
-    if spec.halve and out.size:  # region starts are even: the 2x2 blocks of the whole level
-        piece = (region[0] // 2, region[2] // 2, pyramid_reduce(out))
+                                       **stats})
     release_free_memory()
     return {"level": key.level, "i": key.i, "j": key.j, "failures": failures}, piece
 
