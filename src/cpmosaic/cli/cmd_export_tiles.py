@@ -35,6 +35,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..mosaic._startup import lean_process, load_numba_target, startup_done
+
+    lean_process()  # a process that runs our kernels only: see cpmosaic.mosaic._startup
+    load_numba_target()  # before the colour kernel loads: no scipy BLAS probe
     from ..serve.export import export_tiles
     from ..serve.tiles import BadParameter, parse_style
 
@@ -46,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     except BadParameter as exc:
         log.error("--%s", str(exc).replace("colormap_name", "colormap"))
         return 2
+    startup_done()  # the collector back on (frozen start-up objects) for the streaming part
     res = export_tiles(args.store, args.output, args.format, style, name=args.name,
                        storage_options=args.storage_options, workers=args.workers, use_dask=args.dask)
     log.info("wrote %d tiles to %s in %.1f s", res["tiles"], res["path"], res["seconds"])
