@@ -26,7 +26,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from .report.build import ReportResult
+    from .synth.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +59,13 @@ class DemoResult:
     """
 
     out_dir: Path
-    manifest: object
-    report: object
+    manifest: Manifest
+    report: ReportResult | None
     mosaics: dict[str, Path]
     history: Path
     image_comparisons: dict
     timings: dict[str, float] = field(default_factory=dict)
-    _alerts: object = field(default=None, repr=False)
+    _alerts: Any = field(default=None, repr=False)
 
     @property
     def index(self) -> Path | None:
@@ -197,10 +201,12 @@ def run_demo(out_dir: str | os.PathLike = "cpmosaic-demo", *, full: bool = False
                          progress=progress)
             stores[ct] = store
     t = _lap(timings, "mosaics", t)
+    if m.verify_root is None:  # synthesize(verify=True) writes one; a guard for the type checker
+        raise RuntimeError(f"{out / 'data'}: the synthetic night has no cp_verify outputs")
     df = load_metrics(m.verify_root, progress=progress)
     history = out / "history"
-    store = HistoryStore(history)
-    store.add(df)
+    history_store = HistoryStore(history)
+    history_store.add(df)
     t = _lap(timings, "metrics+history", t)
     first, last = m.days[0], m.days[-1]
     day = df["day_obs"].astype("Int64")
@@ -214,7 +220,7 @@ def run_demo(out_dir: str | os.PathLike = "cpmosaic-demo", *, full: bool = False
     t = _lap(timings, "compare", t)
     result = None
     if report:
-        result = build_report(tonight, out / "report", against=reference if compare else None, history=store,
+        result = build_report(tonight, out / "report", against=reference if compare else None, history=history_store,
                               mosaics=list(stores.values()), image_comparisons=image_cmp, metrics=metrics,
                               labels=(f"night {last}", f"night {first}"),
                               title=f"cpmosaic demo: calibration verification of night {last}",

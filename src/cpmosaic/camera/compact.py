@@ -123,6 +123,11 @@ def _box(value, where: str) -> Box:
         raise CameraError(f"{where}: a box must be [[x0, y0], [width, height]], got {value!r}") from exc
 
 
+def _pair(value) -> tuple[float, float]:
+    x, y = value  # a reference position is two numbers (a ValueError otherwise, reported with the file)
+    return float(x), float(y)
+
+
 def camera_from_dict(doc: dict, source: str = "<camera>") -> Camera:
     """Build a Camera from the compact format (see the module docstring)."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -168,7 +173,7 @@ def camera_from_dict(doc: dict, source: str = "<camera>") -> Camera:
                     physical_type=str(d.get("physical_type", d["layout"])),
                     width=int(lay["width"]),
                     height=int(lay["height"]),
-                    refpos=tuple(float(v) for v in d.get("refpos", lay["refpos"])),
+                    refpos=_pair(d.get("refpos", lay["refpos"])),
                     offset_mm=(float(d["offset_mm"][0]), float(d["offset_mm"][1])),
                     yaw_deg=float(d.get("yaw_deg", 0.0)),
                     pixel_size_mm=float(d.get("pixel_size_mm", lay["pixel_size_mm"])),

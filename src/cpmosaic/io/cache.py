@@ -79,7 +79,7 @@ class ExposureCache:
     def __init__(self, capacity: int | None = None) -> None:
         self.capacity = open_file_budget() if capacity is None else capacity
         self._lock = threading.Lock()
-        self._entries: OrderedDict = OrderedDict()
+        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
         self._uses: Counter = Counter()
 
     def expect(self, uses: dict[str, int]) -> None:
@@ -123,14 +123,16 @@ class ExposureCache:
                     self._entries.move_to_end(key)
             if entry is None:
                 exp = open_exposure(path, camera, overscan=options.overscan, apply_gains=options.apply_gains)
+                spare = None
                 with self._lock:
                     entry = self._entries.get(key)
                     if entry is None:
                         entry = self._entries[key] = _Entry(exp)
-                        exp = None
                         self._evict()
-                if exp is not None:  # another thread opened it meanwhile
-                    exp.close()
+                    else:
+                        spare = exp  # another thread opened it meanwhile
+                if spare is not None:
+                    spare.close()
             with entry.lock:
                 if entry.closed:
                     continue  # evicted between lookup and lock: open again

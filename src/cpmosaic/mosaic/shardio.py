@@ -158,7 +158,7 @@ def _chunk_codec(codecs: list):
     if name == "blosc":
         from numcodecs import Blosc
 
-        shuffle = _SHUFFLES.get(conf.get("shuffle"))
+        shuffle = _SHUFFLES.get(str(conf.get("shuffle")))
         if shuffle is None:
             return False
         fn = _blosc_compress_ctx()
@@ -262,7 +262,7 @@ class ShardWriter:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-            return
+            return None
         raw = index.astype("<u8").reshape(-1).view(np.uint8)
         out[offset:offset + raw.nbytes] = raw
         offset += raw.nbytes
@@ -317,10 +317,11 @@ def shard_writer(array) -> ShardWriter | None:
         codec = _chunk_codec(conf["codecs"])
         if codec is False:
             return None
-        shards = tuple(int(v) for v in doc["chunk_grid"]["configuration"]["chunk_shape"])
-        chunks = tuple(int(v) for v in conf["chunk_shape"])
-        if shards[0] % chunks[0] or shards[1] % chunks[1]:
+        sy, sx = (int(v) for v in doc["chunk_grid"]["configuration"]["chunk_shape"])
+        cy, cx = (int(v) for v in conf["chunk_shape"])
+        if sy % cy or sx % cx:
             return None
-        return ShardWriter(folder, tuple(int(v) for v in doc["shape"]), shards, chunks, codec)
+        h, w = (int(v) for v in doc["shape"])
+        return ShardWriter(folder, (h, w), (sy, sx), (cy, cx), codec)
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -217,12 +217,13 @@ def read_bands(pl, box, b: int) -> tuple[list[tuple[int, int]], int, int]:
     return [(r, min(r + band, r1)) for r in range(r0, r1, band)], c0, c1
 
 
-def level0_task(camera: Opaque, store, spec: Opaque, *deps):
+def level0_task(camera_arg: Opaque, store, spec_arg: Opaque, *deps):
     """Fill, write and mark one shard of level 0 (see the module notes)."""
-    camera, spec = camera.value, spec.value
+    camera, spec = camera_arg.value, spec_arg.value
+    assert isinstance(spec, Level0Spec)
     box = spec.box
     array = open_level(store, 0)
-    overlaps = [src.placement.overlap(box) for src in spec.sources]
+    overlaps = [o for src in spec.sources if (o := src.placement.overlap(box)) is not None]
     data_box = (min(o[0] for o in overlaps), max(o[1] for o in overlaps), min(o[2] for o in overlaps),
                 max(o[3] for o in overlaps)) if overlaps else None
     region = _write_region(box, data_box, array.chunks, spec.clear)
@@ -314,10 +315,11 @@ def _read_back(src, box, out: np.ndarray, y0: int, x0: int) -> None:
         r = r2
 
 
-def pyramid_task(store, spec: Opaque, *deps):
+def pyramid_task(store, spec_arg: Opaque, *deps):
     """Make one shard of level k from the halved level k-1 shards ``deps`` hand over
     (and those read back from the store: ``spec.read_back``)."""
-    spec = spec.value
+    spec = spec_arg.value
+    assert isinstance(spec, PyramidSpec)
     if spec.data_box is None:
         return _empty_shard(store, spec)
     k = spec.key.level

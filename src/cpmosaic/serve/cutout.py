@@ -41,10 +41,10 @@ def cutout_box(m: MosaicStore, box_mm: tuple[float, float, float, float], level:
         ib, jb = m.focal_plane_to_pixel(level, xb, yb)
     h, w = m.shape(level)
 
-    def first(v: float, n: int) -> int:  # first pixel centre >= v; huge boxes give inf: clamp first
+    def first(v, n: int) -> int:  # first pixel centre >= v; huge boxes give inf: clamp first
         return math.ceil(min(max(float(v), 0.0), float(n)))
 
-    def end(v: float, n: int) -> int:  # one past the last pixel centre <= v
+    def end(v, n: int) -> int:  # one past the last pixel centre <= v
         return min(math.floor(min(max(float(v), -1.0), float(n))) + 1, n)
 
     return (first(ia, h), end(ib, h), first(ja, w), end(jb, w))

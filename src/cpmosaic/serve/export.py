@@ -185,13 +185,14 @@ class BandReader:
     def _band(self, k: int, b: int, rows: int) -> np.ndarray:
         key = (k, b)
         with self._lock:
-            slot = self._bands.get(key)
-            owner = slot is None
-            if owner:
+            found: _Slot | None = self._bands.get(key)
+            owner = found is None
+            if found is None:
                 slot = self._bands[key] = _Slot()
                 while len(self._bands) > self.max_bands:
                     self._bands.popitem(last=False)
             else:
+                slot = found
                 self._bands.move_to_end(key)
         if owner:
             try:
@@ -284,7 +285,8 @@ def _render_batch(s: ServedStore, fmt: str, addrs: list, style, out: str, name: 
             if a == "cached":
                 dz.cached()
             else:
-                n += _dzi_row(dz, *a, style, s.styles, out, name, writer)
+                level, row = a
+                n += _dzi_row(dz, level, row, style, s.styles, out, name, writer)
             continue
         z, x, y = a
         png = tiles.render_tile(s.m, s.grid, s.styles, z, x, y, 1, style, s.chunks.read)

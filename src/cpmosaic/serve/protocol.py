@@ -62,7 +62,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
                     message = {**message, "headers": [*message.get("headers", []), (b"connection", b"keep-alive")]}
                 await send(message)
 
-            cycle.send = send_keep_alive
+            cycle.send = send_keep_alive  # type: ignore[method-assign]  # this cycle's send only
 
     def connection_lost(self, exc) -> None:
         self._disarm()

@@ -79,7 +79,7 @@ def uvicorn_config(cfg: ServeConfig, app=None):
     import uvicorn
 
     protocol = _protocol_class(cfg.header_timeout)
-    kw = dict(host=cfg.host, port=cfg.port, backlog=cfg.backlog, timeout_keep_alive=cfg.keep_alive,
+    kw: dict[str, Any] = dict(host=cfg.host, port=cfg.port, backlog=cfg.backlog, timeout_keep_alive=cfg.keep_alive,
               limit_concurrency=cfg.limit_concurrency, root_path=cfg.root_path, lifespan="off",
               access_log=False, log_config=None, server_header=False, proxy_headers=False)
     if protocol is not None:
