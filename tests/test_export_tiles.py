@@ -75,3 +75,37 @@ def test_shard_rows_decline_other_layouts(tmp_path):
 
     a = zarr.create_array(str(tmp_path / "plain.zarr"), shape=(10, 10), dtype="float32", chunks=(5, 5))
     assert ShardRows.for_level(a) is None  # not sharded: read through zarr
+
+
+@pytest.mark.parametrize("damage", ["index", "offset", "truncated"])
+def test_shard_rows_refuse_a_damaged_shard_naming_its_file(tmp_path, damage):
+    """The shard-file path checks what zarr checks: the index's CRC32C (and chunks inside the file)."""
+    import google_crc32c
+    import zarr
+    from zarr.codecs import BloscCodec, BytesCodec
+
+    a = zarr.create_array(str(tmp_path / "l.zarr"), shape=(64, 96), dtype="float32", chunks=(32, 48),
+                          shards=(64, 96), fill_value=float("nan"),
+                          serializer=BytesCodec(endian="little"), compressors=[BloscCodec(cname="lz4")])
+    a[:] = np.arange(64 * 96, dtype=np.float32).reshape(64, 96)
+    fast = ShardRows.for_level(a)
+    assert fast is not None
+    np.testing.assert_array_equal(fast.read(0), a[:])
+    shard = tmp_path / "l.zarr" / "c" / "0" / "0"
+    blob = bytearray(shard.read_bytes())
+    n = 4  # 2 x 2 chunks of 32 x 48 in the shard: the index is 16 bytes per chunk, then its CRC32C
+    if damage == "index":
+        blob[-16 * n - 4] ^= 0xFF  # the first chunk's offset, checksum left as it was
+    elif damage == "offset":  # a consistent index (new checksum) that points past the chunk bytes
+        index = np.frombuffer(bytes(blob[-16 * n - 4:-4]), "<u8").copy()
+        index[0] = len(blob)
+        blob[-16 * n - 4:-4] = index.tobytes()
+        blob[-4:] = google_crc32c.value(index.tobytes()).to_bytes(4, "little")
+    else:
+        blob = blob[:10]
+    shard.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match=str(shard)):
+        fast.read(0)
+    if damage == "index":  # zarr refuses the same file on its own path, for the same reason
+        with pytest.raises(ValueError):
+            a[:]

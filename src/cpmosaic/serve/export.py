@@ -68,9 +68,10 @@ class ShardRows:
     decode itself, and on a busy machine every hand-off waits for a core.  For the layout
     ``cpmosaic mosaic`` writes (a local store, ``sharding_indexed`` with its index at the end,
     inner chunks ``bytes`` (little-endian float32) + ``blosc``) this reads each shard file in one
-    call and decodes its chunks in the calling thread (blosc releases the GIL).  The index
-    checksum is not verified (zarr does, on the server's path).  :meth:`for_level` answers None
-    for any other layout, and the caller reads through zarr.
+    call and decodes its chunks in the calling thread (blosc releases the GIL).  The shard
+    index's CRC32C is checked, as zarr checks it, and a chunk must lie inside its file: a
+    damaged shard is an error that names its file.  :meth:`for_level` answers None for any
+    other layout, and the caller reads through zarr.
     """
 
     def __init__(self, root: str, array_path: str, metadata, shape: tuple[int, int],
@@ -104,6 +105,23 @@ class ShardRows:
         except (ImportError, AttributeError, TypeError, ValueError):
             return None
 
+    def _index(self, blob: bytes, path: str) -> np.ndarray:
+        """The shard's chunk index (offset, size per chunk), checked against its CRC32C."""
+        import google_crc32c
+
+        n = self.per_shard[0] * self.per_shard[1]
+        start = len(blob) - 16 * n - 4
+        if start < 0:
+            raise ValueError(f"{path}: a shard file of {len(blob)} bytes cannot hold its index of {n} chunks")
+        raw = blob[start:start + 16 * n]
+        if google_crc32c.value(raw) != int.from_bytes(blob[-4:], "little"):
+            raise ValueError(f"{path}: the shard index's checksum does not match (a damaged shard file)")
+        index = np.frombuffer(raw, "<u8").reshape(self.per_shard + (2,))
+        used = index[..., 0] != np.uint64(2**64 - 1)
+        if (index[..., 0][used] + index[..., 1][used] > np.uint64(start)).any():
+            raise ValueError(f"{path}: the shard index points past the chunks' bytes (a damaged shard file)")
+        return index
+
     def read(self, row: int) -> np.ndarray:
         """Rows ``[row * shard_h, (row + 1) * shard_h)`` (clipped to the level), all columns."""
         import numcodecs.blosc
@@ -113,7 +131,6 @@ class ShardRows:
         ih, iw = self.inner
         r0 = row * sh
         out = np.empty((min(sh, h - r0), w), np.float32)
-        n = self.per_shard[0] * self.per_shard[1]
         for col in range(-(-w // sw)):
             path = os.path.join(self.root, self.path, self.md.encode_chunk_key((row, col)))
             c0 = col * sw
@@ -123,7 +140,7 @@ class ShardRows:
             except FileNotFoundError:  # a shard never written: all fill value
                 out[:, c0:c0 + sw] = self.fill
                 continue
-            index = np.frombuffer(blob, "<u8", count=2 * n, offset=len(blob) - 16 * n - 4).reshape(self.per_shard + (2,))
+            index = self._index(blob, path)
             for a in range(self.per_shard[0]):
                 y0 = a * ih
                 if y0 >= out.shape[0]:
