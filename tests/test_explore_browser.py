@@ -221,12 +221,16 @@ def test_zooming_the_mosaic_moves_the_heat_map_and_reads_the_window(server, brow
 @pytest.fixture(scope="module")
 def serve_with_explore(explore_demo, tmp_path_factory):
     """``cpmosaic serve STORE --explore SOURCE``: the tile server and the explorer in one process."""
+    yield from _serve_explore(explore_demo, tmp_path_factory)
+
+
+def _serve_explore(explore_demo, tmp_path_factory, *extra: str):
     port, eport = _free_port(), _free_port()
     log = tmp_path_factory.mktemp("serve-explore") / "server.log"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
     cmd = [sys.executable, "-m", "cpmosaic", "serve", f"bias={explore_demo.mosaics['bias']}", "--port", str(port),
            "--explore", str(explore_demo.manifest.verify_root), "--history", str(explore_demo.history),
-           "--explore-port", str(eport)]
+           "--explore-port", str(eport), *extra]
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
     urls = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{eport}/"
@@ -273,6 +277,29 @@ def test_serve_and_explore_from_one_process(serve_with_explore, browser):
 
     assert _run(go()) == "R22_S11 C07 MEAN on 2025-11-19 (bias)"
     assert proc.poll() is None  # one process served both
+
+
+def test_serve_on_every_interface_redirects_to_the_name_the_client_used(explore_demo, tmp_path_factory):
+    """Bound to 0.0.0.0, ``/explore`` sends the browser to the explorer under the name it reached
+    the tile server by (``http://0.0.0.0:P/`` is no address for a browser)."""
+    serving = _serve_explore(explore_demo, tmp_path_factory, "--host", "0.0.0.0")
+    proc, (tiles, explorer) = next(serving)
+    try:
+        eport = explorer.rsplit(":", 1)[1].rstrip("/")
+        tile_port = tiles.rsplit(":", 1)[1]
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *a, **k):
+                return None
+
+        for name in ("localhost", "127.0.0.1"):
+            try:
+                urllib.request.build_opener(NoRedirect).open(f"http://{name}:{tile_port}/explore?amp=C07", timeout=10)
+                raise AssertionError("/explore did not redirect")
+            except urllib.error.HTTPError as e:
+                assert e.code == 307 and e.headers["Location"] == f"http://{name}:{eport}/?amp=C07"
+    finally:
+        serving.close()  # stops the server (the generator's finally)
 
 
 async def _key(dt: DevTools, key: str, code: str, vk: int) -> None:

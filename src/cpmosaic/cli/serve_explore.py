@@ -56,12 +56,17 @@ def run_with_explore(args: argparse.Namespace, cfg, locations: dict[str, str]) -
     url = _url(cfg, sock)
     if cfg.public_url is None:
         cfg.public_url = url
-    host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-    explore_url = f"http://{host}:{port}/"
+    wildcard = cfg.host in ("0.0.0.0", "::", "")
+
+    def explore_url(name: str) -> str:
+        return f"http://[{name}]:{port}/" if ":" in name else f"http://{name}:{port}/"
 
     async def to_explorer(request):
+        # bound to every interface, the client reached us by some name of this machine: send it
+        # to the explorer under that name (0.0.0.0 is no address for a browser)
+        target = explore_url((request.url.hostname or "127.0.0.1") if wildcard else cfg.host)
         query = request.url.query
-        return RedirectResponse(explore_url + (f"?{query}" if query else ""), status_code=307)
+        return RedirectResponse(target + (f"?{query}" if query else ""), status_code=307)
 
     app = cfg.app()
     app.router.routes.insert(0, Route("/explore", to_explorer, methods=["GET", "HEAD"]))
@@ -71,7 +76,7 @@ def run_with_explore(args: argparse.Namespace, cfg, locations: dict[str, str]) -
         explorer = explore_server(sources, host=cfg.host, port=port)  # on this loop
         explorer.start()
         log.info("serving on %s/ and the explorer on %s (%s/explore redirects there; Ctrl-C stops)",
-                 url, explore_url, url)
+                 url, explore_url("127.0.0.1" if wildcard else cfg.host), url)
         try:
             await server.serve(sockets=[sock])
         finally:

@@ -22,7 +22,8 @@ def explore_server(sources: Any, *, host: str = "127.0.0.1", port: int = 5006, t
 
     Created inside a running asyncio loop, it runs on that loop (tornado wraps it); call
     ``start()`` then, and ``stop()`` when done.  Websocket connections are accepted from pages
-    of this host and port only.  *explorer* are :class:`~cpmosaic.viz.explorer.Explorer` keywords.
+    of this host and port only (bound to every interface: also of this machine's own names).
+    *explorer* are :class:`~cpmosaic.viz.explorer.Explorer` keywords.
     """
     import panel as pn
 
@@ -34,6 +35,11 @@ def explore_server(sources: Any, *, host: str = "127.0.0.1", port: int = 5006, t
     def session() -> Explorer:
         return Explorer(sources, **explorer)
 
-    origins = [f"{h}:{port}" for h in dict.fromkeys([host, "localhost", "127.0.0.1"])]
+    names = [host, "localhost", "127.0.0.1"]
+    if host in ("0.0.0.0", "::", ""):  # every interface: pages may come by this machine's own names too
+        import socket
+
+        names += [socket.gethostname(), socket.getfqdn()]
+    origins = [f"{h}:{port}" for h in dict.fromkeys(names) if h]
     return pn.serve(session, port=int(port), address=host, websocket_origin=origins, show=False, start=False,
                     title=title, verbose=False)
