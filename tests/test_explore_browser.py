@@ -11,6 +11,7 @@ Skips cleanly without /usr/bin/chromium.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -69,32 +70,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _cpmosaic_process(args: list[str], urls: list[str], log: Path):
+    """``python -m cpmosaic *args`` in a subprocess, once every one of ``urls`` answers; yields the process."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "cpmosaic", *args], stdout=fh, stderr=subprocess.STDOUT,
+                                env=env)
+    try:
+        end = time.monotonic() + 180
+        for url in urls:
+            while True:
+                try:
+                    urllib.request.urlopen(url, timeout=5)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > end:
+                        pytest.fail(f"cpmosaic {args[0]} did not start:\n{log.read_text()}")
+                    time.sleep(0.5)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def server(explore_demo, tmp_path_factory):
     """``cpmosaic explore`` on the demo night, in a subprocess; yields its base URL."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("explore-server") / "server.log"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
-    cmd = [sys.executable, "-m", "cpmosaic", "explore", str(explore_demo.manifest.verify_root),
-           "--mosaic", str(explore_demo.mosaics["bias"]), "--history", str(explore_demo.history),
-           "--port", str(port)]
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
-    try:
-        end = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=5)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > end:
-                    pytest.fail(f"cpmosaic explore did not start:\n{log.read_text()}")
-                time.sleep(0.5)
+    args = ["explore", str(explore_demo.manifest.verify_root), "--mosaic", str(explore_demo.mosaics["bias"]),
+            "--history", str(explore_demo.history), "--port", str(port)]
+    with _cpmosaic_process(args, [url], tmp_path_factory.mktemp("explore-server") / "server.log"):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 async def open_app(dt: DevTools, url: str) -> None:
@@ -226,29 +234,27 @@ def serve_with_explore(explore_demo, tmp_path_factory):
 
 def _serve_explore(explore_demo, tmp_path_factory, *extra: str):
     port, eport = _free_port(), _free_port()
-    log = tmp_path_factory.mktemp("serve-explore") / "server.log"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
-    cmd = [sys.executable, "-m", "cpmosaic", "serve", f"bias={explore_demo.mosaics['bias']}", "--port", str(port),
-           "--explore", str(explore_demo.manifest.verify_root), "--history", str(explore_demo.history),
-           "--explore-port", str(eport), *extra]
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
     urls = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{eport}/"
-    try:
-        end = time.monotonic() + 180
-        for url in urls:
-            while True:
-                try:
-                    urllib.request.urlopen(url, timeout=5)
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > end:
-                        pytest.fail(f"cpmosaic serve --explore did not start:\n{log.read_text()}")
-                    time.sleep(0.5)
+    args = ["serve", f"bias={explore_demo.mosaics['bias']}", "--port", str(port),
+            "--explore", str(explore_demo.manifest.verify_root), "--history", str(explore_demo.history),
+            "--explore-port", str(eport), *extra]
+    with _cpmosaic_process(args, list(urls), tmp_path_factory.mktemp("serve-explore") / "server.log") as proc:
         yield proc, urls
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+
+
+def _redirect_target(url: str) -> str:
+    """Where ``url`` answers a 307 redirect (fails if it does not redirect)."""
+    try:
+        urllib.request.build_opener(_NoRedirect).open(url, timeout=10)
+    except urllib.error.HTTPError as e:
+        assert e.code == 307, e.code
+        return e.headers["Location"]
+    raise AssertionError(f"{url} did not redirect")
 
 
 def test_serve_and_explore_from_one_process(serve_with_explore, browser):
@@ -256,16 +262,8 @@ def test_serve_and_explore_from_one_process(serve_with_explore, browser):
     stores = json.load(urllib.request.urlopen(f"{tiles}/stores.json", timeout=10))
     assert "bias" in json.dumps(stores)
 
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *a, **k):
-            return None
-
     query = "calib=bias&day=2025-11-19&metric=MEAN&det=R22_S11&amp=C07"
-    try:
-        urllib.request.build_opener(NoRedirect).open(f"{tiles}/explore?{query}", timeout=10)
-        raise AssertionError("/explore did not redirect")
-    except urllib.error.HTTPError as e:
-        assert e.code == 307 and e.headers["Location"] == f"{explorer}?{query}"
+    assert _redirect_target(f"{tiles}/explore?{query}") == f"{explorer}?{query}"
 
     async def go():
         dt = await DevTools.open(browser)
@@ -288,16 +286,8 @@ def test_serve_on_every_interface_redirects_to_the_name_the_client_used(explore_
         eport = explorer.rsplit(":", 1)[1].rstrip("/")
         tile_port = tiles.rsplit(":", 1)[1]
 
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *a, **k):
-                return None
-
         for name in ("localhost", "127.0.0.1"):
-            try:
-                urllib.request.build_opener(NoRedirect).open(f"http://{name}:{tile_port}/explore?amp=C07", timeout=10)
-                raise AssertionError("/explore did not redirect")
-            except urllib.error.HTTPError as e:
-                assert e.code == 307 and e.headers["Location"] == f"http://{name}:{eport}/?amp=C07"
+            assert _redirect_target(f"http://{name}:{tile_port}/explore?amp=C07") == f"http://{name}:{eport}/?amp=C07"
     finally:
         serving.close()  # stops the server (the generator's finally)
 
