@@ -14,6 +14,8 @@ from typing import Callable, Hashable
 
 import numpy as np
 
+from .geometry import padded_window
+
 __all__ = ["LRU", "ChunkCache"]
 
 
@@ -79,10 +81,10 @@ class ChunkCache:
 
     def read(self, k: int, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
         h, w = self.m.shape(k)
-        out = np.full((i1 - i0, j1 - j0), np.nan, np.float32)
-        ci0, ci1, cj0, cj1 = max(i0, 0), min(i1, h), max(j0, 0), min(j1, w)
-        if not (ci1 > ci0 and cj1 > cj0):
+        out, inside = padded_window((h, w), i0, i1, j0, j1)
+        if inside is None:
             return out
+        ci0, ci1, cj0, cj1 = inside
         if self.lru.max_bytes == 0:
             out[ci0 - i0:ci1 - i0, cj0 - j0:cj1 - j0] = self.m.read(k, ci0, ci1, cj0, cj1)
             return out

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import tiles
-from .geometry import DeepZoom
+from .geometry import DeepZoom, padded_window
 from .stores import ServedStore
 
 log = logging.getLogger(__name__)
@@ -235,11 +235,10 @@ class BandReader:
 
     def read(self, k: int, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
         """Level ``k`` rows ``[i0, i1)``, columns ``[j0, j1)``; NaN outside the level."""
-        h, w = self.m.shape(k)
-        out = np.full((i1 - i0, j1 - j0), np.nan, np.float32)
-        ci0, ci1, cj0, cj1 = max(i0, 0), min(i1, h), max(j0, 0), min(j1, w)
-        if not (ci1 > ci0 and cj1 > cj0):
+        out, inside = padded_window(self.m.shape(k), i0, i1, j0, j1)
+        if inside is None:
             return out
+        ci0, ci1, cj0, cj1 = inside
         if k == self.keep_level:
             out[ci0 - i0:ci1 - i0, cj0 - j0:cj1 - j0] = self._level(k)[ci0:ci1, cj0:cj1]
             return out

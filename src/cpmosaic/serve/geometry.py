@@ -21,7 +21,7 @@ import numpy as np
 
 from ..kernels import block_reduce
 
-__all__ = ["DeepZoom", "dzi_levels", "trailing_zeros", "CACHED_PIXELS"]
+__all__ = ["DeepZoom", "dzi_levels", "padded_window", "trailing_zeros", "CACHED_PIXELS"]
 
 #: Largest Deep Zoom level (pixels) computed whole and kept for the coarser levels.
 CACHED_PIXELS = 2048 * 2048
@@ -34,6 +34,21 @@ def dzi_levels(width: int, height: int) -> int:
     (12, 0)
     """
     return math.ceil(math.log2(max(width, height))) if max(width, height) > 1 else 0
+
+
+def padded_window(shape: tuple[int, int], i0: int, i1: int, j0: int,
+                  j1: int) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """A NaN float32 window of rows ``[i0, i1)``, columns ``[j0, j1)`` of a level of ``shape``,
+    and the part of it inside the level (``(ci0, ci1, cj0, cj1)``; None if none is).
+
+    >>> out, inside = padded_window((4, 4), -1, 2, 3, 6)
+    >>> out.shape, inside
+    ((3, 3), (0, 2, 3, 4))
+    """
+    h, w = shape
+    out = np.full((i1 - i0, j1 - j0), np.nan, np.float32)
+    ci0, ci1, cj0, cj1 = max(i0, 0), min(i1, h), max(j0, 0), min(j1, w)
+    return out, ((ci0, ci1, cj0, cj1) if ci1 > ci0 and cj1 > cj0 else None)
 
 
 def trailing_zeros(n: int) -> int:

@@ -36,7 +36,7 @@ from ..kernels import block_reduce
 from ..mosaic.store import MosaicStore
 from ..viz import display
 from ..viz.display import STRETCHES
-from .geometry import DeepZoom, dzi_levels
+from .geometry import DeepZoom, dzi_levels, padded_window
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +257,9 @@ def empty_png(width: int = TILE, height: int | None = None) -> bytes:
 
 def read_padded(m: MosaicStore, k: int, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
     """Level ``k`` rows ``[i0, i1)``, columns ``[j0, j1)``; NaN outside the level."""
-    h, w = m.shape(k)
-    out = np.full((i1 - i0, j1 - j0), np.nan, np.float32)
-    ci0, ci1, cj0, cj1 = max(i0, 0), min(i1, h), max(j0, 0), min(j1, w)
-    if ci1 > ci0 and cj1 > cj0:
+    out, inside = padded_window(m.shape(k), i0, i1, j0, j1)
+    if inside is not None:
+        ci0, ci1, cj0, cj1 = inside
         out[ci0 - i0:ci1 - i0, cj0 - j0:cj1 - j0] = m.read(k, ci0, ci1, cj0, cj1)
     return out
 
