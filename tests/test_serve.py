@@ -5,10 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 import warnings
@@ -18,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from cli_fixtures import served_url, start_cli, stop_cli
 from PIL import Image
 
 from cpmosaic.camera import get_camera, shrink_camera
@@ -361,24 +359,14 @@ def test_index_page(server):
 
 def test_cli_serve(store):
     """``cpmosaic serve STORE --port 0`` starts, says its URL, answers, and stops on SIGTERM."""
-    proc = subprocess.Popen([sys.executable, "-m", "cpmosaic", "serve", str(store), "--port", "0"],
-                            stderr=subprocess.PIPE, text=True)
+    proc, line, _ = start_cli(["serve", str(store), "--port", "0"])
     try:
-        url = None
-        deadline = time.monotonic() + 30
-        while url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            if "serving on " in line:
-                url = line.split("serving on ")[1].split()[0].rstrip("/")
-        assert url and url.startswith("http://127.0.0.1:")
+        url = served_url(line)
+        assert url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url + "/visit/info", timeout=10) as r:
             assert json.loads(r.read())["name"] == "visit"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        proc.stderr.close()
+        stop_cli(proc)
 
 
 @pytest.mark.browser

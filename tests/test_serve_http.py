@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 from PIL import Image
+from cli_fixtures import served_url, start_cli
 from test_serve import RAFTS, SHRINK, get, make_store, observed, write_detector  # noqa: F401  (the same fixture data)
 
 from cpmosaic.mosaic import open_mosaic
@@ -513,18 +514,9 @@ def test_cli_rejects_bad_flags(store, flags):
 
 
 def _start_cli(args: list[str]) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "cpmosaic", "serve", *args, "--port", "0"],
-                            stderr=subprocess.PIPE, text=True)
-    url, deadline = None, time.monotonic() + 60
-    while url is None and time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        if "serving on " in line:
-            url = line.split("serving on ")[1].split()[0].rstrip("/")
-    assert url, "the server did not start"
-    threading.Thread(target=proc.stderr.read, daemon=True).start()  # drain
-    return proc, url
+    """``cpmosaic serve *args --port 0``; the process and its base URL."""
+    proc, line, _ = start_cli(["serve", *args, "--port", "0"])
+    return proc, served_url(line)
 
 
 def test_cli_workers_root_path_and_storage_options(store):

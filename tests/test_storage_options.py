@@ -11,9 +11,6 @@ error (exit 2) that names the flag, on every command.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -21,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from cli_fixtures import served_url, start_cli, stop_cli
 from s3_fixtures import s3_options
 
 from cpmosaic.cli.main import main
@@ -129,33 +127,6 @@ def test_report_shows_an_s3_mosaic(s3, data, tmp_path):
     assert (np.asarray(Image.open(image).convert("L")).std()) > 0  # a drawn image, not a blank one
 
 
-def _start(args: list[str], ready: str) -> tuple[subprocess.Popen, str, list[str]]:
-    """A CLI server in its own process; returns it, the log line containing ``ready`` and the log so far."""
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "cpmosaic", *args], stderr=subprocess.PIPE, text=True, env=env)
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if ready in line:
-            return proc, line, lines
-    proc.kill()
-    proc.wait(timeout=10)
-    raise AssertionError(f"{args[0]} did not start:\n{''.join(lines)}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 def _get(url: str) -> tuple[int, bytes]:
     for _ in range(100):  # the server may bind a moment after it logs
         try:
@@ -173,28 +144,28 @@ def test_explore_serves_an_s3_mosaic(s3, data, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc, _, lines = _start(["explore", str(data.verify_root), "--mosaic", URL, "--port", str(port),
+    proc, _, lines = start_cli(["explore", str(data.verify_root), "--mosaic", URL, "--port", str(port),
                              "--storage-options", json.dumps(opts)], "serving on")
     try:
         assert any("1 mosaic store(s)" in line for line in lines), lines
         status, body = _get(f"http://127.0.0.1:{port}/")
         assert status == 200 and b"cpmosaic explore" in body
     finally:
-        _stop(proc)
+        stop_cli(proc)
 
 
 def test_serve_serves_an_s3_mosaic(s3):
     opts, local = s3
-    proc, line, _ = _start(["serve", f"bias={URL}", "--port", "0", "--storage-options", json.dumps(opts)],
+    proc, line, _ = start_cli(["serve", f"bias={URL}", "--port", "0", "--storage-options", json.dumps(opts)],
                            "serving on ")
     try:
-        base = line.split("serving on ")[1].split()[0].rstrip("/")
+        base = served_url(line)
         status, body = _get(f"{base}/bias/zarr/zarr.json")
         assert status == 200
         assert json.loads(body)["attributes"]["cpmosaic"]["placements"] == \
             json.loads((local / "zarr.json").read_text())["attributes"]["cpmosaic"]["placements"]
     finally:
-        _stop(proc)
+        stop_cli(proc)
 
 
 STORE_COMMANDS = {
