@@ -188,30 +188,38 @@ def test_histogram_box_select_outlines_the_amps_in_range(server, browser, explor
     assert int(data["n"]) == int(((med >= lo) & (med <= hi)).sum()) > 0
 
 
+# the mosaic image's extent [x, dw, y, dh] (mm), and a plot's ranges [x0, x1, y0, y1]
+MOSAIC_IMAGE = ("(() => { const r = __cpm.plot('^mosaic').model.renderers.find(r => r.glyph && "
+                "r.glyph.type == 'Image'); const d = r.data_source.data; "
+                "return [d.x[0], d.dw[0], d.y[0], d.dh[0]]; })()")
+RANGES = "(() => { const m = __cpm.plot(%r).model; return [m.x_range.start, m.x_range.end, m.y_range.start, m.y_range.end]; })()"
+
+
+async def _wheel_zoom(dt: DevTools, plot: str, cx: float, cy: float) -> None:
+    """Wheel-zoom plot ``plot`` about page point ``(cx, cy)`` until its view is under 100 mm wide."""
+    for _ in range(30):
+        await dt.send("Input.dispatchMouseEvent", type="mouseWheel", x=cx, y=cy, deltaX=0, deltaY=-300)
+        span = await dt.eval(f"(() => {{ const r = __cpm.plot({plot!r}).model.x_range; return r.end - r.start; }})()")
+        if span < 100:
+            return
+
+
 def test_zooming_the_mosaic_moves_the_heat_map_and_reads_the_window(server, browser):
     async def go():
         dt = await DevTools.open(browser)
         await open_app(dt, server)
-        image = ("(() => { const r = __cpm.plot('^mosaic').model.renderers.find(r => r.glyph && "
-                 "r.glyph.type == 'Image'); const d = r.data_source.data; "
-                 "return [d.x[0], d.dw[0], d.y[0], d.dh[0]]; })()")
-        before = await dt.eval(image)
+        before = await dt.eval(MOSAIC_IMAGE)
         # wheel zoom on the mosaic, about its centre, until the view is under 100 mm wide
         cx, cy = await dt.eval("(() => { const m = __cpm.plot('^mosaic').model; return __cpm.point('^mosaic', "
                                "(m.x_range.start + m.x_range.end) / 2, (m.y_range.start + m.y_range.end) / 2); })()")
-        for _ in range(30):
-            await dt.send("Input.dispatchMouseEvent", type="mouseWheel", x=cx, y=cy, deltaX=0, deltaY=-300)
-            span = await dt.eval("(() => { const r = __cpm.plot('^mosaic').model.x_range; return r.end - r.start; })()")
-            if span < 100:
-                break
-        ranges = await dt.eval("(() => { const m = __cpm.plot('^mosaic').model; "
-                               "return [m.x_range.start, m.x_range.end, m.y_range.start, m.y_range.end]; })()")
+        await _wheel_zoom(dt, "^mosaic", cx, cy)
+        ranges = await dt.eval(RANGES % "^mosaic")
         try:
-            await dt.wait_for(image.replace("return [", "return d.dw[0] < 150 && ["), 60)
+            await dt.wait_for(MOSAIC_IMAGE.replace("return [", "return d.dw[0] < 150 && ["), 60)
         except AssertionError:
-            raise AssertionError(f"the mosaic did not re-read the window {ranges}: image {await dt.eval(image)}") \
-                from None
-        after = await dt.eval(image)
+            raise AssertionError(f"the mosaic did not re-read the window {ranges}: "
+                                 f"image {await dt.eval(MOSAIC_IMAGE)}") from None
+        after = await dt.eval(MOSAIC_IMAGE)
         heat = await dt.eval("[__cpm.plot('^heat map').model.x_range.start, __cpm.plot('^heat map').model.x_range.end]")
         dt.ws.close()
         return before, after, heat, ranges
@@ -331,24 +339,14 @@ def test_zooming_the_heat_map_moves_the_mosaic_and_reads_the_window(server, brow
     async def go():
         dt = await DevTools.open(browser)
         await open_app(dt, server)
-        image = ("(() => { const r = __cpm.plot('^mosaic').model.renderers.find(r => r.glyph && "
-                 "r.glyph.type == 'Image'); const d = r.data_source.data; "
-                 "return [d.x[0], d.dw[0], d.y[0], d.dh[0]]; })()")
-        before = await dt.eval(image)
+        before = await dt.eval(MOSAIC_IMAGE)
         # wheel zoom on the heat map about the middle of the mosaic's pixels
-        cx, cy = await dt.eval(f"(() => {{ const d = {image}; return __cpm.point('^heat map', d[0] + d[1] / 2, "
-                               "d[2] + d[3] / 2); })()")
-        for _ in range(30):
-            await dt.send("Input.dispatchMouseEvent", type="mouseWheel", x=cx, y=cy, deltaX=0, deltaY=-300)
-            span = await dt.eval("(() => { const r = __cpm.plot('^heat map').model.x_range; "
-                                 "return r.end - r.start; })()")
-            if span < 100:
-                break
-        await dt.wait_for(image.replace("return [", "return d.dw[0] < 150 && ["), 60)
-        ranges = ("(() => { const m = __cpm.plot(%r).model; "
-                  "return [m.x_range.start, m.x_range.end, m.y_range.start, m.y_range.end]; })()")
-        heat, mosaic = await dt.eval(ranges % "^heat map"), await dt.eval(ranges % "^mosaic")
-        after = await dt.eval(image)
+        cx, cy = await dt.eval(f"(() => {{ const d = {MOSAIC_IMAGE}; return __cpm.point('^heat map', "
+                               "d[0] + d[1] / 2, d[2] + d[3] / 2); })()")
+        await _wheel_zoom(dt, "^heat map", cx, cy)
+        await dt.wait_for(MOSAIC_IMAGE.replace("return [", "return d.dw[0] < 150 && ["), 60)
+        heat, mosaic = await dt.eval(RANGES % "^heat map"), await dt.eval(RANGES % "^mosaic")
+        after = await dt.eval(MOSAIC_IMAGE)
         dt.ws.close()
         return before, after, heat, mosaic
 
