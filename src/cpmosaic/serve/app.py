@@ -268,9 +268,7 @@ def create_app(stores: Sequence[str] | Mapping[str, str | ServedStore], *, publi
                 h0 = s.m.shape(0)[0]
                 box = (h0 - r1 * d, h0 - r0 * d, c0 * d, c1 * d)
                 return ov.render(data, box, data.shape, style, s)
-            if not np.isfinite(data).any():
-                return tiles.empty_png(data.shape[1], data.shape[0])
-        return tiles.render_png(data, style, s.styles)
+        return tiles.render_png(data, style, s.styles)  # the transparent tile where nothing is drawn
 
     async def xyz_tile(request: Request) -> Response:
         s = store_of(request.path_params["name"])

@@ -370,7 +370,4 @@ def render_dzi_tile(m: MosaicStore, styles: StoreStyleCache, level: int, col: in
     OutOfRange
         For a level or tile outside the image.
     """
-    data = dzi_values(m, level, col, row, dz)
-    if not np.isfinite(data).any():
-        return empty_png(data.shape[1], data.shape[0])
-    return render_png(data, style, styles)
+    return render_png(dzi_values(m, level, col, row, dz), style, styles)  # transparent where nothing is drawn
