@@ -24,20 +24,10 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["TapLinks", "OUTLINE_COLOR", "cutout_ranges", "follow_ranges", "to_gray8"]
+__all__ = ["TapLinks", "OUTLINE_COLOR", "cutout_ranges", "follow_ranges"]
 
 #: Colour of the selected amp (outline and history line).
 OUTLINE_COLOR = "#ff00ff"
-
-
-def to_gray8(display: np.ndarray) -> np.ndarray:
-    """A display image in ``[0, 1]`` as 8-bit grey levels (NaN -> 0): a quarter of float32's bytes.
-
-    >>> to_gray8(np.array([[0.0, 0.5, 1.0, np.nan]])).tolist()
-    [[0, 128, 255, 0]]
-    """
-    d = np.nan_to_num(np.clip(np.asarray(display, dtype=np.float32), 0.0, 1.0), nan=0.0)
-    return np.rint(d * 255.0).astype(np.uint8)
 
 
 def cutout_ranges(bounds_mm, aspect: float = 1.0) -> tuple[tuple[float, float], tuple[float, float]]:

@@ -43,7 +43,7 @@ import param
 from . import style
 from .amp_pick import amp_key, amps_in_range
 from .explore_data import amp_metrics, choices, default_metric, metric_label, outline_xy, select_rows
-from .explore_links import TapLinks, follow_ranges, to_gray8
+from .explore_links import TapLinks, follow_ranges
 from .explore_state import QUERY_KEYS, ExploreState, describe, to_query
 from .explore_widgets import make_widgets, sync_widgets
 from .explore_sources import ExploreSources
@@ -416,14 +416,15 @@ class Explorer(pn.viewable.Viewer):
 
         ``(ViewWindow, 8-bit image with row 0 at the bottom, title)``, or None without one.
         """
-        from .display import fit
+        from .display import fit, quantize
 
         s = self.state
         cut = amp_cutout(self.store(), s.detector, s.amp) if (s.detector and s.amp) else None
         if cut is None:
             return None
         win, data = cut
-        img = to_gray8(np.asarray(fit("zscale", data)(data), np.float32)[::-1])
+        # 8-bit grey levels by the display layer's one quantisation (a quarter of float32's bytes)
+        img = quantize(fit("zscale", data)(data)[::-1])
         h, w = data.shape
         return win, img, f"{s.detector} {s.amp}: level 0, {w} x {h} px"
 
