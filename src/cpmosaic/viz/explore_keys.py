@@ -39,11 +39,9 @@ def press(app: Any, key: str) -> bool:
         return False
     what, step = KEYS[key]
     if what == "metric":
-        options = list(app._w_metric.options) if hasattr(app, "_w_metric") else []
-        if not options:
-            from .explore_data import choices
+        from .explore_data import choices
 
-            options = choices(app.df, app.state)["metric"]
+        options = choices(app.df, app.state)["metric"]  # what the metric widget offers
         if options:
             i = options.index(app.metric) if app.metric in options else -step
             app.metric = options[(i + step) % len(options)]

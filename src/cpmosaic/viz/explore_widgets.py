@@ -40,6 +40,7 @@ def make_widgets(self) -> Any:
     return pn.Column(self._w_calib, self._w_run, self._w_day, self._w_metric, self._w_clim, self._w_overlay,
                      width=260)
 
+
 def sync_widgets(self) -> None:
     """Options and values of the widgets after the selection changed (no-op before they exist)."""
     if not hasattr(self, "_w_calib"):
